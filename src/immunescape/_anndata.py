@@ -1,0 +1,51 @@
+"""AnnData handling shared by tools: choose the matrix and the gene names as scanpy does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from anndata import AnnData
+
+from ._errors import InputError
+
+
+def resolve_use_raw(adata: AnnData, use_raw: bool | None, layer: str | None) -> bool:
+    """scanpy's rule: explicit value wins; a layer means no raw; otherwise raw when it exists."""
+    if use_raw and layer is not None:
+        raise InputError(f"Pass either layer={layer!r} or use_raw=True, not both: .raw has no layers.")
+    if use_raw is not None:
+        if use_raw and adata.raw is None:
+            raise InputError("use_raw=True but adata.raw is None. Drop use_raw, or set adata.raw first.")
+        return bool(use_raw)
+    return layer is None and adata.raw is not None
+
+
+def get_expression(
+    adata: AnnData, *, layer: str | None = None, use_raw: bool | None = None, gene_symbols: str | None = None
+) -> tuple[Any, pd.Index, bool]:
+    """Return the matrix to score, its gene names and whether ``.raw`` was used.
+
+    ``gene_symbols`` names a column of ``var`` (``raw.var`` with ``use_raw``) that holds the gene names
+    to match, as in scanpy's plotting functions.
+    """
+    if not isinstance(adata, AnnData):
+        raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
+    use_raw = resolve_use_raw(adata, use_raw, layer)
+    if use_raw:
+        matrix, var = adata.raw.X, adata.raw.var
+        names = adata.raw.var_names
+    elif layer is not None:
+        if layer not in adata.layers:
+            raise InputError(f"Layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'no layers'}.")
+        matrix, var, names = adata.layers[layer], adata.var, adata.var_names
+    else:
+        matrix, var, names = adata.X, adata.var, adata.var_names
+    if matrix is None:
+        raise InputError("adata.X is None; pass layer= to score a layer.")
+    if gene_symbols is not None:
+        if gene_symbols not in var.columns:
+            where = "adata.raw.var" if use_raw else "adata.var"
+            raise InputError(f"gene_symbols={gene_symbols!r} is not a column of {where} (columns: {list(var.columns)[:12]}).")
+        names = pd.Index(var[gene_symbols].astype(str))
+    return matrix, pd.Index(names.astype(str)), use_raw

