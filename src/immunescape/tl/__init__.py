@@ -1,1 +1,5 @@
-"""Tools: scoring, aggregation and classification."""
+"""Tools: scoring (and, later, aggregation and classification)."""
+
+from ._score import methods, score, score_matrix
+
+__all__ = ["methods", "score", "score_matrix"]

@@ -1,0 +1,325 @@
+"""Rank-based scores computed from each row's stored values, never densifying the row.
+
+Every kernel takes rows ``r0:r1`` of a CSR matrix (data, indices, indptr), the signature genes as
+CSR-like index arrays (``up_ptr``/``up_idx`` and ``dn_ptr``/``dn_idx``), and writes one score per row
+and signature into ``out``. Genes not stored in a row are zeros; their ranks follow in closed form
+from the counts of stored values below/above zero, so a row costs O(nnz log nnz + signature genes).
+
+Rows are split into ``n_blocks`` blocks processed in parallel (the caller passes a multiple of the
+thread count); each block owns scratch buffers. Rows are independent, so the split (and the thread
+count) cannot change any result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _gather(data, indices, start, stop, vals, genes):  # pragma: no cover - numba
+    """Copy the row's non-zero, non-NaN values (as float64) and their genes; return the count."""
+    c = 0
+    for j in range(start, stop):
+        v = np.float64(data[j])
+        if v != 0.0 and v == v:
+            vals[c] = v
+            genes[c] = indices[j]
+            c += 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _count_below(sorted_arr, n, x):  # pragma: no cover - numba
+    """Number of the first ``n`` entries of ascending ``sorted_arr`` that are < x."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sorted_arr[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+# ----------------------------------------------------------------------------------------- UCell
+@njit(parallel=True, cache=True, nogil=True)
+def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_missing,
+          dn_ptr, dn_idx, dn_missing, max_rank, w_neg, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+    """UCell as pyUCell 0.8: ranks of non-zero values (descending, ties averaged), ranks above
+    ``max_rank`` and zeros count as ``max_rank``; U-statistic normalised to [0, 1]; the down set's
+    score times ``w_neg`` is subtracted and the result clipped at 0. ``*_missing`` genes (absent
+    from the data) count as ``max_rank`` too ("impute")."""
+    n_rows = r1 - r0
+    n_sig = up_ptr.shape[0] - 1
+    nb = max(1, min(n_rows, n_blocks))
+    for b in prange(nb):
+        lo = r0 + b * n_rows // nb
+        hi = r0 + (b + 1) * n_rows // nb
+        rank = np.full(n_genes, np.float64(max_rank))
+        vals = np.empty(max_nnz)
+        genes = np.empty(max_nnz, np.int64)
+        for i in range(lo, hi):
+            c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
+            order = np.argsort(-vals[:c])
+            a = 0
+            while a < c:
+                e = a + 1
+                while e < c and vals[order[e]] == vals[order[a]]:
+                    e += 1
+                r = (a + 1 + e) / 2.0
+                if r <= max_rank:
+                    for t in range(a, e):
+                        rank[genes[order[t]]] = r
+                a = e
+            for s in range(n_sig):
+                pos = _u_score(rank, up_idx, up_ptr[s], up_ptr[s + 1], up_missing[s], max_rank)
+                neg = _u_score(rank, dn_idx, dn_ptr[s], dn_ptr[s + 1], dn_missing[s], max_rank)
+                score = pos - w_neg * neg
+                out[i - r0, s] = score if score > 0.0 else 0.0
+            for t in range(c):
+                rank[genes[t]] = max_rank
+
+
+@njit(cache=True, nogil=True)
+def _u_score(rank, idx, start, stop, n_missing, max_rank):  # pragma: no cover - numba
+    length = stop - start + n_missing
+    if length == 0:
+        return 0.0
+    total = n_missing * np.float64(max_rank)
+    for t in range(start, stop):
+        total += rank[idx[t]]
+    s_min = length * (length + 1) / 2.0
+    s_max = length * np.float64(max_rank)
+    if s_max == s_min:
+        return 0.0
+    return 1.0 - (total - s_min) / (s_max - s_min)
+
+
+# ---------------------------------------------------------------------------------------- AUCell
+@njit(parallel=True, cache=True, nogil=True)
+def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, set_ptr, set_idx,
+           max_auc, n_up, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+    """AUCell as decoupler 2.x: ordinal ranks (descending values, ties broken by ``position``, the
+    gene's place in a fixed random order); area under the recovery curve of the set's genes within
+    the top ``n_up`` ranks, divided by the maximum possible area (``max_auc``). The area telescopes
+    to the sum of ``n_up - rank`` over set genes ranked at most ``n_up``. ``n_ranked`` genes take
+    part in the ranking (decoupler drops genes that are zero in every row). All-zero rows score 0."""
+    n_rows = r1 - r0
+    n_sig = set_ptr.shape[0] - 1
+    nb = max(1, min(n_rows, n_blocks))
+    for b in prange(nb):
+        lo = r0 + b * n_rows // nb
+        hi = r0 + (b + 1) * n_rows // nb
+        rank = np.zeros(n_genes, np.int64)
+        vals = np.empty(max_nnz)
+        genes = np.empty(max_nnz, np.int64)
+        pos = np.empty(max_nnz, np.int64)
+        key = np.empty(max_nnz)
+        sorted_pos = np.empty(max_nnz, np.int64)
+        for i in range(lo, hi):
+            c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
+            if c == 0:
+                for s in range(n_sig):
+                    out[i - r0, s] = 0.0
+                continue
+            n_pos = 0
+            for t in range(c):
+                pos[t] = position[genes[t]]
+                if vals[t] > 0:
+                    n_pos += 1
+            by_pos = np.argsort(pos[:c])
+            for t in range(c):
+                key[t] = -vals[by_pos[t]]
+                sorted_pos[t] = pos[by_pos[t]]
+            by_val = np.argsort(key[:c], kind="mergesort")  # stable: ties keep ascending position
+            n_zero = n_ranked - c
+            for t in range(c):
+                g = genes[by_pos[by_val[t]]]
+                rank[g] = t + 1 if t < n_pos else t + 1 + n_zero
+            for s in range(n_sig):
+                acc = 0.0
+                for u in range(set_ptr[s], set_ptr[s + 1]):
+                    g = set_idx[u]
+                    r = rank[g]
+                    if r == 0:  # a zero in this row: ranked after the positives, by position
+                        if n_pos + 1 > n_up:
+                            continue
+                        p = position[g]
+                        r = n_pos + 1 + p - _count_below(sorted_pos, c, p)
+                    if r <= n_up:
+                        acc += n_up - r
+                out[i - r0, s] = acc / max_auc[s] if max_auc[s] > 0 else 0.0
+            for t in range(c):
+                rank[genes[t]] = 0
+
+
+# ---------------------------------------------------------------------------------------- ssGSEA
+@njit(cache=True, nogil=True)
+def _ss_metric(rank_or_value, mode, n_genes, alpha):  # pragma: no cover - numba
+    """gseapy's sample normalisation (0 rank, 1 none, 2 log_rank, 3 log) then |m| ** alpha."""
+    if mode == 0:
+        m = 10000.0 * rank_or_value / n_genes
+    elif mode == 2:
+        m = np.log(10000.0 * rank_or_value / n_genes + np.e)
+    elif mode == 3:
+        m = np.log(max(rank_or_value, 1.0) + np.e)
+    else:
+        m = rank_or_value
+    return np.abs(m) ** alpha
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_ptr, dn_idx, mode, alpha,
+           n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+    """Single-sample GSEA as gseapy 1.x (GSVA's ssgsea without the final range normalisation).
+
+    Genes are ordered by their metric (see ``_ss_metric``), descending, ties by descending gene
+    index (gseapy reverses a stable ascending sort). With q the ascending position, the running-sum
+    integral has the closed form
+    ES = sum_h w_h (q_h + 1) / sum_h w_h - (N (N + 1) / 2 - sum_h (q_h + 1)) / (N - k).
+    Signed signatures score ES(up) - ES(down)."""
+    n_rows = r1 - r0
+    n_sig = up_ptr.shape[0] - 1
+    nb = max(1, min(n_rows, n_blocks))
+    for b in prange(nb):
+        lo = r0 + b * n_rows // nb
+        hi = r0 + (b + 1) * n_rows // nb
+        q = np.full(n_genes, -1, np.int64)  # ascending position of stored genes, -1 for zeros
+        w = np.zeros(n_genes)
+        vals = np.empty(max_nnz)
+        genes = np.empty(max_nnz, np.int64)
+        key = np.empty(max_nnz)
+        sorted_genes = np.empty(max_nnz, np.int64)
+        for i in range(lo, hi):
+            c0 = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
+            c = 0
+            for t in range(c0):  # in "log" mode values <= 1 share the zeros' metric: join their block
+                if mode != 3 or vals[t] > 1.0:
+                    vals[c] = vals[t]
+                    genes[c] = genes[t]
+                    c += 1
+            n_zero = n_genes - c
+            by_gene = np.argsort(genes[:c])
+            for t in range(c):
+                sorted_genes[t] = genes[by_gene[t]]
+                key[t] = np.abs(vals[by_gene[t]]) if mode == 1 else vals[by_gene[t]]
+            order = np.argsort(key[:c], kind="mergesort")  # ascending key, ties by ascending gene
+            n_below = 0
+            for t in range(c):
+                if key[order[t]] < 0:
+                    n_below += 1
+            # metric of the zero block (average rank of the zeros in rank modes)
+            if mode == 0 or mode == 2:
+                w_zero = _ss_metric(n_below + (n_zero + 1) / 2.0, mode, n_genes, alpha)
+            else:
+                w_zero = _ss_metric(0.0, mode, n_genes, alpha)
+            a = 0
+            while a < c:
+                e = a + 1
+                while e < c and key[order[e]] == key[order[a]]:
+                    e += 1
+                if mode == 0 or mode == 2:
+                    avg = (a + 1 + e) / 2.0 + (n_zero if a >= n_below else 0)
+                    m = _ss_metric(avg, mode, n_genes, alpha)
+                else:
+                    m = _ss_metric(vals[by_gene[order[a]]], mode, n_genes, alpha)
+                for t in range(a, e):
+                    g = sorted_genes[order[t]]
+                    q[g] = t if t < n_below else t + n_zero
+                    w[g] = m
+                a = e
+            for s in range(n_sig):
+                es = _ss_es(q, w, up_idx, up_ptr[s], up_ptr[s + 1], sorted_genes, c, n_below, n_genes, w_zero)
+                if dn_ptr[s + 1] > dn_ptr[s]:
+                    es -= _ss_es(q, w, dn_idx, dn_ptr[s], dn_ptr[s + 1], sorted_genes, c, n_below, n_genes, w_zero)
+                out[i - r0, s] = es
+            for t in range(c):
+                q[genes[t]] = -1
+                w[genes[t]] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _ss_es(q, w, idx, start, stop, sorted_genes, c, n_below, n_genes, w_zero):  # pragma: no cover - numba
+    k = stop - start
+    if k == 0:
+        return 0.0
+    sum_w = 0.0
+    sum_wq = 0.0
+    sum_q = 0.0
+    for t in range(start, stop):
+        g = idx[t]
+        if q[g] >= 0:
+            qg = q[g]
+            wg = w[g]
+        else:  # zero: after the values below zero, among zeros by ascending gene index
+            qg = n_below + g - _count_below(sorted_genes, c, g)
+            wg = w_zero
+        sum_w += wg
+        sum_wq += wg * (qg + 1)
+        sum_q += qg + 1
+    n = np.float64(n_genes)
+    if sum_w == 0.0:  # all weights zero (raw metric, all genes zero): uniform weights as fgsea does
+        hit = sum_q / k
+    else:
+        hit = sum_wq / sum_w
+    return hit - (n * (n + 1) / 2.0 - sum_q) / (n - k)
+
+
+# ------------------------------------------------------------------------------------- singscore
+@njit(parallel=True, cache=True, nogil=True)
+def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_ptr, dn_idx, center,
+              n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+    """singscore (Foroutan 2018, R package 1.2x): ascending ranks with ties at their minimum;
+    the set's mean rank scaled by its theoretical bounds (n + 1) / 2 and (2N - n + 1) / 2; the down
+    set contributes 1 - its scaled score; each part minus 0.5 when centred."""
+    n_rows = r1 - r0
+    n_sig = up_ptr.shape[0] - 1
+    nb = max(1, min(n_rows, n_blocks))
+    for b in prange(nb):
+        lo = r0 + b * n_rows // nb
+        hi = r0 + (b + 1) * n_rows // nb
+        rank = np.zeros(n_genes)  # 0 marks a zero in this row
+        vals = np.empty(max_nnz)
+        genes = np.empty(max_nnz, np.int64)
+        for i in range(lo, hi):
+            c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
+            order = np.argsort(vals[:c])
+            n_neg = 0
+            for t in range(c):
+                if vals[t] < 0:
+                    n_neg += 1
+            n_zero = n_genes - c
+            a = 0
+            while a < c:
+                e = a + 1
+                while e < c and vals[order[e]] == vals[order[a]]:
+                    e += 1
+                r = a + 1.0 + (n_zero if vals[order[a]] > 0 else 0)
+                for t in range(a, e):
+                    rank[genes[order[t]]] = r
+                a = e
+            zero_rank = n_neg + 1.0
+            for s in range(n_sig):
+                total = 0.0
+                parts = 0
+                for sign in range(2):
+                    ptr = up_ptr if sign == 0 else dn_ptr
+                    idx = up_idx if sign == 0 else dn_idx
+                    k = ptr[s + 1] - ptr[s]
+                    if k == 0:
+                        continue
+                    acc = 0.0
+                    for t in range(ptr[s], ptr[s + 1]):
+                        rg = rank[idx[t]]
+                        acc += rg if rg > 0 else zero_rank
+                    low = (k + 1) / 2.0
+                    high = (2.0 * n_genes - k + 1) / 2.0
+                    scaled = (acc / k - low) / (high - low)
+                    if sign == 1:
+                        scaled = 1.0 - scaled
+                    total += scaled - (0.5 if center else 0.0)
+                    parts += 1
+                out[i - r0, s] = total if parts > 0 else np.nan
+            for t in range(c):
+                rank[genes[t]] = 0.0

@@ -1,0 +1,448 @@
+"""The one registry of scoring methods: name -> parameters, reference, kernel plan.
+
+Each method turns resolved signatures (and, when it needs them, gene statistics computed in one
+extra pass) into a *plan*; the plan scores any row chunk with a numba kernel and finishes the full
+score matrix. :func:`immunescape.tl.methods` shows the registry as a table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+import pandas as pd
+
+from ._chunks import Chunk
+from ._errors import InputError
+from ._kernels import linear, ranks
+from ._utils import closest
+from .genes import ResolvedSignatures
+
+
+@dataclass
+class GeneStats:
+    """Statistics over all rows that some methods need before scoring."""
+
+    n_rows: int
+    n_genes: int
+    means: np.ndarray | None = None  # scanpy-compatible gene means (dtype as scanpy computes them)
+    nonempty: np.ndarray | None = None  # genes with a non-zero value in some row
+
+
+@dataclass
+class Plan:
+    """Everything a kernel needs, prepared once; ``run`` scores one chunk into ``out``."""
+
+    run: Callable[[Chunk, np.ndarray], None]
+    finish: Callable[[np.ndarray], np.ndarray] = field(default=lambda scores: scores)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered scoring method."""
+
+    name: str
+    description: str
+    equals: str
+    reference: str
+    params: dict[str, Any]
+    needs: tuple[str, ...]
+    signed: str
+    weighted: bool
+    expects_log: bool
+    value_range: str
+    prepare: Callable[..., Plan]
+
+    def check_params(self, given: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(given) - set(self.params)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise InputError(
+                f"Method {self.name!r} has no parameter {name!r}; its parameters are {sorted(self.params) or 'none'}."
+                + closest(name, self.params)
+            )
+        return {**self.params, **given}
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    if name not in _REGISTRY:
+        raise InputError(f"Unknown method {name!r}; choose from {sorted(_REGISTRY)}." + closest(str(name), _REGISTRY))
+    return _REGISTRY[name]
+
+
+def methods_table() -> pd.DataFrame:
+    """The registry as a DataFrame: one row per method."""
+    rows = [
+        {
+            "method": m.name,
+            "description": m.description,
+            "equals": m.equals,
+            "parameters": ", ".join(f"{k}={v!r}" for k, v in m.params.items()) or "-",
+            "signed_sets": m.signed,
+            "uses_weights": m.weighted,
+            "range": m.value_range,
+            "reference": m.reference,
+        }
+        for m in _REGISTRY.values()
+    ]
+    return pd.DataFrame(rows).set_index("method")
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _split_sets(resolved: ResolvedSignatures, keep: np.ndarray | None = None):
+    """CSR-like (ptr, idx) arrays of up genes and of down genes per signature."""
+    up, dn = [], []
+    for pos, w in zip(resolved.positions, resolved.weights):
+        mask = np.ones(pos.shape, bool) if keep is None else keep[pos]
+        up.append(pos[(w > 0) & mask])
+        dn.append(pos[(w < 0) & mask])
+
+    def pack(parts):
+        ptr = np.zeros(len(parts) + 1, np.int64)
+        ptr[1:] = np.cumsum([len(p) for p in parts])
+        idx = np.concatenate(parts).astype(np.int64) if parts and ptr[-1] else np.zeros(0, np.int64)
+        return ptr, idx
+
+    return pack(up), pack(dn)
+
+
+def _linear_plan(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray], n_genes: int):
+    """Compact dense W over the genes that appear in any column, and the gene -> row map."""
+    used = np.unique(np.concatenate(gene_lists)) if gene_lists else np.zeros(0, np.int64)
+    slot = np.full(n_genes, -1, np.int64)
+    slot[used] = np.arange(used.size)
+    weights = np.zeros((max(used.size, 1), len(weight_columns)))
+    for s, (genes, w) in enumerate(zip(gene_lists, weight_columns)):
+        np.add.at(weights[:, s], slot[genes], w)
+    return slot, weights
+
+
+def _run_linear(slot, weights):
+    def run(chunk: Chunk, out: np.ndarray) -> None:
+        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, out)
+
+    return run
+
+
+def _blocks(chunk: Chunk) -> int:
+    """Parallel blocks for a chunk: several per thread, so uneven rows balance out."""
+    return max(1, min(chunk.r1 - chunk.r0, 8 * numba.get_num_threads()))
+
+
+def _missing_counts(resolved: ResolvedSignatures) -> tuple[np.ndarray, np.ndarray]:
+    up, dn = [], []
+    for sig, (_, row) in zip(resolved.signatures, resolved.coverage.iterrows()):
+        missing = set(filter(None, row["missing"].split(";")))
+        up.append(len(missing & set(sig.genes_up)))
+        dn.append(len(missing & set(sig.genes_down)))
+    return np.asarray(up, np.int64), np.asarray(dn, np.int64)
+
+
+# ------------------------------------------------------------------------------------ mean
+def _scanpy_controls(gene_list: np.ndarray, stats: GeneStats, pool: np.ndarray, *, ctrl_size: int, n_bins: int,
+                     ctrl_as_ref: bool, random_state: int | None) -> np.ndarray:  # fmt: skip
+    """scanpy.tl.score_genes' control genes for one gene list (positions), reproduced step by step."""
+    obs_avg = pd.Series(stats.means[pool], index=pool)
+    obs_avg = obs_avg[np.isfinite(obs_avg)]
+    n_items = int(np.round(len(obs_avg) / (n_bins - 1)))
+    if n_items == 0:
+        raise InputError(f"Too few genes ({len(obs_avg)}) for n_bins={n_bins}; lower n_bins.")
+    obs_cut = obs_avg.rank(method="min") // n_items
+    keep_ctrl = np.zeros(len(obs_cut), bool) if ctrl_as_ref else obs_cut.index.isin(gene_list)
+    # scanpy seeds numpy's global legacy RNG on every call; a private RandomState gives the same stream
+    rs = np.random.RandomState(random_state)
+    control: set[int] = set()
+    for cut in np.unique(obs_cut.loc[gene_list]):
+        r_genes = obs_cut.index[(obs_cut.to_numpy() == cut) & ~keep_ctrl]
+        if ctrl_size < len(r_genes):
+            r_genes = r_genes[rs.choice(len(r_genes), size=ctrl_size, replace=False)]
+        if ctrl_as_ref:
+            r_genes = r_genes.difference(gene_list)
+        control.update(int(g) for g in r_genes)
+    if not control:
+        raise InputError("No control genes found in any expression bin" + (" (try ctrl_as_ref=False)." if ctrl_as_ref else "."))
+    return np.asarray(sorted(control), np.int64)
+
+
+def _prepare_mean(resolved, stats: GeneStats, params, random_state):
+    if params["ctrl_size"] < 1 or params["n_bins"] < 2:
+        raise InputError("mean needs ctrl_size >= 1 and n_bins >= 2.")
+    pool = np.arange(stats.n_genes) if params["gene_pool"] is None else np.asarray(params["gene_pool"], np.int64)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    genes, cols, n_controls = [], [], []
+    for s in range(len(resolved.signatures)):
+        g_s, w_s, n_c = [], [], 0
+        for ptr, idx, sign in ((up_ptr, up_idx, 1.0), (dn_ptr, dn_idx, -1.0)):
+            part = idx[ptr[s] : ptr[s + 1]]
+            if part.size == 0:
+                continue
+            ctrl = _scanpy_controls(part, stats, pool, ctrl_size=params["ctrl_size"], n_bins=params["n_bins"],
+                                    ctrl_as_ref=params["ctrl_as_ref"], random_state=random_state)  # fmt: skip
+            g_s += [part, ctrl]
+            w_s += [np.full(part.size, sign / part.size), np.full(ctrl.size, -sign / ctrl.size)]
+            n_c += ctrl.size
+        genes.append(np.concatenate(g_s))
+        cols.append(np.concatenate(w_s))
+        n_controls.append(n_c)
+    slot, weights = _linear_plan(cols, genes, stats.n_genes)
+    return Plan(run=_run_linear(slot, weights), details={"n_control_genes": dict(zip(resolved.names, n_controls))})
+
+
+register(Method(
+    name="mean",
+    description="Mean of the signature genes minus the mean of expression-matched random control genes",
+    equals="scanpy.tl.score_genes (Seurat AddModuleScore); same controls for the same random_state",
+    reference="Tirosh et al., Science 2016, doi:10.1126/science.aad0501; Satija et al. 2015",
+    params={"ctrl_size": 50, "n_bins": 25, "ctrl_as_ref": True, "gene_pool": None},
+    needs=("means",),
+    signed="up minus down, each against its own controls",
+    weighted=False,
+    expects_log=True,
+    value_range="(-inf, inf)",
+    prepare=_prepare_mean,
+))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ UCell
+def _prepare_ucell(resolved, stats: GeneStats, params, random_state):
+    max_rank = params["max_rank"]
+    if not (isinstance(max_rank, (int, np.integer)) and max_rank > 0):
+        raise InputError(f"max_rank must be a positive integer, got {max_rank!r}.")
+    if params["missing_genes"] not in ("impute", "skip"):
+        raise InputError("missing_genes must be 'impute' (count as max_rank, as pyUCell) or 'skip'.")
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    up_miss, dn_miss = _missing_counts(resolved)
+    if params["missing_genes"] == "skip":
+        up_miss, dn_miss = np.zeros_like(up_miss), np.zeros_like(dn_miss)
+    w_neg = float(params["w_neg"])
+
+    def run(chunk: Chunk, out: np.ndarray) -> None:
+        ranks.ucell(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
+                    up_ptr, up_idx, up_miss, dn_ptr, dn_idx, dn_miss, int(max_rank), w_neg, _blocks(chunk), out)  # fmt: skip
+
+    return Plan(run=run)
+
+
+register(Method(
+    name="ucell",
+    description="Mann-Whitney U statistic of the signature genes' ranks within each cell, capped at max_rank",
+    equals="pyUCell 0.8 compute_ucell_scores (ties averaged; zeros and missing genes at max_rank)",
+    reference="Andreatta & Carmona, Comput Struct Biotechnol J 2021, doi:10.1016/j.csbj.2021.06.043",
+    params={"max_rank": 1500, "w_neg": 1.0, "missing_genes": "impute"},
+    needs=(),
+    signed="up score minus w_neg * down score, clipped at 0 (UCell's +/- sets)",
+    weighted=False,
+    expects_log=False,
+    value_range="[0, 1]",
+    prepare=_prepare_ucell,
+))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ AUCell
+def _ranked_genes(stats: GeneStats, drop_empty: bool) -> np.ndarray:
+    return stats.nonempty if drop_empty else np.ones(stats.n_genes, bool)
+
+
+def _prepare_aucell(resolved, stats: GeneStats, params, random_state):
+    ranked = _ranked_genes(stats, params["drop_empty_genes"])
+    n_ranked = int(ranked.sum())
+    if n_ranked < 2:
+        raise InputError("AUCell needs at least two genes with non-zero values.")
+    n_up = params["n_up"]
+    if n_up is None:
+        n_up = int(np.clip(math.ceil(0.05 * n_ranked), 2, n_ranked))
+    else:
+        n_up = int(math.ceil(n_up))
+    if not 1 < n_up <= n_ranked:
+        raise InputError(f"n_up must be between 2 and the number of ranked genes ({n_ranked}), got {params['n_up']!r}.")
+    # decoupler shuffles the (non-empty) features once with default_rng(0) to break ties
+    features = np.flatnonzero(ranked)
+    shuffled = np.random.default_rng(random_state).choice(np.arange(n_ranked), n_ranked, replace=False)
+    position = np.full(stats.n_genes, -1, np.int64)
+    position[features[shuffled]] = np.arange(n_ranked)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved, keep=ranked)
+
+    def max_auc(ptr):
+        k = np.minimum(np.diff(ptr), n_up - 1)
+        return np.asarray([n_up * kk - kk * (kk + 1) / 2 for kk in k], np.float64)
+
+    up_max, dn_max = max_auc(up_ptr), max_auc(dn_ptr)
+    has_down = bool(dn_idx.size)
+
+    def run(chunk: Chunk, out: np.ndarray) -> None:
+        args = (chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1), position, n_ranked)
+        ranks.aucell(*args, up_ptr, up_idx, up_max, n_up, _blocks(chunk), out)
+        if has_down:
+            down = np.empty_like(out)
+            ranks.aucell(*args, dn_ptr, dn_idx, dn_max, n_up, _blocks(chunk), down)
+            out -= down
+
+    return Plan(run=run, details={"n_up": n_up, "n_ranked_genes": n_ranked})
+
+
+register(Method(
+    name="aucell",
+    description="Area under the recovery curve of the signature genes within each cell's top n_up ranks",
+    equals="decoupler 2.x mt.aucell (ordinal ranks, ties broken by decoupler's seeded shuffle; n_up = 5% of genes)",
+    reference="Aibar et al., Nat Methods 2017, doi:10.1038/nmeth.4463",
+    params={"n_up": None, "drop_empty_genes": True},
+    needs=("nonempty",),
+    signed="AUC(up) minus AUC(down)",
+    weighted=False,
+    expects_log=False,
+    value_range="[0, 1]",
+    prepare=_prepare_aucell,
+))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ ssGSEA
+_SAMPLE_NORM = {"rank": 0, None: 1, "none": 1, "log_rank": 2, "log": 3}
+
+
+def _prepare_ssgsea(resolved, stats: GeneStats, params, random_state):
+    if params["sample_norm"] not in _SAMPLE_NORM:
+        raise InputError(f"sample_norm must be one of {[k for k in _SAMPLE_NORM if k != 'none']}, got {params['sample_norm']!r}.")
+    mode = _SAMPLE_NORM[params["sample_norm"]]
+    alpha = float(params["alpha"])
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    if np.any(np.diff(up_ptr) >= stats.n_genes):
+        raise InputError("ssGSEA needs fewer signature genes than genes in the data.")
+
+    def run(chunk: Chunk, out: np.ndarray) -> None:
+        ranks.ssgsea(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
+                     up_ptr, up_idx, dn_ptr, dn_idx, mode, alpha, _blocks(chunk), out)  # fmt: skip
+
+    def finish(scores: np.ndarray) -> np.ndarray:
+        if not params["normalize"]:
+            return scores
+        span = np.nanmax(scores) - np.nanmin(scores)
+        return scores / span if span > 0 else scores
+
+    return Plan(run=run, finish=finish)
+
+
+register(Method(
+    name="ssgsea",
+    description="Single-sample GSEA: integral of the rank-weighted running sum (weights |metric|^alpha)",
+    equals="gseapy.ssgsea ES (normalize=True: NES, i.e. GSVA's ssgsea.norm, divided by the range over all cells and sets)",
+    reference="Barbie et al., Nature 2009, doi:10.1038/nature08460; Hanzelmann et al. 2013 (GSVA)",
+    params={"alpha": 0.25, "sample_norm": "rank", "normalize": False},
+    needs=(),
+    signed="ES(up) minus ES(down)",
+    weighted=False,
+    expects_log=False,
+    value_range="(-1, 1) before normalisation",
+    prepare=_prepare_ssgsea,
+))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ singscore
+def _prepare_singscore(resolved, stats: GeneStats, params, random_state):
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    center = bool(params["center"])
+
+    def run(chunk: Chunk, out: np.ndarray) -> None:
+        ranks.singscore(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
+                        up_ptr, up_idx, dn_ptr, dn_idx, center, _blocks(chunk), out)  # fmt: skip
+
+    return Plan(run=run)
+
+
+register(Method(
+    name="singscore",
+    description="Mean rank of the signature genes scaled by its theoretical bounds, up and down sets",
+    equals="singscore (R) simpleScore(rankGenes(x), upSet, downSet) TotalScore, known direction",
+    reference="Foroutan et al., BMC Bioinformatics 2018, doi:10.1186/s12859-018-2435-4",
+    params={"center": True},
+    needs=(),
+    signed="up score plus (1 - down score), as singscore",
+    weighted=False,
+    expects_log=False,
+    value_range="[-1, 1] signed, [-0.5, 0.5] up only (centred)",
+    prepare=_prepare_singscore,
+))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ wmean / zmean
+def _weighted_columns(resolved, keep):
+    genes, cols = [], []
+    for pos, w in zip(resolved.positions, resolved.weights):
+        mask = keep[pos]
+        g, ww = pos[mask], w[mask]
+        denom = np.abs(ww).sum()
+        genes.append(g)
+        cols.append(ww / denom if denom > 0 else ww)
+    return genes, cols
+
+
+def _prepare_wmean(resolved, stats: GeneStats, params, random_state):
+    keep = _ranked_genes(stats, params["drop_empty_genes"])
+    genes, cols = _weighted_columns(resolved, keep)
+    slot, weights = _linear_plan(cols, genes, stats.n_genes)
+    return Plan(run=_run_linear(slot, weights))
+
+
+register(Method(
+    name="wmean",
+    description="Weighted mean: sum of weight x expression over the sum of absolute weights",
+    equals="decoupler 2.x mt.waggr(fun='wmean', times=0)",
+    reference="Badia-i-Mompel et al., Bioinformatics Advances 2022, doi:10.1093/bioadv/vbac016",
+    params={"drop_empty_genes": True},
+    needs=("nonempty",),
+    signed="weights' signs (+1 up, -1 down without weights)",
+    weighted=True,
+    expects_log=True,
+    value_range="(-inf, inf)",
+    prepare=_prepare_wmean,
+))  # fmt: skip
+
+
+def _prepare_zmean(resolved, stats: GeneStats, params, random_state):
+    if params["flavor"] not in ("RoKAI", "KSEA"):
+        raise InputError("flavor must be 'RoKAI' or 'KSEA' (as decoupler's zscore).")
+    keep = _ranked_genes(stats, params["drop_empty_genes"])
+    genes, cols = _weighted_columns(resolved, keep)
+    slot, weights = _linear_plan(cols, genes, stats.n_genes)
+    n_targets = np.sqrt(np.asarray([np.count_nonzero(c) for c in cols], np.float64))
+    n_features = int(keep.sum())
+    subtract_mean = params["flavor"] == "RoKAI"  # decoupler 2.2 subtracts the mean for RoKAI (its code, not its docstring)
+
+    def run(chunk: Chunk, out: np.ndarray) -> None:
+        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, out)
+        n = chunk.r1 - chunk.r0
+        mean, std = np.empty(n), np.empty(n)
+        linear.csr_row_moments(chunk.data, chunk.indptr, chunk.r0, chunk.r1, n_features, mean, std)
+        centred = out - mean[:, None] if subtract_mean else out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = centred * n_targets[None, :] / std[:, None]
+        out[:] = np.where(std[:, None] > 0, z, 0.0)
+
+    return Plan(run=run)
+
+
+register(Method(
+    name="zmean",
+    description="z-score of the weighted mean against the cell's own mean and standard deviation over all genes",
+    equals="decoupler 2.x mt.zscore (flavor='RoKAI' default, 'KSEA')",
+    reference="Yilmaz et al., Nat Commun 2021 (RoKAI), doi:10.1038/s41467-021-21211-6",
+    params={"flavor": "RoKAI", "drop_empty_genes": True},
+    needs=("nonempty",),
+    signed="weights' signs (+1 up, -1 down without weights)",
+    weighted=True,
+    expects_log=True,
+    value_range="(-inf, inf)",
+    prepare=_prepare_zmean,
+))  # fmt: skip
