@@ -8,10 +8,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 
-def synthetic(seed: int = 0, n_cells: int = 300, n_genes: int = 400, dense: bool = False, fmt: str = "csr"):
+def synthetic(seed: int = 0, n_cells: int = 300, n_genes: int = 400, dense: bool = False, fmt: str = "csr",
+              dtype=np.float32):  # fmt: skip
     rng = np.random.default_rng(seed)
     lam = rng.gamma(0.3, 2, (1, n_genes)) * rng.gamma(2, 0.5, (n_cells, 1))
-    X = np.log1p(rng.poisson(lam)).astype(np.float32)  # integer counts -> many tied values
+    X = np.log1p(rng.poisson(lam)).astype(dtype)  # integer counts -> many tied values
     X[:5] = 0  # all-zero cells
     X[:, :3] = 0  # all-zero genes
     genes = [f"G{i}" for i in range(n_genes)]

@@ -37,6 +37,7 @@ CASES = {
     "sparse": lambda: synthetic(0),
     "dense": lambda: synthetic(1, dense=True),
     "csc": lambda: synthetic(2, fmt="csc"),
+    "float64": lambda: synthetic(3, dtype=np.float64),  # values not exact in float32: the kernels' two-sort path
 }
 
 

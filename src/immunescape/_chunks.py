@@ -53,10 +53,7 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
     """Yield consecutive row chunks of ``matrix`` as :class:`Chunk`."""
     n_rows = matrix.shape[0]
     size = check_chunk_size(chunk_size)
-    if sp.issparse(matrix) and matrix.format == "csr":
-        if not matrix.has_canonical_format:
-            matrix = matrix.copy()
-            matrix.sum_duplicates()
+    if sp.issparse(matrix) and matrix.format == "csr":  # views of the matrix's own arrays: no copy
         data = _float(matrix.data)
         indptr = matrix.indptr.astype(np.int64, copy=False)
         for start in range(0, n_rows, size):
@@ -75,5 +72,4 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
         stop = min(start + size, n_rows)
         block = matrix[start:stop]
         block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-        block.sum_duplicates()
         yield Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop)

@@ -132,7 +132,7 @@ def _linear_plan(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray],
 
 def _run_linear(slot, weights):
     def run(chunk: Chunk, out: np.ndarray) -> None:
-        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, out)
+        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, _blocks(chunk), out)
 
     return run
 
@@ -152,35 +152,48 @@ def _missing_counts(resolved: ResolvedSignatures) -> tuple[np.ndarray, np.ndarra
 
 
 # ------------------------------------------------------------------------------------ mean
-def _scanpy_controls(gene_list: np.ndarray, stats: GeneStats, pool: np.ndarray, *, ctrl_size: int, n_bins: int,
-                     ctrl_as_ref: bool, random_state: int | None) -> np.ndarray:  # fmt: skip
-    """scanpy.tl.score_genes' control genes for one gene list (positions), reproduced step by step."""
+def _expression_bins(stats: GeneStats, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """scanpy's bins: genes of the pool (finite means) and their bin, rank(method="min") // round(n / (n_bins - 1))."""
     obs_avg = pd.Series(stats.means[pool], index=pool)
     obs_avg = obs_avg[np.isfinite(obs_avg)]
     n_items = int(np.round(len(obs_avg) / (n_bins - 1)))
     if n_items == 0:
         raise InputError(f"Too few genes ({len(obs_avg)}) for n_bins={n_bins}; lower n_bins.")
-    obs_cut = obs_avg.rank(method="min") // n_items
-    keep_ctrl = np.zeros(len(obs_cut), bool) if ctrl_as_ref else obs_cut.index.isin(gene_list)
+    cut = (obs_avg.rank(method="min") // n_items).to_numpy()
+    return obs_avg.index.to_numpy(), cut
+
+
+def _scanpy_controls(gene_list: np.ndarray, genes: np.ndarray, cut: np.ndarray, bin_of: np.ndarray, *, ctrl_size: int,
+                     ctrl_as_ref: bool, random_state: int | None) -> np.ndarray:  # fmt: skip
+    """scanpy.tl.score_genes' control genes for one gene list (positions), reproduced step by step.
+
+    ``genes``/``cut`` are the pool in var order with their bins; ``bin_of`` maps a gene to its bin.
+    """
+    in_list = np.zeros(bin_of.size, bool)
+    in_list[gene_list] = True
     # scanpy seeds numpy's global legacy RNG on every call; a private RandomState gives the same stream
     rs = np.random.RandomState(random_state)
-    control: set[int] = set()
-    for cut in np.unique(obs_cut.loc[gene_list]):
-        r_genes = obs_cut.index[(obs_cut.to_numpy() == cut) & ~keep_ctrl]
+    control: list[np.ndarray] = []
+    for c in np.unique(bin_of[gene_list]):
+        r_genes = genes[(cut == c) & (True if ctrl_as_ref else ~in_list[genes])]
         if ctrl_size < len(r_genes):
             r_genes = r_genes[rs.choice(len(r_genes), size=ctrl_size, replace=False)]
         if ctrl_as_ref:
-            r_genes = r_genes.difference(gene_list)
-        control.update(int(g) for g in r_genes)
-    if not control:
+            r_genes = r_genes[~in_list[r_genes]]
+        control.append(r_genes)
+    control_genes = np.unique(np.concatenate(control)) if control else np.zeros(0, np.int64)
+    if control_genes.size == 0:
         raise InputError("No control genes found in any expression bin" + (" (try ctrl_as_ref=False)." if ctrl_as_ref else "."))
-    return np.asarray(sorted(control), np.int64)
+    return control_genes.astype(np.int64)
 
 
 def _prepare_mean(resolved, stats: GeneStats, params, random_state):
     if params["ctrl_size"] < 1 or params["n_bins"] < 2:
         raise InputError("mean needs ctrl_size >= 1 and n_bins >= 2.")
     pool = np.arange(stats.n_genes) if params["gene_pool"] is None else np.asarray(params["gene_pool"], np.int64)
+    pool_genes, cut = _expression_bins(stats, pool, params["n_bins"])
+    bin_of = np.full(stats.n_genes, np.nan)
+    bin_of[pool_genes] = cut
     (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
     genes, cols, n_controls = [], [], []
     for s in range(len(resolved.signatures)):
@@ -189,7 +202,7 @@ def _prepare_mean(resolved, stats: GeneStats, params, random_state):
             part = idx[ptr[s] : ptr[s + 1]]
             if part.size == 0:
                 continue
-            ctrl = _scanpy_controls(part, stats, pool, ctrl_size=params["ctrl_size"], n_bins=params["n_bins"],
+            ctrl = _scanpy_controls(part, pool_genes, cut, bin_of, ctrl_size=params["ctrl_size"],
                                     ctrl_as_ref=params["ctrl_as_ref"], random_state=random_state)  # fmt: skip
             g_s += [part, ctrl]
             w_s += [np.full(part.size, sign / part.size), np.full(ctrl.size, -sign / ctrl.size)]
@@ -242,7 +255,7 @@ register(Method(
     equals="pyUCell 0.8 compute_ucell_scores (ties averaged; zeros and missing genes at max_rank)",
     reference="Andreatta & Carmona, Comput Struct Biotechnol J 2021, doi:10.1016/j.csbj.2021.06.043",
     params={"max_rank": 1500, "w_neg": 1.0, "missing_genes": "impute"},
-    needs=(),
+    needs=("unique_entries",),
     signed="up score minus w_neg * down score, clipped at 0 (UCell's +/- sets)",
     weighted=False,
     expects_log=False,
@@ -299,7 +312,7 @@ register(Method(
     equals="decoupler 2.x mt.aucell (ordinal ranks, ties broken by decoupler's seeded shuffle; n_up = 5% of genes)",
     reference="Aibar et al., Nat Methods 2017, doi:10.1038/nmeth.4463",
     params={"n_up": None, "drop_empty_genes": True},
-    needs=("nonempty",),
+    needs=("nonempty", "unique_entries"),
     signed="AUC(up) minus AUC(down)",
     weighted=False,
     expects_log=False,
@@ -340,7 +353,7 @@ register(Method(
     equals="gseapy.ssgsea ES (normalize=True: NES, i.e. GSVA's ssgsea.norm, divided by the range over all cells and sets)",
     reference="Barbie et al., Nature 2009, doi:10.1038/nature08460; Hanzelmann et al. 2013 (GSVA)",
     params={"alpha": 0.25, "sample_norm": "rank", "normalize": False},
-    needs=(),
+    needs=("unique_entries",),
     signed="ES(up) minus ES(down)",
     weighted=False,
     expects_log=False,
@@ -367,7 +380,7 @@ register(Method(
     equals="singscore (R) simpleScore(rankGenes(x), upSet, downSet) TotalScore, known direction",
     reference="Foroutan et al., BMC Bioinformatics 2018, doi:10.1186/s12859-018-2435-4",
     params={"center": True},
-    needs=(),
+    needs=("unique_entries",),
     signed="up score plus (1 - down score), as singscore",
     weighted=False,
     expects_log=False,
@@ -421,7 +434,7 @@ def _prepare_zmean(resolved, stats: GeneStats, params, random_state):
     subtract_mean = params["flavor"] == "RoKAI"  # decoupler 2.2 subtracts the mean for RoKAI (its code, not its docstring)
 
     def run(chunk: Chunk, out: np.ndarray) -> None:
-        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, out)
+        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, _blocks(chunk), out)
         n = chunk.r1 - chunk.r0
         mean, std = np.empty(n), np.empty(n)
         linear.csr_row_moments(chunk.data, chunk.indptr, chunk.r0, chunk.r1, n_features, mean, std)

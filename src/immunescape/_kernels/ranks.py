@@ -42,6 +42,35 @@ def _count_below(sorted_arr, n, x):  # pragma: no cover - numba
     return lo
 
 
+@njit(cache=True, nogil=True)
+def _composite_order(vals, ties, c, descending, fbuf, keys):  # pragma: no cover - numba
+    """Order of the first ``c`` entries by value (ascending, or descending), ties by ascending ``ties``,
+    with one integer sort: each value's order-preserving 32-bit pattern packed above its tie key.
+
+    Returns None when a value is not exactly a float32 (the caller then sorts twice)."""
+    for t in range(c):
+        v = -vals[t] if descending else vals[t]
+        fbuf[t] = np.float32(v)
+        if np.float64(fbuf[t]) != v:
+            return None
+    bits = fbuf[:c].view(np.uint32)
+    for t in range(c):
+        u = np.int64(bits[t])
+        u = (~u) & 0xFFFFFFFF if u & 0x80000000 else u | 0x80000000  # order-preserving float32 -> uint32
+        keys[t] = (u << 31) | np.int64(ties[t])
+    return np.argsort(keys[:c])
+
+
+@njit(cache=True, nogil=True)
+def _two_pass_order(vals, ties, c, descending, key):  # pragma: no cover - numba
+    """Same order as ``_composite_order`` for any float64 values: sort by tie key, then stable by value."""
+    by_tie = np.argsort(ties[:c])
+    for t in range(c):
+        key[t] = -vals[by_tie[t]] if descending else vals[by_tie[t]]
+    by_val = np.argsort(key[:c], kind="mergesort")
+    return by_tie[by_val]
+
+
 # ----------------------------------------------------------------------------------------- UCell
 @njit(parallel=True, cache=True, nogil=True)
 def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_missing,
@@ -117,6 +146,8 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, 
         pos = np.empty(max_nnz, np.int64)
         key = np.empty(max_nnz)
         sorted_pos = np.empty(max_nnz, np.int64)
+        fbuf = np.empty(max_nnz, np.float32)
+        keys = np.empty(max_nnz, np.int64)
         for i in range(lo, hi):
             c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
             if c == 0:
@@ -128,15 +159,14 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, 
                 pos[t] = position[genes[t]]
                 if vals[t] > 0:
                     n_pos += 1
-            by_pos = np.argsort(pos[:c])
-            for t in range(c):
-                key[t] = -vals[by_pos[t]]
-                sorted_pos[t] = pos[by_pos[t]]
-            by_val = np.argsort(key[:c], kind="mergesort")  # stable: ties keep ascending position
+            order = _composite_order(vals, pos, c, True, fbuf, keys)  # descending value, ties by position
+            if order is None:
+                order = _two_pass_order(vals, pos, c, True, key)
             n_zero = n_ranked - c
             for t in range(c):
-                g = genes[by_pos[by_val[t]]]
+                g = genes[order[t]]
                 rank[g] = t + 1 if t < n_pos else t + 1 + n_zero
+            positions_sorted = False
             for s in range(n_sig):
                 acc = 0.0
                 for u in range(set_ptr[s], set_ptr[s + 1]):
@@ -145,6 +175,9 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, 
                     if r == 0:  # a zero in this row: ranked after the positives, by position
                         if n_pos + 1 > n_up:
                             continue
+                        if not positions_sorted:
+                            sorted_pos[:c] = np.sort(pos[:c])
+                            positions_sorted = True
                         p = position[g]
                         r = n_pos + 1 + p - _count_below(sorted_pos, c, p)
                     if r <= n_up:
@@ -191,6 +224,9 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
         genes = np.empty(max_nnz, np.int64)
         key = np.empty(max_nnz)
         sorted_genes = np.empty(max_nnz, np.int64)
+        fbuf = np.empty(max_nnz, np.float32)
+        keys = np.empty(max_nnz, np.int64)
+        scratch = np.empty(max_nnz)
         for i in range(lo, hi):
             c0 = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
             c = 0
@@ -200,14 +236,20 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
                     genes[c] = genes[t]
                     c += 1
             n_zero = n_genes - c
-            by_gene = np.argsort(genes[:c])
             for t in range(c):
-                sorted_genes[t] = genes[by_gene[t]]
-                key[t] = np.abs(vals[by_gene[t]]) if mode == 1 else vals[by_gene[t]]
-            order = np.argsort(key[:c], kind="mergesort")  # ascending key, ties by ascending gene
+                key[t] = np.abs(vals[t]) if mode == 1 else vals[t]
+            order = _composite_order(key, genes, c, False, fbuf, keys)  # ascending key, ties by ascending gene
+            if order is None:
+                order = _two_pass_order(key, genes, c, False, scratch)
+            in_order = True
+            for t in range(1, c):
+                if genes[t] < genes[t - 1]:
+                    in_order = False
+                    break
+            sorted_genes[:c] = genes[:c] if in_order else np.sort(genes[:c])
             n_below = 0
             for t in range(c):
-                if key[order[t]] < 0:
+                if key[t] < 0:
                     n_below += 1
             # metric of the zero block (average rank of the zeros in rank modes)
             if mode == 0 or mode == 2:
@@ -223,9 +265,9 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
                     avg = (a + 1 + e) / 2.0 + (n_zero if a >= n_below else 0)
                     m = _ss_metric(avg, mode, n_genes, alpha)
                 else:
-                    m = _ss_metric(vals[by_gene[order[a]]], mode, n_genes, alpha)
+                    m = _ss_metric(vals[order[a]], mode, n_genes, alpha)
                 for t in range(a, e):
-                    g = sorted_genes[order[t]]
+                    g = genes[order[t]]
                     q[g] = t if t < n_below else t + n_zero
                     w[g] = m
                 a = e

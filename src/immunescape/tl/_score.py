@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .._anndata import get_expression
 from .._chunks import check_chunk_size, iter_chunks
 from .._errors import DataWarning, InputError
+from .._kernels import scan
 from ..genes import ResolvedSignatures, resolve
 from ..methods import GeneStats, Method, get_method, methods_table
 from ..signatures import SignatureLike, load
@@ -180,9 +181,18 @@ def score_matrix(
     show = progress if progress is not None else n_rows > 100_000
     with numba_threads(n_jobs), tqdm(total=n_rows, unit="cells", disable=not show, desc=f"scoring ({method.name})") as bar:
         for chunk in iter_chunks(matrix, chunk_size):
+            if "unique_entries" in method.needs:
+                _check_unique_entries(chunk)
             plan.run(chunk, out[chunk.start : chunk.stop])
             bar.update(chunk.stop - chunk.start)
     return plan.finish(out), plan.details
+
+
+def _check_unique_entries(chunk) -> None:
+    row = scan.first_duplicate_row(chunk.indices, chunk.indptr, chunk.r0, chunk.r1, int(chunk.indices.max(initial=0)) + 1,
+                                   max(1, min(chunk.r1 - chunk.r0, 8 * numba.get_num_threads())))  # fmt: skip
+    if row >= 0:
+        raise InputError(f"Row {chunk.start + row - chunk.r0} of the sparse matrix stores a gene twice; call X.sum_duplicates() first.")
 
 
 @contextlib.contextmanager
@@ -200,34 +210,32 @@ def numba_threads(n_jobs: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _stored_values(matrix) -> Iterator[np.ndarray]:
+def _value_blocks(matrix) -> Iterator[np.ndarray]:
+    """The stored values, in blocks that never copy more than ``_SCAN_BLOCK`` values at once."""
     if sp.issparse(matrix):
-        data = matrix.data
-        for start in range(0, data.size, _SCAN_BLOCK):
-            yield data[start : start + _SCAN_BLOCK]
-    else:
-        rows = max(1, _SCAN_BLOCK // max(matrix.shape[1], 1))
-        for start in range(0, matrix.shape[0], rows):
-            yield np.asarray(matrix[start : start + rows]).ravel()
+        yield matrix.data
+        return
+    rows = max(1, _SCAN_BLOCK // max(matrix.shape[1], 1))
+    for start in range(0, matrix.shape[0], rows):
+        yield np.ascontiguousarray(matrix[start : start + rows]).ravel()
 
 
 def _scan(matrix, method: Method) -> GeneStats:
     """Validate the values in one streaming pass and compute the gene statistics the method needs."""
     n_rows, n_genes = matrix.shape
     minimum, integer_like, checked = np.inf, True, 0
-    for block in _stored_values(matrix):
+    for block in _value_blocks(matrix):
         if block.dtype.kind not in "fiub":
             raise InputError(f"Expression values must be numeric, got dtype {block.dtype}.")
         if block.size == 0:
             continue
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
+        n_bad, block_min, block_int = scan.value_summary(block, 8 * numba.get_num_threads(), max(0, 1_000_000 - checked))
+        if n_bad:
             raise InputError("The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
                              "or remove the affected cells/genes before scoring.")  # fmt: skip
-        minimum = min(minimum, float(block.min()))
-        if integer_like and checked < 1_000_000:
-            sample = block[: 1_000_000 - checked]
-            integer_like = bool(np.all(sample == np.round(sample)))
-            checked += sample.size
+        minimum = min(minimum, block_min)
+        integer_like = integer_like and (block_int or checked >= 1_000_000)
+        checked += min(block.size, 1_000_000)
     if minimum < 0:
         warnings.warn(
             f"The matrix has negative values (minimum {minimum:.3g}); scaled or centred data change what rank "
@@ -258,21 +266,13 @@ def _scanpy_gene_means(matrix) -> np.ndarray:
 
 
 def _nonempty_genes(matrix) -> np.ndarray:
+    """Genes with a non-zero value in some row (decoupler drops the others)."""
     n_genes = matrix.shape[1]
+    if sp.issparse(matrix) and matrix.format == "csr":
+        return scan.nonzero_genes(matrix.data, matrix.indices, n_genes)
     if sp.issparse(matrix):
-        csr = matrix if matrix.format in ("csr", "csc") else matrix.tocsr()
-        if csr.format == "csc":
-            counts = np.zeros(n_genes, np.int64)
-            for col in range(n_genes):
-                seg = csr.data[csr.indptr[col] : csr.indptr[col + 1]]
-                counts[col] = np.count_nonzero(seg)
-            return counts > 0
-        counts = np.zeros(n_genes, np.int64)
-        for start in range(0, csr.data.size, _SCAN_BLOCK):
-            data = csr.data[start : start + _SCAN_BLOCK]
-            idx = csr.indices[start : start + _SCAN_BLOCK]
-            counts += np.bincount(idx[data != 0], minlength=n_genes)
-        return counts > 0
+        csc = matrix if matrix.format == "csc" else matrix.tocsc()
+        return scan.nonzero_columns_csc(csc.data, csc.indptr)
     out = np.zeros(n_genes, bool)
     rows = max(1, _SCAN_BLOCK // max(n_genes, 1))
     for start in range(0, matrix.shape[0], rows):

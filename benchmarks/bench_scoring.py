@@ -1,0 +1,255 @@
+"""Time immunescape's scoring methods and the peers side by side; write benchmarks/RESULTS.md.
+
+Usage::
+
+    pip install ".[test]" psutil
+    python benchmarks/bench_scoring.py            # bulk, 2k, 10k and 100k cells (about 10 minutes)
+    python benchmarks/bench_scoring.py --quick    # bulk and 10k only
+
+Each measurement runs in a fresh process (see common.run_child). Warm-up: two calls on the first
+1,000 rows (JIT compilation, numba cache loading, worker start-up show there), then the full call,
+median of 3 when the first full run took under 20 s. Ratios compare numbers from this same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
+
+OURS = ["mean", "ucell", "aucell", "ssgsea", "singscore", "wmean", "zmean"]
+PEERS = ["scanpy_score_genes_x20", "pyucell", "decoupler_aucell", "decoupler_ulm", "decoupler_zscore", "decoupler_wmean"]
+LOWER_BOUNDS = ["bound_spmm", "bound_rank"]
+# (ours, peer it is compared with, target speed-up at 100k cells)
+TARGETS = [("mean", "scanpy_score_genes_x20", 50), ("ucell", "pyucell", 5), ("aucell", "decoupler_aucell", 10),
+           ("wmean", "decoupler_ulm", 20)]  # fmt: skip
+BOUND_OF = {"mean": "bound_spmm", "wmean": "bound_spmm", "zmean": "bound_spmm", "ucell": "bound_rank",
+            "aucell": "bound_rank", "ssgsea": "bound_rank", "singscore": "bound_rank"}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- child side
+def _adata(dataset: str):
+    import anndata as ad
+    import pandas as pd
+
+    X = common.load_dataset(dataset)
+    return ad.AnnData(X, var=pd.DataFrame(index=common.gene_names(X.shape[1])), obs=pd.DataFrame(index=[f"c{i}" for i in range(X.shape[0])]))
+
+
+def _task(name: str):
+    """Return a function adata -> None that runs one measurement."""
+    sigs = common.make_signatures()
+    if name.startswith("ours_"):
+        import immunescape as ie
+
+        method = name.removeprefix("ours_")
+        return lambda a: ie.tl.score(a, sigs, method=method, inplace=False, min_coverage=0)
+    if name == "scanpy_score_genes_x20":
+        import scanpy as sc
+
+        def run(a):
+            for k, genes in sigs.items():
+                sc.tl.score_genes(a, genes, score_name=k)
+
+        return run
+    if name == "pyucell":
+        import pyucell
+
+        return lambda a: pyucell.compute_ucell_scores(a, sigs)
+    if name.startswith("decoupler_"):
+        import decoupler as dc
+        import pandas as pd
+
+        net = pd.DataFrame([(k, g) for k, v in sigs.items() for g in v], columns=["source", "target"])
+        net["weight"] = 1.0
+        which = name.removeprefix("decoupler_")
+        if which == "aucell":
+            return lambda a: dc.mt.aucell(a, net)
+        if which == "wmean":
+            return lambda a: dc.mt.waggr(a, net, fun="wmean", times=0, bsize=10_000)
+        return lambda a: getattr(dc.mt, which)(a, net, bsize=10_000)
+    if name == "gseapy_ssgsea":
+        import gseapy
+        import pandas as pd
+        import scipy.sparse as sp
+
+        def run(a):
+            X = a.X.toarray() if sp.issparse(a.X) else a.X
+            frame = pd.DataFrame(X.T, index=a.var_names, columns=a.obs_names)
+            gseapy.ssgsea(frame, sigs, min_size=5, max_size=1000, threads=2, outdir=None)
+
+        return run
+    if name in LOWER_BOUNDS:
+        return _bound(name, sigs)
+    raise SystemExit(f"unknown task {name}")
+
+
+def _bound(name, sigs):
+    """Physical limits: one numba pass X @ W, and a per-row argsort rank of the non-zeros."""
+    import numpy as np
+    import scipy.sparse as sp
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True)
+    def spmm(data, indices, indptr, W, out):
+        for i in prange(indptr.size - 1):
+            for j in range(indptr[i], indptr[i + 1]):
+                v = data[j]
+                for s in range(W.shape[1]):
+                    out[i, s] += v * W[indices[j], s]
+
+    @njit(parallel=True)
+    def rank_rows(data, indptr, out):
+        for i in prange(indptr.size - 1):
+            a, b = indptr[i], indptr[i + 1]
+            order = np.argsort(-data[a:b])
+            for t in range(b - a):
+                out[a + order[t]] = t + 1
+
+    names = {g: i for i, g in enumerate(common.gene_names())}
+    W = np.zeros((common.N_GENES, len(sigs)), np.float32)
+    for s, genes in enumerate(sigs.values()):
+        W[[names[g] for g in genes], s] = 1.0 / len(genes)
+
+    def run(a):
+        X = a.X if sp.issparse(a.X) else sp.csr_matrix(a.X)
+        if name == "bound_spmm":
+            spmm(X.data, X.indices, X.indptr, W, np.zeros((X.shape[0], W.shape[1]), np.float32))
+        else:
+            rank_rows(X.data, X.indptr, np.empty(X.data.size, np.int32))
+
+    return run
+
+
+def child(task: str, dataset: str) -> None:
+    import psutil
+
+    adata = _adata(dataset)
+    rss_loaded = psutil.Process().memory_info().rss / 2**30
+    fn = _task(task)
+    small = adata[: min(1000, adata.n_obs)].copy()
+    warm = []
+    for _ in range(2):
+        t = time.perf_counter()
+        fn(small.copy())
+        warm.append(time.perf_counter() - t)
+    times = []
+    for _ in range(3):
+        target = adata if not task.startswith(("scanpy", "pyucell", "decoupler")) else adata.copy()
+        t = time.perf_counter()
+        fn(target)
+        times.append(time.perf_counter() - t)
+        if times[0] >= 20:
+            break
+    print(json.dumps({"seconds": statistics.median(times), "runs": len(times), "warmup": warm, "rss_after_load_gib": rss_loaded,
+                      "matrix_gib": _matrix_gib(adata.X), "shape": list(adata.shape)}))  # fmt: skip
+
+
+def _matrix_gib(X) -> float:
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        return (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**30
+    return X.nbytes / 2**30
+
+
+# -------------------------------------------------------------------------------- parent side
+def plan(quick: bool, peers: bool):
+    runs = [("bulk", [f"ours_{m}" for m in OURS] + (["scanpy_score_genes_x20", "pyucell", "decoupler_aucell", "decoupler_ulm", "gseapy_ssgsea"] if peers else []))]
+    runs.append(("cells2k", ["ours_ssgsea"] + (["gseapy_ssgsea"] if peers else [])))
+    sizes = ["cells10k"] if quick else ["cells10k", "cells100k"]
+    for size in sizes:
+        runs.append((size, [f"ours_{m}" for m in OURS] + (PEERS if peers else []) + LOWER_BOUNDS))
+    return runs
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("immunescape", "numpy", "scipy", "numba", "anndata", "scanpy", "pandas", "decoupler", "pyucell", "gseapy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "-"
+    return out
+
+
+def write_results(results: list[dict], path: Path) -> None:
+    lines = ["# Benchmark results: scoring", "",
+             f"Written by `benchmarks/bench_scoring.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+             "Every row ran in its own process in the same session; compare ratios, not absolute seconds, across machines.",
+             "", "## Machine and versions", ""]  # fmt: skip
+    lines += [f"- {k}: {v}" for k, v in common.machine().items()]
+    lines += ["- " + ", ".join(f"{k} {v}" for k, v in versions().items()), "",
+              "Data: seeded 10x-like log1p(CP10k) CSR float32, 20,000 genes, ~7% non-zero (benchmarks/common.py); bulk: dense "
+              "500 x 20,000 log1p(CPM). 20 signatures of 10-200 genes. `peak RSS` is the whole process tree; `extra` is peak minus "
+              "the RSS after loading the data, as a fraction of the matrix size.", "",
+              "## All measurements", "",
+              "| data | task | status | seconds | runs | warm-up 1st / 2nd s | peak RSS GiB | extra / matrix |",
+              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        if r.get("status") != "ok":
+            lines.append(f"| {r['dataset']} | {r['task']} | {r['status']} | - | - | - | {r.get('peak_rss_gib', 0):.2f} | - |")
+            continue
+        extra = (r["peak_rss_gib"] - r["rss_after_load_gib"]) / r["matrix_gib"] if r["matrix_gib"] else float("nan")
+        lines.append(f"| {r['dataset']} | {r['task']} | ok | {r['seconds']:.3g} | {r['runs']} | {r['warmup'][0]:.2f} / {r['warmup'][1]:.2f} "
+                     f"| {r['peak_rss_gib']:.2f} | {extra:+.0%} |")  # fmt: skip
+    by = {(r["dataset"], r["task"]): r for r in results if r.get("status") == "ok"}
+    lines += ["", "## Targets (issue 3), ratios from this run", "",
+              "| data | ours | peer | peer s | ours s | speed-up | target | met |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for dataset in ("cells10k", "cells100k"):
+        for method, peer, target in TARGETS:
+            o, p = by.get((dataset, f"ours_{method}")), by.get((dataset, peer))
+            if o and p:
+                ratio = p["seconds"] / o["seconds"]
+                lines.append(f"| {dataset} | {method} | {peer} | {p['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f}x | {target}x | "
+                             f"{'yes' if ratio >= target else 'no'} |")  # fmt: skip
+    lines += ["", "| data | ours | lower bound | bound s | ours s | ours / bound | within 2x |", "|---|---|---|---|---|---|---|"]
+    for dataset in ("cells10k", "cells100k"):
+        for method in OURS:
+            o, b = by.get((dataset, f"ours_{method}")), by.get((dataset, BOUND_OF[method]))
+            if o and b:
+                ratio = o["seconds"] / b["seconds"]
+                lines.append(f"| {dataset} | {method} | {BOUND_OF[method]} | {b['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f} | "
+                             f"{'yes' if ratio <= 2 else 'no'} |")  # fmt: skip
+    o, g = by.get(("cells2k", "ours_ssgsea")), by.get(("cells2k", "gseapy_ssgsea"))
+    if o and g:
+        lines += ["", f"ssGSEA on 2,000 cells: gseapy {g['seconds']:.3g} s, ours {o['seconds']:.3g} s ({g['seconds'] / o['seconds']:.0f}x)."]
+    lines += ["", "## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=2, metavar=("TASK", "DATASET"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="bulk and 10k cells only")
+    parser.add_argument("--no-peers", action="store_true", help="time only immunescape and the lower bounds")
+    parser.add_argument("-o", "--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    results = []
+    for dataset, tasks in plan(args.quick, not args.no_peers):
+        common.load_dataset(dataset)  # generate once, outside the timed children
+        for task in tasks:
+            r = common.run_child(Path(__file__), ["--child", task, dataset])
+            r.update(dataset=dataset, task=task)
+            results.append(r)
+            print(f"{dataset:10s} {task:28s} {r.get('status')} {r.get('seconds', float('nan')):.3f} s peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+    write_results(results, args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
