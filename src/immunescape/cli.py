@@ -48,6 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     cov.add_argument("--use-raw", action="store_true", default=None)
     cov.add_argument("--gene-symbols", help="var column holding gene symbols")
 
+    sc_ = sub.add_parser("score", help="score an .h5ad file with signatures", description=(
+        "Score every cell/sample of IN.h5ad. Writes OUT.h5ad (-o), a score table (--scores-only), or updates "
+        "the input (--inplace); outputs appear only when complete."))  # fmt: skip
+    sc_.add_argument("input", help="input .h5ad file")
+    sc_.add_argument("-o", "--output", help="output .h5ad with scores in obsm/obs/uns")
+    sc_.add_argument("-s", "--signatures", default="immune_escape", help="collection, names (comma separated), or a .yaml/.gmt file")
+    sc_.add_argument("-m", "--method", default="ucell", help="ucell, aucell, mean, ssgsea, singscore, wmean, zmean")
+    sc_.add_argument("--layer")
+    sc_.add_argument("--use-raw", action="store_true", default=None, help="score adata.raw")
+    sc_.add_argument("--no-raw", dest="use_raw", action="store_false", help="score X even if .raw exists")
+    sc_.add_argument("--gene-symbols", help="var column holding gene symbols")
+    sc_.add_argument("--chunk-size", type=int)
+    sc_.add_argument("--n-jobs", type=int)
+    sc_.add_argument("--seed", type=int, default=0, help="random_state of the method (default 0)")
+    sc_.add_argument("--min-coverage", type=float, default=0.5)
+    sc_.add_argument("--key-added", default="immunescape")
+    sc_.add_argument("--backed", action="store_true", help="stream X from disk instead of loading it")
+    sc_.add_argument("--scores-only", metavar="TABLE", help="write only the score table (.csv, .tsv or .parquet)")
+    sc_.add_argument("--inplace", action="store_true", help="add the scores to the input file itself")
+    sc_.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    sc_.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter, e.g. -p max_rank=1000")
+
     demo = sub.add_parser("demo", help="run the main job on the bundled example data")
     demo.add_argument("-o", "--outdir", default="immunescape_demo", help="output folder")
     return parser
@@ -61,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
         return int(exc.code or 0)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    _interrupt_on_sigterm()
     if args.command is None:
         parser.print_help()
         return 2
@@ -74,6 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("immunescape: interrupted; no output was written.", file=sys.stderr)
         return 130
+
+
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so an ended run removes its temporary files like Ctrl-C does."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a notebook worker): leave signals alone
+        pass
 
 
 def _cmd_signatures(args: argparse.Namespace) -> int:
@@ -118,6 +154,63 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(ImmunescapeError):
+    exit_code = 2
+
+
+def _method_params(pairs: list[str]) -> dict:
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param takes NAME=VALUE, got {pair!r}.")
+        params[name.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .io import add_to_h5ad, read_h5ad, write_h5ad, write_table
+    from .tl import compute_scores
+    from .tl._score import obs_columns
+
+    if not (args.output or args.scores_only or args.inplace):
+        raise UsageError("say where the scores go: -o OUT.h5ad, --scores-only TABLE.csv, or --inplace.")
+    if args.inplace and args.output:
+        raise UsageError("use either --inplace or -o, not both.")
+    outputs = [p for p in (args.output, args.scores_only) if p]
+    for path in outputs:
+        if Path(path).exists() and not args.force:
+            raise ImmunescapeError(f"{path!r} exists; pass --force to overwrite it.")
+        if Path(path).resolve() == Path(args.input).resolve():
+            raise UsageError("an output path is the input file; use --inplace to update the input.")
+    params = _method_params(args.param)
+    adata = read_h5ad(args.input, backed=args.backed)
+    table, record = compute_scores(
+        adata, args.signatures, args.method, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols,
+        min_coverage=args.min_coverage, chunk_size=args.chunk_size, n_jobs=args.n_jobs, random_state=args.seed,
+        progress=None if not args.quiet else False, **params,
+    )  # fmt: skip
+    if args.scores_only:
+        write_table(table, args.scores_only, overwrite=args.force)
+        logger.info("wrote %s", args.scores_only)
+    target = args.input if args.inplace else args.output
+    if target:
+        if args.backed or args.inplace:  # X is copied byte for byte, never loaded
+            add_to_h5ad(args.input, target, obsm={args.key_added: table}, obs=adata.obs,
+                        obs_columns=obs_columns(table, args.key_added), uns={args.key_added: record},
+                        overwrite=args.force or args.inplace)  # fmt: skip
+        else:
+            adata.obsm[args.key_added] = table
+            for name, values in obs_columns(table, args.key_added).items():
+                adata.obs[name] = values
+            adata.uns[args.key_added] = record
+            write_h5ad(adata, target, overwrite=args.force)
+        logger.info("wrote %s", target)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -127,7 +220,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "demo": _cmd_demo}
+_COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "score": _cmd_score, "demo": _cmd_demo}
 
 
 if __name__ == "__main__":

@@ -6,26 +6,55 @@ import logging
 from pathlib import Path
 
 from . import datasets
-from .io import atomic_write_text
+from .io import atomic_path, atomic_write_text
 from .pp import coverage
 from .signatures import list_signatures
+from .tl import score
 
 logger = logging.getLogger(__name__)
 
 
-def run_demo(outdir: Path) -> dict[str, Path]:
-    """Run the demo into ``outdir`` and return what was written, by label."""
+def run_demo(outdir: Path, *, n_samples: int = 12, cells_per_sample: int = 400) -> dict[str, Path]:
+    """Score the bundled examples with the immune-escape library and write the results to ``outdir``.
+
+    1. scanpy's real PBMC data (pbmc68k_reduced, ``.raw``): UCell scores of the library's immune
+       signatures, and the gene coverage of each signature;
+    2. a simulated 12-patient tumour cohort with planted escape phenotypes: UCell scores for every
+       cell, per-patient means of each score next to the planted truth, and the scored ``.h5ad``.
+
+    Returns the written files by label.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, Path] = {}
-    library = outdir / "signature_library.csv"
-    atomic_write_text(library, list_signatures().to_csv())
-    outputs["signature library"] = library
-    logger.info("simulating a 12-patient tumour cohort ...")
-    tumour = datasets.simulate_tumor(seed=0)
-    for label, adata in [("pbmc68k_reduced", datasets.pbmc68k_reduced()), ("simulated tumour", tumour)]:
-        table = coverage(adata, "immune_escape")
-        path = outdir / f"coverage_{label.replace(' ', '_')}.csv"
-        atomic_write_text(path, table.to_csv())
-        outputs[f"gene coverage ({label})"] = path
+
+    def write_csv(label: str, name: str, frame) -> None:
+        path = outdir / name
+        atomic_write_text(path, frame.to_csv())
+        outputs[label] = path
+
+    write_csv("signature library", "signature_library.csv", list_signatures())
+
+    logger.info("scoring scanpy's pbmc68k_reduced (700 real PBMCs) ...")
+    pbmc = datasets.pbmc68k_reduced()
+    immune = "immune_escape,bagaev2021_T_cells,bagaev2021_NK_cells,bagaev2021_B_cells,macrophages_danaher2017"
+    write_csv("gene coverage (pbmc68k_reduced)", "coverage_pbmc68k.csv", coverage(pbmc, immune))
+    pbmc_scores = score(pbmc, immune, method="ucell", min_coverage=0.2, inplace=False)
+    pbmc_scores.insert(0, "cell_type", pbmc.obs["bulk_labels"].astype(str))
+    write_csv("UCell scores (pbmc68k_reduced)", "scores_pbmc68k.csv", pbmc_scores)
+    write_csv("mean score per PBMC type", "scores_pbmc68k_by_celltype.csv", pbmc_scores.groupby("cell_type").mean().round(4))
+
+    logger.info("simulating and scoring a %d-patient tumour cohort ...", n_samples)
+    tumour = datasets.simulate_tumor(n_samples=n_samples, cells_per_sample=cells_per_sample, seed=0)
+    write_csv("gene coverage (simulated tumour)", "coverage_tumour.csv", coverage(tumour, "immune_escape"))
+    score(tumour, "immune_escape", method="ucell")
+    table = tumour.obsm["immunescape"]
+    write_csv("UCell scores (simulated tumour)", "scores_tumour.csv", table)
+    per_patient = table.groupby(tumour.obs["sample"].to_numpy()).mean().round(4)
+    truth = tumour.uns["simulation"]["truth"]
+    write_csv("per-patient mean scores with planted truth", "tumour_patients.csv", truth.join(per_patient))
+    path = outdir / "tumour_scored.h5ad"
+    with atomic_path(path) as tmp:
+        tumour.write_h5ad(tmp)
+    outputs["scored tumour AnnData"] = path
     return outputs

@@ -37,6 +37,11 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     tmp = Path(tmp_name)
     try:
         yield tmp
+        pause = float(os.environ.get("IMMUNESCAPE_TEST_PAUSE_BEFORE_RENAME", "0"))  # test hook: widen the window
+        if pause:
+            import time
+
+            time.sleep(pause)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -76,3 +81,66 @@ def read_h5ad(path: str | Path, *, backed: bool = False):
         return ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for damaged files
         raise ImmunescapeIOError(f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err}).") from err
+
+
+def write_h5ad(adata, target: str | Path, *, overwrite: bool = False) -> None:
+    """Write ``adata`` to ``target`` through a temporary file in the same folder, renamed when complete."""
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        adata.write_h5ad(tmp)
+
+
+def add_to_h5ad(
+    source: str | Path,
+    target: str | Path,
+    *,
+    obsm: dict | None = None,
+    obs_columns: dict | None = None,
+    obs=None,
+    uns: dict | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Copy ``source`` to ``target`` with new ``obsm``/``obs``/``uns`` elements, without loading X.
+
+    The copy is made byte for byte into a temporary file beside ``target``, the new elements are
+    written into it, and it is renamed onto ``target`` only when all of that succeeded; ``target``
+    may be ``source`` itself (an in-place update that is still all-or-nothing).
+    """
+    import shutil
+
+    import h5py
+    from anndata.io import write_elem
+
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        shutil.copyfile(source, tmp)
+        with h5py.File(tmp, "r+") as handle:
+            if obs is not None and obs_columns:
+                frame = obs.copy()
+                for name, values in obs_columns.items():
+                    frame[name] = values
+                del handle["obs"]
+                write_elem(handle, "obs", frame)
+            for group, items in (("obsm", obsm or {}), ("uns", uns or {})):
+                if not items:
+                    continue
+                if group not in handle:
+                    write_elem(handle, group, {})
+                parent = handle[group]
+                for key, value in items.items():
+                    if key in parent:
+                        del parent[key]
+                    write_elem(parent, key, value)
+
+
+def write_table(table, target: str | Path, *, overwrite: bool = False) -> None:
+    """Write a DataFrame as .csv, .tsv or .parquet (by suffix), atomically."""
+    suffix = Path(target).suffix.lower()
+    if suffix not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
+        raise ImmunescapeIOError(f"Cannot tell the table format of {str(target)!r}; use a .csv, .tsv or .parquet name.")
+    with atomic_path(target, overwrite=overwrite) as tmp:
+        if suffix in (".parquet", ".pq"):
+            try:
+                table.to_parquet(tmp)
+            except ImportError as err:
+                raise ImmunescapeIOError("Writing parquet needs pyarrow: pip install pyarrow, or write .csv.") from err
+        else:
+            table.to_csv(tmp, sep="\t" if suffix in (".tsv", ".txt") else ",")

@@ -15,6 +15,7 @@ from typing import Any
 import numba
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ._chunks import Chunk
 from ._errors import InputError
@@ -120,19 +121,21 @@ def _split_sets(resolved: ResolvedSignatures, keep: np.ndarray | None = None):
 
 
 def _linear_plan(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray], n_genes: int):
-    """Compact dense W over the genes that appear in any column, and the gene -> row map."""
-    used = np.unique(np.concatenate(gene_lists)) if gene_lists else np.zeros(0, np.int64)
-    slot = np.full(n_genes, -1, np.int64)
-    slot[used] = np.arange(used.size)
-    weights = np.zeros((max(used.size, 1), len(weight_columns)))
-    for s, (genes, w) in enumerate(zip(gene_lists, weight_columns)):
-        np.add.at(weights[:, s], slot[genes], w)
-    return slot, weights
+    """W (genes x signatures) stored sparse by gene: (w_ptr, w_col, w_val); repeated genes add up."""
+    n_sig = len(weight_columns)
+    W = sp.csr_matrix(
+        (np.concatenate(weight_columns) if weight_columns else np.zeros(0),
+         (np.concatenate(gene_lists) if gene_lists else np.zeros(0, np.int64),
+          np.repeat(np.arange(n_sig), [len(g) for g in gene_lists]))),
+        shape=(n_genes, n_sig),
+    )  # fmt: skip
+    W.sum_duplicates()
+    return W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig
 
 
-def _run_linear(slot, weights):
+def _run_linear(w_ptr, w_col, w_val, n_sig):
     def run(chunk: Chunk, out: np.ndarray) -> None:
-        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, _blocks(chunk), out)
+        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, w_ptr, w_col, w_val, n_sig, _blocks(chunk), out)
 
     return run
 
@@ -210,8 +213,7 @@ def _prepare_mean(resolved, stats: GeneStats, params, random_state):
         genes.append(np.concatenate(g_s))
         cols.append(np.concatenate(w_s))
         n_controls.append(n_c)
-    slot, weights = _linear_plan(cols, genes, stats.n_genes)
-    return Plan(run=_run_linear(slot, weights), details={"n_control_genes": dict(zip(resolved.names, n_controls))})
+    return Plan(run=_run_linear(*_linear_plan(cols, genes, stats.n_genes)), details={"n_control_genes": dict(zip(resolved.names, n_controls))})
 
 
 register(Method(
@@ -286,6 +288,7 @@ def _prepare_aucell(resolved, stats: GeneStats, params, random_state):
     shuffled = np.random.default_rng(random_state).choice(np.arange(n_ranked), n_ranked, replace=False)
     position = np.full(stats.n_genes, -1, np.int64)
     position[features[shuffled]] = np.arange(n_ranked)
+    gene_at = features[shuffled].astype(np.int64)  # inverse: the gene at each position
     (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved, keep=ranked)
 
     def max_auc(ptr):
@@ -296,7 +299,7 @@ def _prepare_aucell(resolved, stats: GeneStats, params, random_state):
     has_down = bool(dn_idx.size)
 
     def run(chunk: Chunk, out: np.ndarray) -> None:
-        args = (chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1), position, n_ranked)
+        args = (chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1), position, gene_at, n_ranked)
         ranks.aucell(*args, up_ptr, up_idx, up_max, n_up, _blocks(chunk), out)
         if has_down:
             down = np.empty_like(out)
@@ -333,10 +336,13 @@ def _prepare_ssgsea(resolved, stats: GeneStats, params, random_state):
     (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
     if np.any(np.diff(up_ptr) >= stats.n_genes):
         raise InputError("ssGSEA needs fewer signature genes than genes in the data.")
+    union = np.unique(np.concatenate([up_idx, dn_idx])).astype(np.int64)
+    up_u = np.searchsorted(union, up_idx).astype(np.int64)
+    dn_u = np.searchsorted(union, dn_idx).astype(np.int64)
 
     def run(chunk: Chunk, out: np.ndarray) -> None:
         ranks.ssgsea(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
-                     up_ptr, up_idx, dn_ptr, dn_idx, mode, alpha, _blocks(chunk), out)  # fmt: skip
+                     up_ptr, up_idx, up_u, dn_ptr, dn_idx, dn_u, union, mode, alpha, _blocks(chunk), out)  # fmt: skip
 
     def finish(scores: np.ndarray) -> np.ndarray:
         if not params["normalize"]:
@@ -404,8 +410,7 @@ def _weighted_columns(resolved, keep):
 def _prepare_wmean(resolved, stats: GeneStats, params, random_state):
     keep = _ranked_genes(stats, params["drop_empty_genes"])
     genes, cols = _weighted_columns(resolved, keep)
-    slot, weights = _linear_plan(cols, genes, stats.n_genes)
-    return Plan(run=_run_linear(slot, weights))
+    return Plan(run=_run_linear(*_linear_plan(cols, genes, stats.n_genes)))
 
 
 register(Method(
@@ -428,13 +433,13 @@ def _prepare_zmean(resolved, stats: GeneStats, params, random_state):
         raise InputError("flavor must be 'RoKAI' or 'KSEA' (as decoupler's zscore).")
     keep = _ranked_genes(stats, params["drop_empty_genes"])
     genes, cols = _weighted_columns(resolved, keep)
-    slot, weights = _linear_plan(cols, genes, stats.n_genes)
+    weighted_mean = _run_linear(*_linear_plan(cols, genes, stats.n_genes))
     n_targets = np.sqrt(np.asarray([np.count_nonzero(c) for c in cols], np.float64))
     n_features = int(keep.sum())
     subtract_mean = params["flavor"] == "RoKAI"  # decoupler 2.2 subtracts the mean for RoKAI (its code, not its docstring)
 
     def run(chunk: Chunk, out: np.ndarray) -> None:
-        linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, slot, weights, _blocks(chunk), out)
+        weighted_mean(chunk, out)
         n = chunk.r1 - chunk.r0
         mean, std = np.empty(n), np.empty(n)
         linear.csr_row_moments(chunk.data, chunk.indptr, chunk.r0, chunk.r1, n_features, mean, std)

@@ -10,14 +10,13 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def csr_dot(data, indices, indptr, r0, r1, slot, weights, n_blocks, out):  # pragma: no cover - numba
-    """``out[i - r0, :] = X[i, :] @ W`` for rows ``r0:r1``.
+def csr_dot(data, indices, indptr, r0, r1, w_ptr, w_col, w_val, n_sig, n_blocks, out):  # pragma: no cover - numba
+    """``out[i - r0, :] = X[i, :] @ W`` for rows ``r0:r1``, with W stored sparse by gene.
 
-    ``slot[g]`` is the row of ``weights`` holding gene ``g``'s weights, or -1 for genes in no
-    signature, so genes outside every signature cost one lookup. Accumulates in float64, in a
-    block-local buffer so the inner loop over signatures vectorises.
+    Gene ``g``'s weights are ``w_val[w_ptr[g]:w_ptr[g + 1]]`` for signatures ``w_col[...]``: a gene
+    sits in few signatures, so each stored value costs a couple of multiply-adds. Accumulates in
+    float64 in row order (the same sums as a dense W, whose extra terms are zeros).
     """
-    n_sig = weights.shape[1]
     n_rows = r1 - r0
     for b in prange(n_blocks):
         acc = np.empty(n_sig)
@@ -26,12 +25,10 @@ def csr_dot(data, indices, indptr, r0, r1, slot, weights, n_blocks, out):  # pra
         for i in range(lo, hi):
             acc[:] = 0.0
             for j in range(indptr[i], indptr[i + 1]):
-                k = slot[indices[j]]
-                if k >= 0:
-                    v = np.float64(data[j])
-                    w = weights[k]
-                    for s in range(n_sig):
-                        acc[s] += v * w[s]
+                g = indices[j]
+                v = np.float64(data[j])
+                for k in range(w_ptr[g], w_ptr[g + 1]):
+                    acc[w_col[k]] += v * w_val[k]
             out[i - r0, :] = acc
 
 

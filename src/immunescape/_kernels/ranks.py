@@ -42,33 +42,49 @@ def _count_below(sorted_arr, n, x):  # pragma: no cover - numba
     return lo
 
 
-@njit(cache=True, nogil=True)
-def _composite_order(vals, ties, c, descending, fbuf, keys):  # pragma: no cover - numba
-    """Order of the first ``c`` entries by value (ascending, or descending), ties by ascending ``ties``,
-    with one integer sort: each value's order-preserving 32-bit pattern packed above its tie key.
+_TIE_BITS = 31
+_TIE_MASK = (1 << _TIE_BITS) - 1
 
-    Returns None when a value is not exactly a float32 (the caller then sorts twice)."""
+
+@njit(cache=True, nogil=True)
+def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  # pragma: no cover - numba
+    """Sort the row's first ``c`` entries by value (ascending, or descending), ties by ascending ``ties``
+    (non-negative, < 2**31), writing the sorted tie keys and values to ``out_ties``/``out_vals``.
+
+    Fast path: every value is exactly a float32, so value and tie key pack into one int64 (the
+    value's order-preserving 32-bit pattern above the tie key) sorted in place, with no index array.
+    Otherwise: sort by tie key, then a stable sort by value."""
+    exact = True
     for t in range(c):
         v = -vals[t] if descending else vals[t]
         fbuf[t] = np.float32(v)
         if np.float64(fbuf[t]) != v:
-            return None
-    bits = fbuf[:c].view(np.uint32)
-    for t in range(c):
-        u = np.int64(bits[t])
-        u = (~u) & 0xFFFFFFFF if u & 0x80000000 else u | 0x80000000  # order-preserving float32 -> uint32
-        keys[t] = (u << 31) | np.int64(ties[t])
-    return np.argsort(keys[:c])
-
-
-@njit(cache=True, nogil=True)
-def _two_pass_order(vals, ties, c, descending, key):  # pragma: no cover - numba
-    """Same order as ``_composite_order`` for any float64 values: sort by tie key, then stable by value."""
+            exact = False
+            break
+    if exact:
+        bits = fbuf[:c].view(np.uint32)
+        for t in range(c):
+            u = np.int64(bits[t])
+            u = (~u) & 0xFFFFFFFF if u & 0x80000000 else u | 0x80000000  # order-preserving float32 -> uint32
+            keys[t] = (u << _TIE_BITS) | np.int64(ties[t])
+        keys[:c].sort()
+        for t in range(c):
+            out_ties[t] = keys[t] & _TIE_MASK
+        back = fbuf[:c].view(np.uint32)  # the sorted values, decoded from the packed patterns
+        for t in range(c):
+            u = keys[t] >> _TIE_BITS
+            back[t] = np.uint32(u & 0x7FFFFFFF) if u & 0x80000000 else np.uint32((~u) & 0xFFFFFFFF)
+        for t in range(c):
+            out_vals[t] = -np.float64(fbuf[t]) if descending else np.float64(fbuf[t])
+        return
     by_tie = np.argsort(ties[:c])
+    key = np.empty(c)
     for t in range(c):
         key[t] = -vals[by_tie[t]] if descending else vals[by_tie[t]]
-    by_val = np.argsort(key[:c], kind="mergesort")
-    return by_tie[by_val]
+    by_val = np.argsort(key, kind="mergesort")
+    for t in range(c):
+        out_ties[t] = ties[by_tie[by_val[t]]]
+        out_vals[t] = vals[by_tie[by_val[t]]]
 
 
 # ----------------------------------------------------------------------------------------- UCell
@@ -90,9 +106,9 @@ def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_mi
         genes = np.empty(max_nnz, np.int64)
         for i in range(lo, hi):
             c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
-            order = np.argsort(-vals[:c])
+            order = np.argsort(-vals[:c])  # tie order is irrelevant: tied values share their average rank
             a = 0
-            while a < c:
+            while a < c and a < max_rank:  # later groups rank above max_rank and stay at max_rank
                 e = a + 1
                 while e < c and vals[order[e]] == vals[order[a]]:
                     e += 1
@@ -127,7 +143,7 @@ def _u_score(rank, idx, start, stop, n_missing, max_rank):  # pragma: no cover -
 
 # ---------------------------------------------------------------------------------------- AUCell
 @njit(parallel=True, cache=True, nogil=True)
-def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, set_ptr, set_idx,
+def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx,
            max_auc, n_up, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
     """AUCell as decoupler 2.x: ordinal ranks (descending values, ties broken by ``position``, the
     gene's place in a fixed random order); area under the recovery curve of the set's genes within
@@ -144,10 +160,11 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, 
         vals = np.empty(max_nnz)
         genes = np.empty(max_nnz, np.int64)
         pos = np.empty(max_nnz, np.int64)
-        key = np.empty(max_nnz)
         sorted_pos = np.empty(max_nnz, np.int64)
         fbuf = np.empty(max_nnz, np.float32)
         keys = np.empty(max_nnz, np.int64)
+        s_pos = np.empty(max_nnz, np.int64)
+        s_vals = np.empty(max_nnz)
         for i in range(lo, hi):
             c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
             if c == 0:
@@ -159,13 +176,10 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, n_ranked, 
                 pos[t] = position[genes[t]]
                 if vals[t] > 0:
                     n_pos += 1
-            order = _composite_order(vals, pos, c, True, fbuf, keys)  # descending value, ties by position
-            if order is None:
-                order = _two_pass_order(vals, pos, c, True, key)
+            _sort_entries(vals, pos, c, True, fbuf, keys, s_pos, s_vals)  # descending value, ties by position
             n_zero = n_ranked - c
             for t in range(c):
-                g = genes[order[t]]
-                rank[g] = t + 1 if t < n_pos else t + 1 + n_zero
+                rank[gene_at[s_pos[t]]] = t + 1 if t < n_pos else t + 1 + n_zero
             positions_sorted = False
             for s in range(n_sig):
                 acc = 0.0
@@ -203,15 +217,17 @@ def _ss_metric(rank_or_value, mode, n_genes, alpha):  # pragma: no cover - numba
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_ptr, dn_idx, mode, alpha,
-           n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u, dn_ptr, dn_idx, dn_u, union, mode,
+           alpha, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
     """Single-sample GSEA as gseapy 1.x (GSVA's ssgsea without the final range normalisation).
 
     Genes are ordered by their metric (see ``_ss_metric``), descending, ties by descending gene
     index (gseapy reverses a stable ascending sort). With q the ascending position, the running-sum
     integral has the closed form
     ES = sum_h w_h (q_h + 1) / sum_h w_h - (N (N + 1) / 2 - sum_h (q_h + 1)) / (N - k).
-    Signed signatures score ES(up) - ES(down)."""
+    Signed signatures score ES(up) - ES(down). ``union`` holds every signature gene once, ascending;
+    ``up_u``/``dn_u`` give each set gene's place in it: one merge per row counts, for all of them, the
+    stored genes below them (what a zero gene's position needs)."""
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
@@ -226,7 +242,9 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
         sorted_genes = np.empty(max_nnz, np.int64)
         fbuf = np.empty(max_nnz, np.float32)
         keys = np.empty(max_nnz, np.int64)
-        scratch = np.empty(max_nnz)
+        s_genes = np.empty(max_nnz, np.int64)
+        s_key = np.empty(max_nnz)
+        below = np.empty(union.size, np.int64)
         for i in range(lo, hi):
             c0 = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
             c = 0
@@ -238,15 +256,18 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
             n_zero = n_genes - c
             for t in range(c):
                 key[t] = np.abs(vals[t]) if mode == 1 else vals[t]
-            order = _composite_order(key, genes, c, False, fbuf, keys)  # ascending key, ties by ascending gene
-            if order is None:
-                order = _two_pass_order(key, genes, c, False, scratch)
+            _sort_entries(key, genes, c, False, fbuf, keys, s_genes, s_key)  # ascending key, ties by ascending gene
             in_order = True
             for t in range(1, c):
                 if genes[t] < genes[t - 1]:
                     in_order = False
                     break
             sorted_genes[:c] = genes[:c] if in_order else np.sort(genes[:c])
+            p = 0
+            for u in range(union.size):  # stored genes below each signature gene, in one merge
+                while p < c and sorted_genes[p] < union[u]:
+                    p += 1
+                below[u] = p
             n_below = 0
             for t in range(c):
                 if key[t] < 0:
@@ -259,22 +280,22 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
             a = 0
             while a < c:
                 e = a + 1
-                while e < c and key[order[e]] == key[order[a]]:
+                while e < c and s_key[e] == s_key[a]:
                     e += 1
                 if mode == 0 or mode == 2:
                     avg = (a + 1 + e) / 2.0 + (n_zero if a >= n_below else 0)
                     m = _ss_metric(avg, mode, n_genes, alpha)
-                else:
-                    m = _ss_metric(vals[order[a]], mode, n_genes, alpha)
+                else:  # the key is |value| (raw metric) or the value (log): both give the metric
+                    m = _ss_metric(s_key[a], mode, n_genes, alpha)
                 for t in range(a, e):
-                    g = genes[order[t]]
+                    g = s_genes[t]
                     q[g] = t if t < n_below else t + n_zero
                     w[g] = m
                 a = e
             for s in range(n_sig):
-                es = _ss_es(q, w, up_idx, up_ptr[s], up_ptr[s + 1], sorted_genes, c, n_below, n_genes, w_zero)
+                es = _ss_es(q, w, up_idx, up_u, up_ptr[s], up_ptr[s + 1], below, n_below, n_genes, w_zero)
                 if dn_ptr[s + 1] > dn_ptr[s]:
-                    es -= _ss_es(q, w, dn_idx, dn_ptr[s], dn_ptr[s + 1], sorted_genes, c, n_below, n_genes, w_zero)
+                    es -= _ss_es(q, w, dn_idx, dn_u, dn_ptr[s], dn_ptr[s + 1], below, n_below, n_genes, w_zero)
                 out[i - r0, s] = es
             for t in range(c):
                 q[genes[t]] = -1
@@ -282,7 +303,7 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_p
 
 
 @njit(cache=True, nogil=True)
-def _ss_es(q, w, idx, start, stop, sorted_genes, c, n_below, n_genes, w_zero):  # pragma: no cover - numba
+def _ss_es(q, w, idx, uidx, start, stop, below, n_below, n_genes, w_zero):  # pragma: no cover - numba
     k = stop - start
     if k == 0:
         return 0.0
@@ -295,7 +316,7 @@ def _ss_es(q, w, idx, start, stop, sorted_genes, c, n_below, n_genes, w_zero):  
             qg = q[g]
             wg = w[g]
         else:  # zero: after the values below zero, among zeros by ascending gene index
-            qg = n_below + g - _count_below(sorted_genes, c, g)
+            qg = n_below + g - below[uidx[t]]
             wg = w_zero
         sum_w += wg
         sum_wq += wg * (qg + 1)
@@ -326,7 +347,7 @@ def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, d
         genes = np.empty(max_nnz, np.int64)
         for i in range(lo, hi):
             c = _gather(data, indices, indptr[i], indptr[i + 1], vals, genes)
-            order = np.argsort(vals[:c])
+            order = np.argsort(vals[:c])  # tied values share their minimum rank
             n_neg = 0
             for t in range(c):
                 if vals[t] < 0:

@@ -75,3 +75,19 @@ def nonzero_columns_csc(data, indptr):  # pragma: no cover - numba
                 out[col] = True
                 break
     return out
+
+
+@njit(cache=True, nogil=True)
+def add_column_sums(data, indices, indptr, r0, r1, sums):  # pragma: no cover - numba
+    """Add rows ``r0:r1`` to per-gene float64 sums, row after row (the order scipy's X.sum(axis=0) uses),
+    so that streaming the rows in chunks gives the same sums as one in-memory call."""
+    for i in range(r0, r1):
+        for j in range(indptr[i], indptr[i + 1]):
+            sums[indices[j]] += np.float64(data[j])
+
+
+@njit(cache=True, nogil=True)
+def mark_nonzero(data, indices, start, stop, out):  # pragma: no cover - numba
+    for j in range(start, stop):
+        if data[j] != 0:
+            out[indices[j]] = True

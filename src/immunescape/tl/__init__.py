@@ -1,5 +1,5 @@
 """Tools: scoring (and, later, aggregation and classification)."""
 
-from ._score import methods, score, score_matrix
+from ._score import compute_scores, methods, score, score_matrix
 
-__all__ = ["methods", "score", "score_matrix"]
+__all__ = ["compute_scores", "methods", "score", "score_matrix"]

@@ -4,6 +4,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -23,6 +24,7 @@ from ..signatures import SignatureLike, load
 
 logger = logging.getLogger(__name__)
 _SCAN_BLOCK = 4_000_000  # stored values per block of the validation scan
+_INT_CHECK = 1_000_000  # values inspected to tell integer counts from normalised data
 
 
 def methods() -> pd.DataFrame:
@@ -119,24 +121,42 @@ def score(
         adata = AnnData(X=frame.to_numpy(), obs=pd.DataFrame(index=frame.index.astype(str)),
                         var=pd.DataFrame(index=frame.columns.astype(str)))  # fmt: skip
         inplace, copy = False, False
-    m = get_method(method)
-    params = m.check_params(method_params)
     if copy:
         adata = adata.copy()
-    matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
-    sigs = load(signatures)
-    resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
-    scores, details = score_matrix(
-        matrix, resolved, m, params, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress
-    )
-    table = pd.DataFrame(scores, index=adata.obs_names.copy(), columns=pd.Index(resolved.names))
+    table, record = compute_scores(
+        adata, signatures, method, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, min_coverage=min_coverage,
+        organism=organism, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress, **method_params,
+    )  # fmt: skip
     if not inplace:
         return table
     adata.obsm[key_added] = table
     if obs:
-        for name in resolved.names:
-            adata.obs[f"{key_added}_{name}"] = table[name].to_numpy()
-    adata.uns[key_added] = _h5ad_safe(
+        for name, values in obs_columns(table, key_added).items():
+            adata.obs[name] = values
+    adata.uns[key_added] = record
+    logger.info("added obsm[%r] (%d signatures, method %s)", key_added, table.shape[1], record["method"])
+    return adata if copy else None
+
+
+def obs_columns(table: pd.DataFrame, key_added: str) -> dict[str, np.ndarray]:
+    """The ``obs`` columns ``score`` adds: one per signature, named ``{key_added}_{signature}``."""
+    return {f"{key_added}_{name}": table[name].to_numpy() for name in table.columns}
+
+
+def compute_scores(
+    adata: AnnData, signatures: SignatureLike, method: str, *, layer=None, use_raw=None, gene_symbols=None,
+    min_coverage=0.5, organism=None, chunk_size=None, n_jobs=None, random_state=0, progress=None, **method_params: Any,
+) -> tuple[pd.DataFrame, dict[str, Any]]:  # fmt: skip
+    """Scores and the provenance record ``score`` stores in ``uns``, without touching ``adata``."""
+    m = get_method(method)
+    params = m.check_params(method_params)
+    matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
+    resolved = resolve(load(signatures), names, min_coverage=min_coverage, organism=organism)
+    scores, details = score_matrix(
+        matrix, resolved, m, params, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress
+    )
+    table = pd.DataFrame(scores, index=pd.Index(adata.obs_names.copy()), columns=pd.Index(resolved.names))
+    record = _h5ad_safe(
         {
             "method": m.name,
             "params": params,
@@ -153,8 +173,7 @@ def score(
             "versions": _versions(),
         }
     )
-    logger.info("added obsm[%r] (%d signatures, method %s)", key_added, len(resolved.names), m.name)
-    return adata if copy else None
+    return table, record
 
 
 def score_matrix(
@@ -175,17 +194,27 @@ def score_matrix(
     if n_genes == 0:
         raise InputError("The data have no genes (0 columns); nothing to score.")
     check_chunk_size(chunk_size)
-    stats = _scan(matrix, method)
-    plan = method.prepare(resolved, stats, params, random_state)
-    out = np.empty((n_rows, len(resolved.signatures)), dtype=np.float64)
     show = progress if progress is not None else n_rows > 100_000
-    with numba_threads(n_jobs), tqdm(total=n_rows, unit="cells", disable=not show, desc=f"scoring ({method.name})") as bar:
-        for chunk in iter_chunks(matrix, chunk_size):
-            if "unique_entries" in method.needs:
-                _check_unique_entries(chunk)
-            plan.run(chunk, out[chunk.start : chunk.stop])
-            bar.update(chunk.stop - chunk.start)
+    if is_dask(matrix):
+        from .._dask import score_dask
+
+        return score_dask(matrix, resolved, method, params, chunk_size=chunk_size, random_state=random_state)
+    with numba_threads(n_jobs):
+        stats = _scan(matrix, method, chunk_size, progress=show)
+        plan = method.prepare(resolved, stats, params, random_state)
+        out = np.empty((n_rows, len(resolved.signatures)), dtype=np.float64)
+        with tqdm(total=n_rows, unit="cells", disable=not show, desc=f"scoring ({method.name})") as bar:
+            for chunk in iter_chunks(matrix, chunk_size):
+                score_chunk(chunk, plan, method, out[chunk.start : chunk.stop])
+                bar.update(chunk.stop - chunk.start)
     return plan.finish(out), plan.details
+
+
+def score_chunk(chunk, plan, method: Method, out: np.ndarray) -> None:
+    """Score one row chunk into ``out`` (the rows of ``out`` match the chunk's rows)."""
+    if "unique_entries" in method.needs:
+        _check_unique_entries(chunk)
+    plan.run(chunk, out)
 
 
 def _check_unique_entries(chunk) -> None:
@@ -210,6 +239,68 @@ def numba_threads(n_jobs: int | None) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
+def is_in_memory(matrix) -> bool:
+    return isinstance(matrix, np.ndarray) or sp.issparse(matrix)
+
+
+def is_dask(matrix) -> bool:
+    return type(matrix).__module__.startswith("dask")
+
+
+@dataclass
+class ValueSummary:
+    """What one pass over the stored values found (combinable across blocks in order)."""
+
+    n_bad: int = 0
+    minimum: float = np.inf
+    integer_like: bool = True
+    checked: int = 0
+    sums: np.ndarray | None = None
+    nonempty: np.ndarray | None = None
+    n_rows: int = 0
+
+    def add_values(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        if values.dtype.kind not in "fiub":
+            raise InputError(f"Expression values must be numeric, got dtype {values.dtype}.")
+        n_bad, block_min, block_int = scan.value_summary(values, 8 * numba.get_num_threads(), max(0, _INT_CHECK - self.checked))
+        self.n_bad += int(n_bad)
+        self.minimum = min(self.minimum, float(block_min))
+        self.integer_like = self.integer_like and (bool(block_int) or self.checked >= _INT_CHECK)
+        self.checked += min(values.size, _INT_CHECK)
+
+    def merge(self, other: ValueSummary) -> None:
+        self.n_bad += other.n_bad
+        self.minimum = min(self.minimum, other.minimum)
+        if self.checked < _INT_CHECK:
+            self.integer_like = self.integer_like and other.integer_like
+            self.checked += other.checked
+        self.n_rows += other.n_rows
+        if other.sums is not None:
+            self.sums = other.sums.copy() if self.sums is None else self.sums + other.sums
+        if other.nonempty is not None:
+            self.nonempty = other.nonempty.copy() if self.nonempty is None else self.nonempty | other.nonempty
+
+
+def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, progress: bool = False) -> ValueSummary:
+    """Stream the rows once: validate values and collect gene sums and non-empty genes."""
+    n_genes = matrix.shape[1]
+    summary = ValueSummary(n_rows=matrix.shape[0])
+    summary.sums = np.zeros(n_genes) if "means" in needs else None
+    summary.nonempty = np.zeros(n_genes, np.bool_) if "nonempty" in needs else None
+    with tqdm(total=matrix.shape[0], unit="cells", disable=not progress, desc="checking values") as bar:
+        for chunk in iter_chunks(matrix, chunk_size):
+            lo, hi = chunk.indptr[chunk.r0], chunk.indptr[chunk.r1]
+            summary.add_values(chunk.data[lo:hi])
+            if summary.sums is not None:
+                scan.add_column_sums(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, summary.sums)
+            if summary.nonempty is not None:
+                scan.mark_nonzero(chunk.data, chunk.indices, lo, hi, summary.nonempty)
+            bar.update(chunk.stop - chunk.start)
+    return summary
+
+
 def _value_blocks(matrix) -> Iterator[np.ndarray]:
     """The stored values, in blocks that never copy more than ``_SCAN_BLOCK`` values at once."""
     if sp.issparse(matrix):
@@ -220,42 +311,55 @@ def _value_blocks(matrix) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(matrix[start : start + rows]).ravel()
 
 
-def _scan(matrix, method: Method) -> GeneStats:
-    """Validate the values in one streaming pass and compute the gene statistics the method needs."""
+def _scan(matrix, method: Method, chunk_size: int | None = None, progress: bool = False) -> GeneStats:
+    """Validate the values and compute the gene statistics the method needs.
+
+    In-memory matrices are read in place; backed (on-disk) matrices are streamed once in row chunks.
+    """
     n_rows, n_genes = matrix.shape
-    minimum, integer_like, checked = np.inf, True, 0
-    for block in _value_blocks(matrix):
-        if block.dtype.kind not in "fiub":
-            raise InputError(f"Expression values must be numeric, got dtype {block.dtype}.")
-        if block.size == 0:
-            continue
-        n_bad, block_min, block_int = scan.value_summary(block, 8 * numba.get_num_threads(), max(0, 1_000_000 - checked))
-        if n_bad:
-            raise InputError("The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
-                             "or remove the affected cells/genes before scoring.")  # fmt: skip
-        minimum = min(minimum, block_min)
-        integer_like = integer_like and (block_int or checked >= 1_000_000)
-        checked += min(block.size, 1_000_000)
-    if minimum < 0:
+    stats = GeneStats(n_rows=n_rows, n_genes=n_genes)
+    if is_in_memory(matrix):
+        summary = ValueSummary(n_rows=n_rows)
+        for block in _value_blocks(matrix):
+            summary.add_values(block)
+        _report(summary, method)
+        if "means" in method.needs:
+            stats.means = _scanpy_gene_means(matrix)
+        if "nonempty" in method.needs:
+            stats.nonempty = _nonempty_genes(matrix)
+        return stats
+    summary = summarize_chunks(matrix, method.needs, chunk_size, progress=progress)
+    _report(summary, method)
+    return _stats_from_summary(summary, n_genes, method)
+
+
+def _stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> GeneStats:
+    stats = GeneStats(n_rows=summary.n_rows, n_genes=n_genes)
+    if "means" in method.needs:
+        stats.means = summary.sums / summary.n_rows
+    if "nonempty" in method.needs:
+        stats.nonempty = summary.nonempty
+    return stats
+
+
+def _report(summary: ValueSummary, method: Method) -> None:
+    if summary.n_bad:
+        raise InputError("The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
+                         "or remove the affected cells/genes before scoring.")  # fmt: skip
+    if summary.minimum < 0:
         warnings.warn(
-            f"The matrix has negative values (minimum {minimum:.3g}); scaled or centred data change what rank "
+            f"The matrix has negative values (minimum {summary.minimum:.3g}); scaled or centred data change what rank "
             "methods and means measure. Score log-normalised values (adata.raw, or a layer) unless this is intended.",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    if method.expects_log and integer_like and checked > 0:
+    if method.expects_log and summary.integer_like and summary.checked > 0:
         warnings.warn(
             f"The matrix holds integer counts, but '{method.name}' expects log-normalised expression. Run "
             "sc.pp.normalize_total(adata) and sc.pp.log1p(adata) first, or pass the normalised layer.",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    stats = GeneStats(n_rows=n_rows, n_genes=n_genes)
-    if "means" in method.needs:
-        stats.means = _scanpy_gene_means(matrix)
-    if "nonempty" in method.needs:
-        stats.nonempty = _nonempty_genes(matrix)
-    return stats
 
 
 def _scanpy_gene_means(matrix) -> np.ndarray:

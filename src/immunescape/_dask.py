@@ -1,0 +1,60 @@
+"""Scoring a dask array (in-process or on a dask.distributed cluster).
+
+Blocks of rows are summarised in parallel (values checked, gene sums and non-empty genes), the
+summaries are combined in block order on the client, the method's plan is prepared there, and every
+row block is scored with ``map_blocks`` by the same numba kernels as in memory. Nothing here starts
+its own workers: the scheduler that is active (threads, processes or a distributed Client) runs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._chunks import iter_chunks
+from ._errors import InputError
+from .genes import ResolvedSignatures
+from .methods import Method
+
+
+def _block_summary(block, needs: tuple[str, ...], chunk_size: int | None):
+    from .tl._score import summarize_chunks
+
+    return summarize_chunks(block, needs, chunk_size)
+
+
+def _score_block(block, plan, method: Method, n_sig: int, chunk_size: int | None) -> np.ndarray:
+    from .tl._score import score_chunk
+
+    out = np.empty((block.shape[0], n_sig), dtype=np.float64)
+    for chunk in iter_chunks(block, chunk_size):
+        score_chunk(chunk, plan, method, out[chunk.start : chunk.stop])
+    return out
+
+
+def score_dask(
+    matrix, resolved: ResolvedSignatures, method: Method, params: dict[str, Any], *, chunk_size=None, random_state=0
+) -> tuple[np.ndarray, dict[str, Any]]:
+    import dask
+    import dask.array as da
+
+    from .tl._score import ValueSummary, _report, _stats_from_summary
+
+    if matrix.ndim != 2:
+        raise InputError(f"Expected a 2-D cells x genes dask array, got {matrix.ndim} dimensions.")
+    if len(matrix.chunks[1]) > 1:  # kernels need whole rows
+        matrix = matrix.rechunk({1: -1})
+    blocks = matrix.to_delayed().ravel()
+    parts = dask.compute(*[dask.delayed(_block_summary)(b, method.needs, chunk_size) for b in blocks])
+    summary = ValueSummary(n_rows=0)
+    for part in parts:  # block order: deterministic combination
+        summary.merge(part)
+    _report(summary, method)
+    stats = _stats_from_summary(summary, matrix.shape[1], method)
+    plan = method.prepare(resolved, stats, params, random_state)
+    n_sig = len(resolved.signatures)
+    scored = da.map_blocks(
+        _score_block, matrix, plan, method, n_sig, chunk_size, dtype=np.float64, chunks=(matrix.chunks[0], (n_sig,)), meta=np.empty((0, 0))
+    )
+    return plan.finish(np.asarray(scored.compute())), plan.details
