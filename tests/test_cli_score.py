@@ -115,7 +115,9 @@ def test_killed_run_leaves_no_output(pbmc_file, tmp_path, sig):
                              "--backed", "-s", SIGS, "--min-coverage", "0.3"], stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
     deadline = time.time() + 120
     while not [p for p in os.listdir(tmp_path) if p.endswith(".part")]:
-        assert proc.poll() is None and time.time() < deadline, "the run ended before writing"
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the run ended before writing (exit {proc.poll()}): {proc.communicate()[1][-2000:]}")
         time.sleep(0.05)
     proc.send_signal(sig)  # mid-write: the temporary file exists, the output does not yet
     _, err = proc.communicate(timeout=60)

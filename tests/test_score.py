@@ -197,3 +197,11 @@ def test_methods_registry_lists_every_method():
     assert set(table.index) == set(METHODS)
     assert {"equals", "parameters", "reference", "signed_sets"} <= set(table.columns)
     assert "max_rank=1500" in table.loc["ucell", "parameters"]
+
+
+def test_low_coverage_drop_keeps_the_rest(pbmc):
+    with pytest.raises(ie.GeneResolutionError, match="wnt_target_mariathasan2018"):
+        ie.tl.score(pbmc, "immune_escape", min_coverage=0.3, inplace=False)
+    with pytest.warns(ie.CoverageWarning, match="left out: .*wnt_target_mariathasan2018"):
+        table = ie.tl.score(pbmc, "immune_escape", min_coverage=0.3, low_coverage="drop", inplace=False)
+    assert "cytolytic_activity_rooney2015" in table and "wnt_target_mariathasan2018" not in table

@@ -70,6 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     sc_.add_argument("--force", action="store_true", help="overwrite existing outputs")
     sc_.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter, e.g. -p max_rank=1000")
 
+    cl = sub.add_parser("classify", help="per-sample immune context and escape mechanisms", description=(
+        "Classify each sample of IN.h5ad. Single cells: give --sample-key (and --celltype-key); bulk: every obs is a "
+        "sample. Cells/samples are scored first (-s, -m) unless obsm[--key] already holds scores."))  # fmt: skip
+    cl.add_argument("input", help="input .h5ad file")
+    cl.add_argument("-o", "--output", required=True, help="samples.csv (table of calls) or samples.h5ad (sample AnnData)")
+    cl.add_argument("--sample-key", help="obs column with the sample of each cell (single-cell data)")
+    cl.add_argument("--celltype-key", help="obs column with cell-type labels")
+    cl.add_argument("-s", "--signatures", default="immune_escape,bagaev2021")
+    cl.add_argument("-m", "--method", default="ucell")
+    cl.add_argument("--key", default="immunescape", help="obsm key of existing scores")
+    cl.add_argument("--mode", choices=["scores", "pseudobulk"], default="scores")
+    cl.add_argument("--min-cells", type=int, default=10)
+    cl.add_argument("--reference", help="reference cohort: a saved profile (.json) or a samples .h5ad")
+    cl.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE", help="override a threshold")
+    cl.add_argument("--layer")
+    cl.add_argument("--use-raw", action="store_true", default=None)
+    cl.add_argument("--force", action="store_true", help="overwrite an existing output")
+
     demo = sub.add_parser("demo", help="run the main job on the bundled example data")
     demo.add_argument("-o", "--outdir", default="immunescape_demo", help="output folder")
     return parser
@@ -82,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)  # other libraries: warnings only
+    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     _interrupt_on_sigterm()
     if args.command is None:
         parser.print_help()
@@ -211,6 +230,38 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from .io import read_h5ad, write_h5ad, write_table
+    from .tl import aggregate, classify, score
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise ImmunescapeError(f"{args.output!r} exists; pass --force to overwrite it.")
+    if out.suffix.lower() not in (".csv", ".tsv", ".h5ad"):
+        raise UsageError("-o must end in .csv, .tsv (the table of calls) or .h5ad (the sample AnnData).")
+    thresholds = _method_params(args.threshold)
+    adata = read_h5ad(args.input)
+    if args.mode == "scores" and args.key not in adata.obsm:
+        score(adata, args.signatures, method=args.method, layer=args.layer, use_raw=args.use_raw, key_added=args.key,
+              min_coverage=0.3, low_coverage="drop")  # fmt: skip
+    if args.sample_key:
+        samples = aggregate(adata, args.sample_key, celltype_key=args.celltype_key, key=args.key, mode=args.mode,
+                            min_cells=args.min_cells, signatures=args.signatures, method=args.method)  # fmt: skip
+    else:
+        samples = adata
+    reference = None
+    if args.reference:
+        reference = read_h5ad(args.reference) if args.reference.endswith(".h5ad") else args.reference
+    table = classify(samples, reference=reference, thresholds=thresholds, key=args.key)
+    if out.suffix.lower() == ".h5ad":
+        write_h5ad(samples, out, overwrite=args.force)
+    else:
+        write_table(table, out, overwrite=args.force)
+    counts = table["immune_context"].value_counts().to_dict()
+    logger.info("classified %d samples: %s; wrote %s", len(table), ", ".join(f"{k} {v}" for k, v in counts.items()), out)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -220,7 +271,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "score": _cmd_score, "demo": _cmd_demo}
+_COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "score": _cmd_score, "classify": _cmd_classify,
+             "demo": _cmd_demo}
 
 
 if __name__ == "__main__":

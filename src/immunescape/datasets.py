@@ -44,11 +44,12 @@ CELL_TYPES = {
     "fibroblast": ("fibroblast", ["COL1A1", "COL1A2", "COL3A1", "DCN", "LUM", "PDGFRB", "PDGFRA", "FAP", "COL6A3", "FBLN1"]),
     "endothelial": ("endothelial", ["PECAM1", "VWF", "CDH5", "KDR", "CLDN5"]),
 }
+UBIQUITOUS_HIGH = ("B2M", "HLA-A", "HLA-B", "HLA-C", "HLA-E", "TAP1", "TAP2", "TAPBP", "NLRC5")
 # context -> cell-type proportions
 PROPORTIONS = {
     "inflamed": {"malignant": 0.35, "CD8 T": 0.18, "CD4 T": 0.10, "Treg": 0.03, "NK": 0.05, "B": 0.05, "myeloid": 0.12, "fibroblast": 0.08, "endothelial": 0.04},
-    "excluded": {"malignant": 0.45, "CD8 T": 0.04, "CD4 T": 0.03, "Treg": 0.01, "NK": 0.01, "B": 0.02, "myeloid": 0.12, "fibroblast": 0.27, "endothelial": 0.05},
-    "desert": {"malignant": 0.78, "CD8 T": 0.01, "CD4 T": 0.01, "Treg": 0.005, "NK": 0.005, "B": 0.01, "myeloid": 0.07, "fibroblast": 0.06, "endothelial": 0.04},
+    "excluded": {"malignant": 0.45, "CD8 T": 0.045, "CD4 T": 0.03, "Treg": 0.008, "NK": 0.01, "B": 0.02, "myeloid": 0.12, "fibroblast": 0.27, "endothelial": 0.05},
+    "desert": {"malignant": 0.78, "CD8 T": 0.012, "CD4 T": 0.008, "Treg": 0.002, "NK": 0.005, "B": 0.01, "myeloid": 0.07, "fibroblast": 0.06, "endothelial": 0.04},
 }  # fmt: skip
 # mechanism -> (signatures whose genes change, cell types affected, fold change)
 PLANTS = {
@@ -90,12 +91,14 @@ def simulate_tumor(
 
     Each sample is given an immune context (cycled through inflamed, excluded, desert) that sets
     its cell-type proportions (T-cell-rich; fibroblast-rich with a TGF-beta programme; or almost
-    only malignant cells), and each escape mechanism independently with probability
-    ``mechanism_rate``. A mechanism multiplies the expression of its signature genes in the cell
-    types where it acts (e.g. antigen-presentation genes x0.15 in malignant cells, exhaustion genes
-    x5 in CD8 T cells); ``treg_high`` triples the Treg fraction. Excluded samples always carry
-    ``tgfb_stromal_exclusion``. Counts are negative binomial around gene- and cell-type-specific
-    means with log-normal library sizes.
+    only malignant cells; Tregs are about 10% of T cells in each), and each escape mechanism
+    independently with probability ``mechanism_rate``. A mechanism multiplies the expression of its
+    signature genes in the cell types where it acts (e.g. antigen-presentation genes x0.15 in
+    malignant cells, exhaustion genes x5 in CD8 T cells); ``treg_high`` triples the Treg fraction.
+    MHC class I genes get a high baseline in every cell, as in real tissue. The ground truth is kept coherent: ``tgfb_stromal_exclusion`` is planted exactly in the excluded
+    samples (it defines that context), and the T-cell mechanisms (exhaustion, Treg-high) only where
+    T cells infiltrate (inflamed, excluded), since no assay can see them in a desert. Counts are
+    negative binomial around gene- and cell-type-specific means with log-normal library sizes.
 
     Parameters
     ----------
@@ -123,6 +126,9 @@ def simulate_tumor(
     gidx = {g: i for i, g in enumerate(genes)}
     n_genes = len(genes)
     base = rng.lognormal(mean=-1.2, sigma=1.3, size=n_genes)  # mean counts per cell before scaling
+    for g in UBIQUITOUS_HIGH:  # MHC class I machinery is highly expressed in every cell of real tissue
+        if g in gidx:
+            base[gidx[g]] = max(base[gidx[g]], 1.0) * 8.0
     type_means = {}
     for ct, (_, markers) in CELL_TYPES.items():
         mu = base * rng.lognormal(0.0, 0.35, size=n_genes)
@@ -137,11 +143,12 @@ def simulate_tumor(
     for s in range(n_samples):
         context = CONTEXTS[s % len(CONTEXTS)]
         mech = {m: bool(rng.random() < mechanism_rate) for m in MECHANISMS}
-        if context == "excluded":
-            mech["tgfb_stromal_exclusion"] = True
+        mech["tgfb_stromal_exclusion"] = context == "excluded"
+        if context == "desert":
+            mech["t_cell_exhaustion"] = mech["treg_high"] = False
         props = dict(PROPORTIONS[context])
         if mech["treg_high"]:
-            props["Treg"] *= 3.0 if context != "desert" else 1.0
+            props["Treg"] *= 3.0
         total = sum(props.values())
         types = list(props)
         counts_per_type = rng.multinomial(cells_per_sample, [props[t] / total for t in types])

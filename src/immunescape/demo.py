@@ -9,7 +9,7 @@ from . import datasets
 from .io import atomic_path, atomic_write_text
 from .pp import coverage
 from .signatures import list_signatures
-from .tl import score
+from .tl import aggregate, classify, score
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,9 @@ def run_demo(outdir: Path, *, n_samples: int = 12, cells_per_sample: int = 400) 
     1. scanpy's real PBMC data (pbmc68k_reduced, ``.raw``): UCell scores of the library's immune
        signatures, and the gene coverage of each signature;
     2. a simulated 12-patient tumour cohort with planted escape phenotypes: UCell scores for every
-       cell, per-patient means of each score next to the planted truth, and the scored ``.h5ad``.
+       cell, per-patient features (:func:`immunescape.tl.aggregate`), immune context and escape
+       mechanisms with their reasons (:func:`immunescape.tl.classify`) next to the planted truth,
+       and the cell- and patient-level ``.h5ad`` files.
 
     Returns the written files by label.
     """
@@ -39,22 +41,28 @@ def run_demo(outdir: Path, *, n_samples: int = 12, cells_per_sample: int = 400) 
     pbmc = datasets.pbmc68k_reduced()
     immune = "immune_escape,bagaev2021_T_cells,bagaev2021_NK_cells,bagaev2021_B_cells,macrophages_danaher2017"
     write_csv("gene coverage (pbmc68k_reduced)", "coverage_pbmc68k.csv", coverage(pbmc, immune))
-    pbmc_scores = score(pbmc, immune, method="ucell", min_coverage=0.2, inplace=False)
+    # pbmc68k_reduced keeps only 765 variable genes: signatures it barely covers are left out (with a warning)
+    pbmc_scores = score(pbmc, immune, method="ucell", min_coverage=0.3, low_coverage="drop", inplace=False)
     pbmc_scores.insert(0, "cell_type", pbmc.obs["bulk_labels"].astype(str))
     write_csv("UCell scores (pbmc68k_reduced)", "scores_pbmc68k.csv", pbmc_scores)
     write_csv("mean score per PBMC type", "scores_pbmc68k_by_celltype.csv", pbmc_scores.groupby("cell_type").mean().round(4))
 
-    logger.info("simulating and scoring a %d-patient tumour cohort ...", n_samples)
+    logger.info("simulating, scoring and classifying a %d-patient tumour cohort ...", n_samples)
     tumour = datasets.simulate_tumor(n_samples=n_samples, cells_per_sample=cells_per_sample, seed=0)
     write_csv("gene coverage (simulated tumour)", "coverage_tumour.csv", coverage(tumour, "immune_escape"))
-    score(tumour, "immune_escape", method="ucell")
-    table = tumour.obsm["immunescape"]
-    write_csv("UCell scores (simulated tumour)", "scores_tumour.csv", table)
-    per_patient = table.groupby(tumour.obs["sample"].to_numpy()).mean().round(4)
+    score(tumour, "immune_escape,bagaev2021", method="ucell")
+    write_csv("UCell scores (simulated tumour)", "scores_tumour.csv", tumour.obsm["immunescape"])
+    samples = aggregate(tumour, "sample", celltype_key="cell_type")
+    calls = classify(samples)
+    write_csv("per-patient immune context and escape mechanisms, with reasons", "tumour_calls.csv", calls)
     truth = tumour.uns["simulation"]["truth"]
-    write_csv("per-patient mean scores with planted truth", "tumour_patients.csv", truth.join(per_patient))
-    path = outdir / "tumour_scored.h5ad"
-    with atomic_path(path) as tmp:
-        tumour.write_h5ad(tmp)
-    outputs["scored tumour AnnData"] = path
+    summary = calls[["immune_context", "mechanisms", "bagaev_class"]].join(truth.add_prefix("planted_"))
+    write_csv("calls next to the planted truth", "tumour_calls_vs_truth.csv", summary)
+    accuracy = float((calls["immune_context"] == truth.loc[calls.index, "context"]).mean())
+    logger.info("immune context recovered for %.0f%% of the simulated patients", 100 * accuracy)
+    for label, name, adata in (("scored tumour cells", "tumour_cells.h5ad", tumour), ("patient-level AnnData", "tumour_samples.h5ad", samples)):
+        path = outdir / name
+        with atomic_path(path) as tmp:
+            adata.write_h5ad(tmp)
+        outputs[label] = path
     return outputs

@@ -253,7 +253,8 @@ def resolve(
         _check_coverage(coverage, min_coverage)
     if coverage["n_missing"].any():
         short = coverage[coverage["n_missing"] > 0]
-        logger.info("genes missing from the data: %s", "; ".join(f"{s}: {r.n_missing}/{r.n_genes}" for s, r in short.iterrows()))
+        logger.info("%d of %d signatures miss some genes (the coverage report lists them)", len(short), len(coverage))
+        logger.debug("genes missing from the data: %s", "; ".join(f"{s}: {r.n_missing}/{r.n_genes}" for s, r in short.iterrows()))
     if data_organism == "mouse":
         logger.info("mouse data detected: human signature genes were mapped to mouse orthologs")
     return ResolvedSignatures(list(signatures), positions, weights, coverage, id_type, data_organism)

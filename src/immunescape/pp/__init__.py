@@ -1,5 +1,6 @@
-"""Preprocessing helpers: gene-identifier resolution and coverage."""
+"""Preprocessing helpers: gene-identifier coverage and pseudobulk."""
 
 from ._coverage import coverage
+from ._pseudobulk import pseudobulk
 
-__all__ = ["coverage"]
+__all__ = ["coverage", "pseudobulk"]

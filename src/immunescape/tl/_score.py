@@ -50,6 +50,7 @@ def score(
     key_added: str = "immunescape",
     obs: bool = True,
     min_coverage: float = 0.5,
+    low_coverage: str = "raise",
     organism: str | None = None,
     chunk_size: int | None = None,
     n_jobs: int | None = None,
@@ -86,6 +87,10 @@ def score(
     min_coverage
         Smallest fraction of each signature's genes that must be found (see
         :func:`immunescape.genes.resolve`).
+    low_coverage
+        What to do with signatures below ``min_coverage``: ``"raise"`` an error naming the missing
+        genes, or ``"drop"`` them with a :class:`~immunescape.CoverageWarning` (useful for a whole
+        collection on a targeted gene panel).
     organism
         ``"human"`` or ``"mouse"``; None detects it from the gene names.
     chunk_size
@@ -125,7 +130,8 @@ def score(
         adata = adata.copy()
     table, record = compute_scores(
         adata, signatures, method, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, min_coverage=min_coverage,
-        organism=organism, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress, **method_params,
+        low_coverage=low_coverage, organism=organism, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
+        progress=progress, **method_params,
     )  # fmt: skip
     if not inplace:
         return table
@@ -145,13 +151,19 @@ def obs_columns(table: pd.DataFrame, key_added: str) -> dict[str, np.ndarray]:
 
 def compute_scores(
     adata: AnnData, signatures: SignatureLike, method: str, *, layer=None, use_raw=None, gene_symbols=None,
-    min_coverage=0.5, organism=None, chunk_size=None, n_jobs=None, random_state=0, progress=None, **method_params: Any,
+    min_coverage=0.5, low_coverage="raise", organism=None, chunk_size=None, n_jobs=None, random_state=0, progress=None,
+    **method_params: Any,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:  # fmt: skip
     """Scores and the provenance record ``score`` stores in ``uns``, without touching ``adata``."""
     m = get_method(method)
     params = m.check_params(method_params)
+    if low_coverage not in ("raise", "drop"):
+        raise InputError(f"low_coverage must be 'raise' or 'drop', got {low_coverage!r}.")
     matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
-    resolved = resolve(load(signatures), names, min_coverage=min_coverage, organism=organism)
+    sigs = load(signatures)
+    if low_coverage == "drop":
+        sigs = _drop_low_coverage(sigs, names, min_coverage, organism)
+    resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
     scores, details = score_matrix(
         matrix, resolved, m, params, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress
     )
@@ -174,6 +186,20 @@ def compute_scores(
         }
     )
     return table, record
+
+
+def _drop_low_coverage(sigs, names, min_coverage, organism):
+    from .._errors import CoverageWarning, GeneResolutionError
+
+    cover = resolve(sigs, names, min_coverage=min_coverage, organism=organism, check=False).coverage
+    low = cover[(cover["coverage"] < min_coverage) | (cover["n_found"] == 0)]
+    if len(low) == len(cover):
+        raise GeneResolutionError(f"No signature reaches min_coverage={min_coverage:.0%} in these data; check the gene names "
+                                  "(gene_symbols=, use_raw=) or lower min_coverage.")  # fmt: skip
+    if len(low):
+        warnings.warn(f"{len(low)} signature(s) below min_coverage={min_coverage:.0%} were left out: "
+                      + ", ".join(f"{n} ({r.n_found}/{r.n_genes})" for n, r in low.iterrows()), CoverageWarning, stacklevel=4)  # fmt: skip
+    return [s for s in sigs if s.name not in set(low.index)]
 
 
 def score_matrix(

@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .._errors import DataWarning, InputError
+from .._utils import closest
+from ..signatures import get as get_signature
+
+logger = logging.getLogger(__name__)
+
+COMPARTMENTS = ("malignant", "T", "NK", "B", "myeloid", "fibroblast", "endothelial")
+# cell-type label patterns -> compartment (case-insensitive, first match wins)
+_LABEL_RULES: list[tuple[str, str]] = [
+    (r"malignan|tumou?r|cancer|epithel|carcinom|neoplast", "malignant"),
+    (r"\bnk\b|natural killer|cd56", "NK"),
+    (r"treg|regulatory t|foxp3|\bt\b|t[ _-]?cell|cd8|cd4|cd3|lymphocyte t|\bth\d", "T"),
+    (r"\bb\b|b[ _-]?cell|plasma|cd19", "B"),
+    (r"myeloid|mono|macro|\bdc\b|dendritic|neutro|mast|tam\b|mdsc|cd14|cd68|granulocyte", "myeloid"),
+    (r"fibro|caf\b|stroma|mesenchym|pericyte|smooth muscle|myofib", "fibroblast"),
+    (r"endothel|vascular|\bec\b", "endothelial"),
+]
+# built-in signatures whose markers assign coarse compartments when no labels exist
+FALLBACK_MARKERS = {
+    "T": ("bagaev2021_T_cells",),
+    "NK": ("bagaev2021_NK_cells",),
+    "B": ("bagaev2021_B_cells",),
+    "myeloid": ("macrophages_danaher2017", "bagaev2021_Macrophages"),
+    "fibroblast": ("bagaev2021_CAF",),
+    "endothelial": ("bagaev2021_Endothelium",),
+}
+
+
+def _compartment_of_label(label: str) -> str:
+    text = str(label).lower()
+    for pattern, compartment in _LABEL_RULES:
+        if re.search(pattern, text):
+            return compartment
+    return "other"
+
+
+def compartments_from_labels(labels: pd.Series, mapping: Mapping[str, Sequence[str]] | None = None) -> pd.Series:
+    """Map cell-type labels to compartments: an explicit ``{compartment: [labels]}`` mapping first, then name rules.
+
+    Examples
+    --------
+    >>> compartments_from_labels(pd.Series(["CD8 T", "Malignant", "TAM", "CAF", "weird"])).tolist()
+    ['T', 'malignant', 'myeloid', 'fibroblast', 'other']
+    """
+    explicit: dict[str, str] = {}
+    for compartment, members in (mapping or {}).items():
+        if compartment not in COMPARTMENTS:
+            raise InputError(f"Unknown compartment {compartment!r}; use one of {COMPARTMENTS}." + closest(compartment, COMPARTMENTS))
+        for label in [members] if isinstance(members, str) else members:
+            explicit[str(label)] = compartment
+    uniques = pd.Series(pd.unique(labels.astype(str)))
+    table = {u: explicit.get(u, _compartment_of_label(u)) for u in uniques}
+    return labels.astype(str).map(table)
+
+
+def compartments_from_markers(adata: AnnData, *, layer=None, use_raw=None, min_z: float = 1.5, min_gap: float = 0.5,
+                              **score_kw) -> pd.Series:  # fmt: skip
+    """Coarse compartments from built-in cell-type signatures, for data without labels.
+
+    Each compartment's marker genes (``FALLBACK_MARKERS``) are scored with UCell and put on a robust z
+    scale across all cells (median/MAD), so sets of different sizes compare fairly. A cell takes the
+    compartment with the highest z when it is at least ``min_z`` and leads the next by ``min_gap``;
+    a cell with no clear immune or stromal signal is called ``malignant``. A fallback for a first
+    look, not a replacement for annotation: on the simulated cohorts it recovers B, NK, fibroblast and
+    myeloid cells well but only about half of the T cells (the Bagaev T-cell set is short), and on
+    scanpy's pbmc68k_reduced about two thirds of the T cells.
+    """
+    from ..signatures import load
+    from ._score import score
+
+    sets = {}
+    for compartment, names in FALLBACK_MARKERS.items():
+        genes = [g for sig in load(list(names)) for g in sig.genes]
+        sets[compartment] = list(dict.fromkeys(genes))
+    from ..pp import coverage
+
+    cover = coverage(adata, sets, layer=layer, use_raw=use_raw)
+    usable = [c for c in sets if cover.loc[c, "coverage"] >= 0.3 and cover.loc[c, "n_found"] >= 2]
+    if len(usable) < len(sets):
+        warnings.warn(f"Marker genes of {sorted(set(sets) - set(usable))} are mostly absent from the data; those compartments "
+                      "cannot be assigned (their cells fall back to 'malignant'). Pass celltype_key= if you have labels.",
+                      DataWarning, stacklevel=3)  # fmt: skip
+    if len(usable) < 2:
+        raise InputError("Too few marker genes in the data to assign compartments; pass celltype_key= with cell-type labels.")
+    table = score(adata, {c: sets[c] for c in usable}, method="ucell", layer=layer, use_raw=use_raw, inplace=False,
+                  min_coverage=0.3, **score_kw)  # fmt: skip
+    values = table.to_numpy()
+    median = np.median(values, axis=0)
+    mad = np.median(np.abs(values - median), axis=0) * 1.4826
+    mad[mad == 0] = values.std(axis=0)[mad == 0] + 1e-12
+    z = (values - median) / mad
+    order = np.argsort(z, axis=1)
+    best, second = order[:, -1], order[:, -2]
+    rows = np.arange(len(z))
+    top, gap = z[rows, best], z[rows, best] - z[rows, second]
+    names = np.asarray(table.columns)
+    return pd.Series(np.where((top >= min_z) & (gap >= min_gap), names[best], "malignant"), index=adata.obs_names)
+
+
+def aggregate(
+    adata: AnnData,
+    sample_key: str,
+    *,
+    celltype_key: str | None = None,
+    compartments: Mapping[str, Sequence[str]] | None = None,
+    key: str = "immunescape",
+    mode: str = "scores",
+    min_cells: int = 10,
+    high_quantile: float = 0.75,
+    signatures: Any = "immune_escape",
+    method: str = "ucell",
+    counts_layer: str | None = "counts",
+    **score_kw: Any,
+) -> AnnData:
+    """Summarise single cells into one row per sample (samples x signature features).
+
+    Parameters
+    ----------
+    adata
+        Scored cells (``obsm[key]`` from :func:`score`) with a sample column in ``obs``.
+    sample_key
+        ``obs`` column naming each cell's sample (patient).
+    celltype_key
+        ``obs`` column of cell-type labels. Labels are mapped to compartments (malignant, T, NK, B,
+        myeloid, fibroblast, endothelial) by ``compartments`` and then by name rules. Without it,
+        compartments come from built-in marker signatures (see :func:`compartments_from_markers`)
+        and the result says so in ``uns``.
+    compartments
+        ``{compartment: [label, ...]}`` for labels the name rules do not know.
+    key
+        Where the cell scores are (``obsm[key]``, ``uns[key]``).
+    mode
+        ``"scores"``: each signature's mean, median and fraction of high cells over the cells of
+        the compartment where it is meaningful (from the signature file: exhaustion over T cells,
+        TAM over myeloid cells, antigen presentation over malignant cells; "any" over all cells).
+        ``"pseudobulk"``: counts summed per sample and compartment, normalised (CP10k, log1p) and
+        scored like bulk with ``method``.
+    min_cells
+        A sample with fewer cells is dropped; a compartment with fewer cells in a sample gives NaN.
+    high_quantile
+        "Fraction high" counts cells above this quantile of the signature in its compartment, over
+        the whole cohort.
+    signatures, method, counts_layer, score_kw
+        For ``mode="pseudobulk"``: what to score, how, and which layer holds raw counts.
+
+    Returns
+    -------
+    anndata.AnnData
+        Samples x signatures. ``X``: compartment means (scores mode) or pseudobulk scores;
+        ``layers["median"]``, ``layers["frac_high"]`` (scores mode); ``obs``: ``n_cells`` and
+        composition (``frac_<compartment>``, ``frac_CD8``, ``frac_Treg`` when labels allow);
+        ``var``: each signature's ``compartment`` and ``category``; ``uns["immunescape_samples"]``.
+
+    Examples
+    --------
+    >>> import immunescape as ie
+    >>> cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=120, seed=0)
+    >>> ie.tl.score(cells, "immune_escape")
+    >>> ie.tl.aggregate(cells, "sample", celltype_key="cell_type").shape
+    (3, 27)
+    """
+    if sample_key not in adata.obs:
+        raise InputError(f"sample_key={sample_key!r} is not an obs column (columns: {list(adata.obs.columns)[:12]})."
+                         + closest(sample_key, adata.obs.columns))  # fmt: skip
+    if mode not in ("scores", "pseudobulk"):
+        raise InputError(f"mode must be 'scores' or 'pseudobulk', got {mode!r}.")
+    if celltype_key is not None and celltype_key not in adata.obs:
+        raise InputError(f"celltype_key={celltype_key!r} is not an obs column." + closest(celltype_key, adata.obs.columns))
+    if celltype_key is not None:
+        compartment = compartments_from_labels(adata.obs[celltype_key], compartments)
+        source = f"labels in obs[{celltype_key!r}]"
+    else:
+        compartment = compartments_from_markers(adata)
+        source = "fallback: built-in marker signatures (no cell-type labels given)"
+        logger.warning("no celltype_key: compartments assigned from marker signatures (coarse)")
+    samples = adata.obs[sample_key].astype(str)
+    counts = samples.value_counts()
+    small = counts[counts < min_cells]
+    if len(small):
+        warnings.warn(f"{len(small)} sample(s) have fewer than min_cells={min_cells} cells and are left out: "
+                      f"{', '.join(small.index[:10])}.", DataWarning, stacklevel=2)  # fmt: skip
+    keep = samples.isin(counts[counts >= min_cells].index).to_numpy()
+    if not keep.any():
+        raise InputError(f"No sample has at least min_cells={min_cells} cells; lower min_cells.")
+    sample_order = [s for s in pd.unique(samples[keep])]
+    composition = _composition(samples[keep], compartment[keep], adata.obs[celltype_key][keep] if celltype_key else None, min_cells)
+    if mode == "scores":
+        features, median, frac_high, var = _score_features(adata, key, samples, compartment, keep, sample_order, min_cells, high_quantile)
+        layers = {"median": median, "frac_high": frac_high}
+    else:
+        features, var = _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_cells, signatures, method,
+                                             counts_layer, score_kw)  # fmt: skip
+        layers = {}
+    obs = composition.loc[sample_order]
+    out = AnnData(X=features.loc[sample_order].to_numpy(dtype=np.float64), obs=obs, var=var)
+    for name, frame in layers.items():
+        out.layers[name] = frame.loc[sample_order].to_numpy(dtype=np.float64)
+    out.uns["immunescape_samples"] = {
+        "mode": mode, "sample_key": sample_key, "celltype_key": str(celltype_key), "compartments_from": source,
+        "min_cells": min_cells, "key": key,
+    }  # fmt: skip
+    return out
+
+
+def _composition(samples: pd.Series, compartment: pd.Series, labels: pd.Series | None, min_cells: int = 10) -> pd.DataFrame:
+    frame = pd.crosstab(samples, compartment, normalize="index")
+    out = pd.DataFrame(index=frame.index)
+    out["n_cells"] = samples.value_counts().reindex(frame.index).astype(int)
+    for c in COMPARTMENTS:
+        out[f"frac_{c}"] = frame[c] if c in frame else 0.0
+    if labels is not None:
+        text = labels.astype(str).str.lower()
+        for name, pattern in (("CD8", r"cd8"), ("Treg", r"treg|regulatory|foxp3")):
+            hits = text.str.contains(pattern)
+            if hits.any():
+                out[f"frac_{name}"] = hits.groupby(samples).mean().reindex(out.index).fillna(0.0)
+        if "frac_Treg" in out:  # Treg share of T cells, independent of infiltration; NaN when T cells are too few to tell
+            n_t = out["frac_T"] * out["n_cells"]
+            out["frac_Treg_of_T"] = np.where(n_t >= min_cells, out["frac_Treg"] / out["frac_T"].replace(0, np.nan), np.nan)
+    out.index.name = None
+    return out
+
+
+def _signature_compartments(names: Sequence[str]) -> pd.DataFrame:
+    rows = []
+    for name in names:
+        try:
+            meta = get_signature(name).meta
+        except Exception:  # user signatures: meaningful everywhere unless they say otherwise
+            meta = {}
+        rows.append({"compartment": meta.get("compartment", "any"), "category": meta.get("category", "user")})
+    return pd.DataFrame(rows, index=pd.Index(list(names)))
+
+
+def _score_features(adata, key, samples, compartment, keep, sample_order, min_cells, high_quantile):
+    if key not in adata.obsm:
+        raise InputError(f"No scores in adata.obsm[{key!r}]; run ie.tl.score(adata, ...) first (or pass key=).")
+    scores = adata.obsm[key]
+    scores = scores if isinstance(scores, pd.DataFrame) else pd.DataFrame(scores, index=adata.obs_names)
+    var = _signature_compartments(scores.columns)
+    mean = pd.DataFrame(np.nan, index=sample_order, columns=scores.columns)
+    median, frac_high = mean.copy(), mean.copy()
+    absent = set()
+    for comp, names in var.groupby("compartment").groups.items():
+        mask = keep & ((compartment == comp).to_numpy() if comp != "any" else np.ones(len(keep), bool))
+        if not mask.any():
+            absent.add(comp)
+            continue
+        sub = scores.loc[mask, list(names)]
+        threshold = sub.quantile(high_quantile)
+        grouped = sub.groupby(samples[mask].to_numpy())
+        n = grouped.size()
+        ok = n[n >= min_cells].index
+        mean.loc[ok, list(names)] = grouped.mean().loc[ok]
+        median.loc[ok, list(names)] = grouped.median().loc[ok]
+        frac_high.loc[ok, list(names)] = (sub > threshold).groupby(samples[mask].to_numpy()).mean().loc[ok]
+    if absent:
+        warnings.warn(f"No cells of compartment(s) {sorted(absent)}: their signatures are NaN for every sample.", DataWarning, stacklevel=3)
+    return mean, median, frac_high, var
+
+
+def _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_cells, signatures, method, counts_layer, score_kw):
+    from ..signatures import load
+    from ._score import score
+
+    if counts_layer is not None and counts_layer not in adata.layers:
+        raise InputError(f"Pseudobulk needs raw counts: layer {counts_layer!r} not found; pass counts_layer= (None uses X).")
+    X = adata.layers[counts_layer] if counts_layer is not None else adata.X
+    sigs = load(signatures)
+    var = _signature_compartments([s.name for s in sigs])
+    features = pd.DataFrame(np.nan, index=sample_order, columns=var.index)
+    for comp, names in var.groupby("compartment").groups.items():
+        mask = keep & ((compartment == comp).to_numpy() if comp != "any" else np.ones(len(keep), bool))
+        groups = samples[mask]
+        n = groups.value_counts()
+        ok = [s for s in sample_order if n.get(s, 0) >= min_cells]
+        if not ok:
+            continue
+        codes = pd.Categorical(groups, categories=ok).codes  # -1: a sample with too few cells here
+        rows = np.flatnonzero(mask)[codes >= 0]
+        indicator = sp.csr_matrix((np.ones(rows.size), (codes[codes >= 0], rows)), shape=(len(ok), adata.n_obs))
+        summed = indicator @ (X if sp.issparse(X) else np.asarray(X))
+        summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
+        libsize = summed.sum(axis=1, keepdims=True)
+        libsize[libsize == 0] = 1.0
+        bulk = AnnData(np.log1p(summed / libsize * 1e4), var=pd.DataFrame(index=adata.var_names))
+        bulk.obs_names = ok
+        table = score(bulk, [s for s in sigs if s.name in set(names)], method=method, inplace=False, **score_kw)
+        features.loc[ok, table.columns] = table.to_numpy()
+    return features, var
