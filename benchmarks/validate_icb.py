@@ -111,7 +111,7 @@ def main() -> None:
                 row += f" {auc(table[sig], responder):.2f} |" if sig in table else " - |"
             lines.append(row)
         # the classifier on this cohort (scores with the default single-cell method, ucell, and with singscore)
-        ie.tl.score(bulk, "immune_escape,bagaev2021", method="singscore", min_coverage=0.3)
+        ie.tl.score(bulk, "immune_escape,bagaev2021", method="singscore", min_coverage=0.3, low_coverage="drop")
         calls = ie.tl.classify(bulk, inplace=False)
         lines += ["", f"Classifier (singscore features, cohort as its own reference): AUC of the infiltration axis "
                   f"{auc(calls['infiltration_z'], responder):.2f}; of the Bagaev immune axis "
