@@ -107,8 +107,8 @@ def machine() -> dict[str, str]:
     return info
 
 
-def run_child(script: Path, args: list[str], timeout: float = 1800) -> dict:
-    """Run ``python script args`` and return its JSON result plus peak RSS of its process tree."""
+def run_child(script: Path, args: list[str], timeout: float = 1800, expect_json: bool = True) -> dict:
+    """Run ``python script args`` and return its JSON result (if ``expect_json``) plus the peak RSS of its process tree."""
     import psutil
 
     start = time.perf_counter()
@@ -126,6 +126,9 @@ def run_child(script: Path, args: list[str], timeout: float = 1800) -> dict:
             return {"status": f"killed after {timeout:.0f} s", "peak_rss_gib": peak / 2**30}
         time.sleep(0.05)
     out, err = proc.communicate()
+    if not expect_json:
+        status = "ok" if proc.returncode == 0 else f"failed ({proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}"
+        return {"status": status, "peak_rss_gib": peak / 2**30}
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"status": f"failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}", "peak_rss_gib": peak / 2**30}

@@ -29,6 +29,7 @@ class Chunk:
     r1: int
     start: int
     stop: int
+    n_cols: int = 0
 
     @property
     def max_nnz(self) -> int:
@@ -58,7 +59,7 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
         indptr = matrix.indptr.astype(np.int64, copy=False)
         for start in range(0, n_rows, size):
             stop = min(start + size, n_rows)
-            yield Chunk(data, matrix.indices, indptr, start, stop, start, stop)
+            yield Chunk(data, matrix.indices, indptr, start, stop, start, stop, matrix.shape[1])
         return
     if sp.issparse(matrix) and matrix.format == "csc":
         if not matrix.has_sorted_indices:
@@ -66,10 +67,10 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
         for start in range(0, n_rows, size):
             stop = min(start + size, n_rows)
             d, i, p = csc_rows_to_csr(_float(matrix.data), matrix.indices, matrix.indptr.astype(np.int64), start, stop, matrix.shape[1])
-            yield Chunk(d, i, p, 0, stop - start, start, stop)
+            yield Chunk(d, i, p, 0, stop - start, start, stop, matrix.shape[1])
         return
     for start in range(0, n_rows, size):
         stop = min(start + size, n_rows)
         block = matrix[start:stop]
         block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-        yield Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop)
+        yield Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop, matrix.shape[1])

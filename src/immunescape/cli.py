@@ -106,8 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .io import INTERRUPTED
+
     try:
-        return _COMMANDS[args.command](args)
+        code = _COMMANDS[args.command](args)
+        if INTERRUPTED.is_set():  # the interrupt was swallowed somewhere, but no output was renamed into place
+            raise KeyboardInterrupt
+        return code
     except ImmunescapeError as err:
         if args.debug:
             raise
@@ -119,14 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so an ended run removes its temporary files like Ctrl-C does."""
+    """SIGINT and SIGTERM: flag the interruption (checked before any output is renamed into place) and
+    raise KeyboardInterrupt, so an ended run removes its temporary files and leaves no output."""
     import signal
 
+    from .io import INTERRUPTED
+
+    INTERRUPTED.clear()
+
     def handler(signum, frame):
+        INTERRUPTED.set()
         raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
     except ValueError:  # not the main thread (e.g. called from a notebook worker): leave signals alone
         pass
 
@@ -173,6 +185,17 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_folder(path: str) -> None:
+    """Fail before any work when an output cannot be written where asked."""
+    from ._errors import ImmunescapeIOError
+
+    folder = Path(path).parent
+    if folder.exists() and not folder.is_dir():
+        raise ImmunescapeIOError(f"Cannot write {path!r}: {str(folder)!r} is a file, not a folder.")
+    if not folder.is_dir():
+        raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
+
+
 class UsageError(ImmunescapeError):
     exit_code = 2
 
@@ -200,6 +223,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise UsageError("use either --inplace or -o, not both.")
     outputs = [p for p in (args.output, args.scores_only) if p]
     for path in outputs:
+        _check_output_folder(path)
         if Path(path).exists() and not args.force:
             raise ImmunescapeError(f"{path!r} exists; pass --force to overwrite it.")
         if Path(path).resolve() == Path(args.input).resolve():
@@ -235,6 +259,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from .tl import aggregate, classify, score
 
     out = Path(args.output)
+    _check_output_folder(args.output)
     if out.exists() and not args.force:
         raise ImmunescapeError(f"{args.output!r} exists; pass --force to overwrite it.")
     if out.suffix.lower() not in (".csv", ".tsv", ".h5ad"):

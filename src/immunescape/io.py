@@ -5,10 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import ImmunescapeIOError
+
+# Set by the command line's SIGINT/SIGTERM handler. An interrupt raised inside third-party cleanup code
+# (h5py's, for one) can be swallowed; checking this flag before the final rename makes sure an
+# interrupted run never leaves an output behind, whichever code the signal landed in.
+INTERRUPTED = threading.Event()
 
 
 @contextlib.contextmanager
@@ -26,6 +32,8 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     """
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise ImmunescapeIOError(f"Cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder.")
     if not folder.is_dir():
         raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
     if target.exists() and not overwrite:
@@ -36,12 +44,19 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except ImmunescapeIOError:
+            raise
+        except OSError as err:  # disk full, quota, I/O error: one clear message, and nothing left behind
+            raise ImmunescapeIOError(f"Writing {str(target)!r} failed ({err}); nothing was written.") from err
         pause = float(os.environ.get("IMMUNESCAPE_TEST_PAUSE_BEFORE_RENAME", "0"))  # test hook: widen the window
         if pause:
             import time
 
             time.sleep(pause)
+        if INTERRUPTED.is_set():
+            raise KeyboardInterrupt
         os.replace(tmp, target)
     finally:
         if tmp.exists():

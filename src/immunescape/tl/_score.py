@@ -157,6 +157,11 @@ def compute_scores(
     """Scores and the provenance record ``score`` stores in ``uns``, without touching ``adata``."""
     m = get_method(method)
     params = m.check_params(method_params)
+    if not isinstance(adata, AnnData):
+        raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
+    if not adata.obs_names.is_unique:
+        warnings.warn("obs names are not unique; scores are still per row, but call adata.obs_names_make_unique() before "
+                      "joining them with other tables.", DataWarning, stacklevel=3)  # fmt: skip
     if low_coverage not in ("raise", "drop"):
         raise InputError(f"low_coverage must be 'raise' or 'drop', got {low_coverage!r}.")
     matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
@@ -225,14 +230,28 @@ def score_matrix(
         from .._dask import score_dask
 
         return score_dask(matrix, resolved, method, params, chunk_size=chunk_size, random_state=random_state)
+    # On disk, a method that needs no statistic over all rows validates each chunk as it scores it: one
+    # pass over the file instead of two. Nothing is written before the end, so a bad value still
+    # stops the run before any output exists.
+    one_pass = not is_in_memory(matrix) and not ({"means", "nonempty"} & set(method.needs))
     with numba_threads(n_jobs):
-        stats = _scan(matrix, method, chunk_size, progress=show)
+        if one_pass:
+            stats = GeneStats(n_rows=n_rows, n_genes=matrix.shape[1])
+            summary = ValueSummary(n_rows=n_rows)
+        else:
+            stats = _scan(matrix, method, chunk_size, progress=show)
         plan = method.prepare(resolved, stats, params, random_state)
         out = np.empty((n_rows, len(resolved.signatures)), dtype=np.float64)
         with tqdm(total=n_rows, unit="cells", disable=not show, desc=f"scoring ({method.name})") as bar:
             for chunk in iter_chunks(matrix, chunk_size):
+                if one_pass:
+                    summary.add_values(chunk.data[chunk.indptr[chunk.r0] : chunk.indptr[chunk.r1]])
+                    if summary.n_bad:
+                        _report(summary, method)
                 score_chunk(chunk, plan, method, out[chunk.start : chunk.stop])
                 bar.update(chunk.stop - chunk.start)
+        if one_pass:
+            _report(summary, method)
     return plan.finish(out), plan.details
 
 
@@ -244,7 +263,7 @@ def score_chunk(chunk, plan, method: Method, out: np.ndarray) -> None:
 
 
 def _check_unique_entries(chunk) -> None:
-    row = scan.first_duplicate_row(chunk.indices, chunk.indptr, chunk.r0, chunk.r1, int(chunk.indices.max(initial=0)) + 1,
+    row = scan.first_duplicate_row(chunk.indices, chunk.indptr, chunk.r0, chunk.r1, chunk.n_cols,
                                    max(1, min(chunk.r1 - chunk.r0, 8 * numba.get_num_threads())))  # fmt: skip
     if row >= 0:
         raise InputError(f"Row {chunk.start + row - chunk.r0} of the sparse matrix stores a gene twice; call X.sum_duplicates() first.")

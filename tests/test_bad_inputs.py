@@ -1,0 +1,418 @@
+"""One test per row of docs/bad_inputs.md (the test id is the row id)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import immunescape as ie
+from immunescape.cli import main
+
+from ._synthetic import synthetic
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+CASES = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def _data():
+    adata, sets = synthetic(21, n_cells=60, n_genes=80)
+    return adata, {"s": sets["s2"]}
+
+
+def _h5ad(tmp_path) -> Path:
+    adata, _ = _data()
+    path = tmp_path / "in.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+@case
+def missing_file(tmp_path, capsys):
+    assert main(["score", str(tmp_path / "nope.h5ad"), "-o", str(tmp_path / "o.h5ad")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+@case
+def not_h5ad(tmp_path, capsys):
+    (tmp_path / "x.h5ad").write_text("gene,cell\n")
+    assert main(["score", str(tmp_path / "x.h5ad"), "-o", str(tmp_path / "o.h5ad")]) == 1
+    assert "not an HDF5" in capsys.readouterr().err
+
+
+@case
+def truncated_h5ad(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert main(["score", str(path), "-o", str(tmp_path / "o.h5ad")]) == 1
+    assert "truncated or corrupted" in capsys.readouterr().err or "not an HDF5" in capsys.readouterr().err
+
+
+@case
+def corrupted_h5ad(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[: 64] = b"\x00" * 64  # the HDF5 signature and superblock
+    path.write_bytes(bytes(raw))
+    assert main(["score", str(path), "-o", str(tmp_path / "o.h5ad")]) == 1
+    err = capsys.readouterr().err
+    assert "not an HDF5" in err or "corrupted" in err
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+@case
+def folder_input(tmp_path):
+    with pytest.raises(ie.ImmunescapeIOError, match="is a folder"):
+        ie.io.read_h5ad(tmp_path)
+
+
+@case
+def nan_values(tmp_path):
+    adata, sets = _data()
+    adata.X.data[0] = np.nan
+    with pytest.raises(ie.InputError, match="NaN or infinite.*nan_to_num"):
+        ie.tl.score(adata, sets, min_coverage=0)
+    assert "immunescape" not in adata.obsm
+
+
+@case
+def inf_values(tmp_path):
+    adata, sets = _data()
+    adata.X.data[0] = np.inf
+    with pytest.raises(ie.InputError, match="NaN or infinite"):
+        ie.tl.score(adata, sets, method="wmean", min_coverage=0)
+
+
+@case
+def negative_values(tmp_path):
+    adata, sets = _data()
+    adata.X = adata.X.toarray() - 0.5
+    with pytest.warns(ie.DataWarning, match="negative values.*log-normalised"):
+        ie.tl.score(adata, sets, min_coverage=0)
+
+
+@case
+def integer_counts(tmp_path):
+    adata, sets = _data()
+    adata.X = sp.csr_matrix(np.round(np.expm1(adata.X.toarray())))
+    with pytest.warns(ie.DataWarning, match="normalize_total.*log1p"):
+        ie.tl.score(adata, sets, method="mean", min_coverage=0)
+
+
+@case
+def non_numeric(tmp_path):
+    adata = ad.AnnData(np.array([["a", "b"], ["c", "d"]], dtype=object), var=pd.DataFrame(index=["G1", "G2"]))
+    with pytest.raises(ie.InputError, match="numeric"):
+        ie.tl.score(adata, {"s": ["G1", "G2"]}, min_coverage=0)
+
+
+@case
+def duplicate_var_names(tmp_path):
+    adata, sets = _data()
+    names = list(adata.var_names)
+    names[1] = names[0]
+    adata.var_names = names
+    with pytest.warns(ie.CoverageWarning, match="var_names_make_unique"):
+        ie.tl.score(adata, {"s": [names[0], *sets["s"]]}, min_coverage=0)
+
+
+@case
+def duplicate_obs_names(tmp_path):
+    adata, sets = _data()
+    adata.obs_names = ["same"] * adata.n_obs
+    with pytest.warns(ie.DataWarning, match="obs_names_make_unique"):
+        table = ie.tl.score(adata, sets, min_coverage=0, inplace=False)
+    assert len(table) == adata.n_obs
+
+
+@case
+def duplicate_entries(tmp_path):
+    X = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([0, 0, 1]), np.array([0, 3])), shape=(1, 3))
+    adata = ad.AnnData(X, var=pd.DataFrame(index=["A", "B", "C"]))
+    with pytest.raises(ie.InputError, match="stores a gene twice"):
+        ie.tl.score(adata, {"s": ["A", "B"]}, method="ucell", min_coverage=0)
+
+
+@case
+def zero_cells(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="no cells"):
+        ie.tl.score(adata[:0].copy(), sets, min_coverage=0)
+
+
+@case
+def zero_genes(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="no genes"):
+        ie.tl.score(adata[:, :0].copy(), sets, min_coverage=0)
+
+
+@case
+def all_zero_cells(tmp_path):
+    adata, sets = _data()  # the first five cells of the synthetic data are all zero
+    for method in ("ucell", "aucell", "zmean"):
+        table = ie.tl.score(adata, sets, method=method, min_coverage=0, inplace=False)
+        assert (table.iloc[:5].to_numpy() == 0).all(), method
+
+
+@case
+def all_zero_genes(tmp_path):
+    adata, sets = _data()  # genes G0-G2 are zero everywhere
+    table = ie.tl.score(adata, {"s": ["G0", "G1", *sets["s"]]}, method="aucell", min_coverage=0, inplace=False)
+    assert np.isfinite(table.to_numpy()).all()
+
+
+@case
+def no_gene_found(tmp_path):
+    adata, _ = _data()
+    with pytest.raises(ie.GeneResolutionError, match=r"nothing: 0 of 2 genes found.*NOPE1, NOPE2"):
+        ie.tl.score(adata, {"nothing": ["NOPE1", "NOPE2"]})
+
+
+@case
+def below_min_coverage(tmp_path):
+    adata, sets = _data()
+    thin = {"thin": sets["s"][:2] + ["NOPE1", "NOPE2", "NOPE3"], **sets}
+    with pytest.raises(ie.GeneResolutionError, match="thin: 2 of 5.*missing: NOPE1, NOPE2, NOPE3"):
+        ie.tl.score(adata, thin)
+    with pytest.warns(ie.CoverageWarning, match="thin"):
+        table = ie.tl.score(adata, thin, low_coverage="drop", inplace=False)
+    assert list(table.columns) == ["s"]
+
+
+@case
+def malformed_yaml(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("a: [CD8A,\nb: 1\n")
+    with pytest.raises(ie.SignatureError, match="line"):
+        ie.signatures.load(path)
+
+
+@case
+def malformed_gmt(tmp_path):
+    path = tmp_path / "s.gmt"
+    path.write_text("set1\tdesc\tA\tB\nno tabs here\n")
+    with pytest.raises(ie.SignatureError, match="line 2"):
+        ie.signatures.load(path)
+
+
+@case
+def unknown_signature(tmp_path):
+    with pytest.raises(ie.SignatureError, match="Did you mean 'cytolytic_activity_rooney2015'"):
+        ie.signatures.load("cytolytic_activity_roony2015")
+
+
+@case
+def unknown_collection(tmp_path):
+    with pytest.raises(ie.SignatureError, match="immune_escape"):
+        ie.signatures.collection("immune_escapes")
+
+
+@case
+def unknown_method(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="Did you mean 'singscore'"):
+        ie.tl.score(adata, sets, method="singscor", min_coverage=0)
+
+
+@case
+def unknown_parameter(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="Did you mean 'ctrl_size'"):
+        ie.tl.score(adata, sets, method="mean", ctrl_sise=10, min_coverage=0)
+
+
+@case
+def bad_max_rank(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="max_rank must be a positive integer"):
+        ie.tl.score(adata, sets, max_rank=-5, min_coverage=0)
+
+
+@case
+def bad_chunk_size(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="chunk_size must be a positive"):
+        ie.tl.score(adata, sets, chunk_size=0, min_coverage=0)
+
+
+@case
+def bad_n_jobs(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="n_jobs must be"):
+        ie.tl.score(adata, sets, n_jobs=0, min_coverage=0)
+
+
+@case
+def bad_signature_content(tmp_path):
+    with pytest.raises(ie.SignatureError, match="both up and down"):
+        ie.signatures.load({"x": {"up": ["A", "B"], "down": ["B"]}})
+    with pytest.raises(ie.SignatureError, match="finite"):
+        ie.Signature("w", ("A",), weights={"A": float("nan")})
+
+
+@case
+def missing_layer(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="Layer 'counts' not found"):
+        ie.tl.score(adata, sets, layer="counts", min_coverage=0)
+
+
+@case
+def use_raw_without_raw(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="adata.raw is None"):
+        ie.tl.score(adata, sets, use_raw=True, min_coverage=0)
+
+
+@case
+def missing_gene_symbols(tmp_path):
+    adata, sets = _data()
+    with pytest.raises(ie.InputError, match="not a column of adata.var"):
+        ie.tl.score(adata, sets, gene_symbols="symbol", min_coverage=0)
+
+
+@case
+def not_anndata(tmp_path):
+    with pytest.raises(ie.InputError, match="anndata.AnnData"):
+        ie.tl.score(np.ones((3, 3)), {"s": ["A"]})
+
+
+@case
+def mouse_data(tmp_path):
+    genes = ["Cd8a", "Gzma", "Gzmb", "Prf1", "Nkg7", "Actb", "Gapdh", "Cd3e", "Cd4", "Foxp3"]
+    adata = ad.AnnData(np.random.default_rng(0).random((5, len(genes))), var=pd.DataFrame(index=genes))
+    cov = ie.pp.coverage(adata, "cytolytic_activity_rooney2015")
+    assert cov.loc["cytolytic_activity_rooney2015", "n_ortholog"] == 2
+    assert ie.tl.score(adata, "cytolytic_activity_rooney2015", inplace=False).shape == (5, 1)
+
+
+@case
+def ensembl_versions(tmp_path):
+    adata = ad.AnnData(np.random.default_rng(0).random((4, 2)), var=pd.DataFrame(index=["ENSG00000145649.8", "ENSG00000180644.7"]))
+    cov = ie.pp.coverage(adata, "cytolytic_activity_rooney2015")  # GZMA, PRF1
+    assert cov.loc["cytolytic_activity_rooney2015", "n_ensembl"] == 2
+
+
+@pytest.fixture(scope="module")
+def cells():
+    cells = ie.datasets.simulate_tumor(n_samples=4, cells_per_sample=120, seed=8)
+    ie.tl.score(cells, "immune_escape")
+    return cells
+
+
+@case
+def missing_sample_key(tmp_path, cells):
+    with pytest.raises(ie.InputError, match="Did you mean 'sample'"):
+        ie.tl.aggregate(cells, "samples", celltype_key="cell_type")
+
+
+@case
+def too_few_cells(tmp_path, cells):
+    with pytest.warns(ie.DataWarning, match="fewer than min_cells=121"):
+        with pytest.raises(ie.InputError, match="No sample"):
+            ie.tl.aggregate(cells, "sample", celltype_key="cell_type", min_cells=121)
+
+
+@case
+def absent_compartment(tmp_path, cells):
+    no_fibroblasts = cells[cells.obs["compartment"] != "fibroblast"].copy()
+    with pytest.warns(ie.DataWarning, match="fibroblast"):
+        out = ie.tl.aggregate(no_fibroblasts, "sample", celltype_key="cell_type")
+    assert out.obs["frac_fibroblast"].eq(0).all() and np.isnan(out[:, "tgfb_pan_f_tbrs_mariathasan2018"].X).all()
+
+
+@case
+def output_folder_missing(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    assert main(["-q", "score", str(path), "-o", str(tmp_path / "nowhere" / "o.h5ad"), "-s", str(_sets_file(tmp_path))]) == 1
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+
+
+@case
+def output_parent_is_file(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    assert main(["-q", "score", str(path), "-o", str(tmp_path / "afile" / "o.h5ad"), "-s", str(_sets_file(tmp_path))]) == 1
+    assert "is a file" in capsys.readouterr().err
+
+
+@case
+def output_exists(tmp_path):
+    path = _h5ad(tmp_path)
+    out = tmp_path / "o.csv"
+    out.write_text("keep")
+    assert main(["-q", "score", str(path), "--scores-only", str(out), "-s", str(_sets_file(tmp_path))]) == 1
+    assert out.read_text() == "keep"
+
+
+@case
+def write_failure(tmp_path, monkeypatch):
+    path = _h5ad(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", fail)
+    assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), "-s", str(_sets_file(tmp_path))]) == 1
+    assert not (tmp_path / "o.h5ad").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def _sets_file(tmp_path) -> Path:
+    _, sets = _data()
+    path = tmp_path / "sets.yaml"
+    ie.signatures.to_yaml(sets, path)
+    return path
+
+
+@case
+def interrupted(tmp_path):
+    from . import test_cli_score
+
+    assert hasattr(test_cli_score, "test_killed_run_leaves_no_output")  # the signal test lives there
+
+
+@case
+def bad_cli_param(tmp_path):
+    path = _h5ad(tmp_path)
+    assert main(["score", str(path), "-o", str(tmp_path / "o.h5ad"), "-p", "oops"]) == 2
+
+
+@case
+def no_destination(tmp_path):
+    path = _h5ad(tmp_path)
+    assert main(["score", str(path)]) == 2
+
+
+def _doc_ids() -> list[str]:
+    return re.findall(r"^\| (\w+) \|", DOC.read_text(), flags=re.M)[1:]  # skip the header row
+
+
+def test_every_documented_row_has_a_test():
+    ids = _doc_ids()
+    assert len(ids) >= 30
+    assert set(ids) == set(CASES), (set(ids) ^ set(CASES))
+
+
+@pytest.mark.parametrize("row", sorted(CASES))
+def test_bad_input(row, tmp_path, capsys, monkeypatch, request):
+    fn = CASES[row]
+    kwargs = {}
+    names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    for name in names:
+        kwargs[name] = {"tmp_path": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}.get(name) or request.getfixturevalue(name)
+    fn(**kwargs)
