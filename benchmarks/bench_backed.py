@@ -130,7 +130,7 @@ def main() -> None:
             r = common.run_child(Path(__file__), ["--in-memory-child", str(path), method], timeout=3600)
             rows.append({"method": method, "mode": f"in memory (scoring only; reading X took {r.get('load_seconds', float('nan')):.0f} s more)",
                          "seconds": r.get("seconds", float("nan")), "peak_rss_gib": r["peak_rss_gib"], "status": r.get("status"),
-                         "rss_after_load_gib": r.get("rss_after_load_gib")})  # fmt: skip
+                         "rss_after_load_gib": r.get("rss_after_load_gib"), "load_seconds": r.get("load_seconds", float("nan"))})  # fmt: skip
             print(rows[-1], flush=True)
     results = HERE / "RESULTS.md"
     lines = ["", f"## Atlas scale: {args.cells:,} cells x 20,000 genes, backed .h5ad (benchmarks/bench_backed.py, "
@@ -146,7 +146,9 @@ def main() -> None:
         b = next((r for r in rows if r["method"] == method and r["mode"].startswith("backed")), None)
         m = next((r for r in rows if r["method"] == method and r["mode"].startswith("in memory")), None)
         if b and m and m["status"] == "ok":
-            lines.append(f"\n{method}: backed/in-memory time ratio {b['seconds'] / m['seconds']:.2f} (target <= 2); backed peak RSS "
+            load = m.get("load_seconds", float("nan"))
+            lines.append(f"\n{method}: backed / in-memory time {b['seconds'] / m['seconds']:.2f} against scoring alone, "
+                         f"{b['seconds'] / (m['seconds'] + load):.2f} against reading + scoring (target <= 2); backed peak RSS "
                          f"{b['peak_rss_gib']:.2f} GiB (target < 1.5 GB = 1.40 GiB).")  # fmt: skip
     with open(results, "a") as fh:
         fh.write("\n".join(lines) + "\n")

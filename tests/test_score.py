@@ -205,3 +205,17 @@ def test_low_coverage_drop_keeps_the_rest(pbmc):
     with pytest.warns(ie.CoverageWarning, match="left out: .*wnt_target_mariathasan2018"):
         table = ie.tl.score(pbmc, "immune_escape", min_coverage=0.3, low_coverage="drop", inplace=False)
     assert "cytolytic_activity_rooney2015" in table and "wnt_target_mariathasan2018" not in table
+
+
+def test_mean_follows_scanpy_when_genes_are_permuted(data):
+    """scanpy draws control genes by position within each expression bin (var order), so reordering genes
+    changes the random controls. Compatibility means following scanpy on the permuted data, not staying fixed."""
+    import scanpy as sc
+
+    adata, sets = data
+    order = np.random.default_rng(3).permutation(adata.n_vars)
+    permuted = adata[:, order].copy()
+    got = run(permuted, {"s3": sets["s3"]}, "mean")["s3"].to_numpy()
+    ref = sc.tl.score_genes(permuted, sets["s3"], score_name="r", copy=True).obs["r"].to_numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert not np.allclose(got, run(adata, {"s3": sets["s3"]}, "mean")["s3"].to_numpy())

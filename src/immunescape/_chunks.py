@@ -69,8 +69,27 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
             d, i, p = csc_rows_to_csr(_float(matrix.data), matrix.indices, matrix.indptr.astype(np.int64), start, stop, matrix.shape[1])
             yield Chunk(d, i, p, 0, stop - start, start, stop, matrix.shape[1])
         return
-    for start in range(0, n_rows, size):
+    in_memory = isinstance(matrix, np.ndarray)
+    starts = list(range(0, n_rows, size))
+
+    def read(start: int) -> Chunk:
         stop = min(start + size, n_rows)
         block = matrix[start:stop]
         block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
-        yield Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop, matrix.shape[1])
+        return Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop, matrix.shape[1])
+
+    if in_memory or len(starts) < 2:
+        for start in starts:
+            yield read(start)
+        return
+    # On disk: read the next chunk in a background thread while this one is scored (the numba kernels
+    # release the GIL), so time is about max(reading, scoring) instead of their sum. Two chunks at most.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="immunescape-prefetch") as pool:
+        pending = pool.submit(read, starts[0])
+        for nxt in [*starts[1:], None]:
+            chunk = pending.result()
+            if nxt is not None:
+                pending = pool.submit(read, nxt)
+            yield chunk
