@@ -20,8 +20,9 @@ Examples
 >>> from immunescape.genes import resolve
 >>> from immunescape.signatures import Signature
 >>> matched = resolve([Signature("sting", ("STING1", "CGAS", "NOTAGENE"))], pd.Index(["TMEM173", "MB21D1", "ACTB"]), min_coverage=0)
->>> matched.coverage.loc["sting", ["n_found", "n_alias", "missing"]].tolist()
-[2, 2, 'NOTAGENE']
+>>> row = matched.coverage.loc["sting"]
+>>> int(row["n_found"]), int(row["n_alias"]), row["missing"]
+(2, 2, 'NOTAGENE')
 """
 
 from __future__ import annotations

@@ -444,8 +444,8 @@ def to_gmt(signatures: SignatureLike, path: str | Path | None = None) -> str:
 
     Examples
     --------
-    >>> print(to_gmt({"cyt": ["GZMA", "PRF1"]}), end="")
-    cyt	immunescape	GZMA	PRF1
+    >>> to_gmt({"cyt": ["GZMA", "PRF1"]}).split()  # name, description, genes (tab-separated)
+    ['cyt', 'immunescape', 'GZMA', 'PRF1']
     """
     lines = []
     for sig in load(signatures):

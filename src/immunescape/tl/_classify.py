@@ -249,7 +249,7 @@ def classify(
     >>> cells = ie.datasets.simulate_tumor(n_samples=6, cells_per_sample=150, seed=0)
     >>> ie.tl.score(cells, "immune_escape")
     >>> calls = ie.tl.classify(ie.tl.aggregate(cells, "sample", celltype_key="cell_type"))
-    >>> calls["immune_context"].isin(["inflamed", "excluded", "desert", "indeterminate"]).all()
+    >>> bool(calls["immune_context"].isin(["inflamed", "excluded", "desert", "indeterminate"]).all())
     True
     """
     th = Thresholds.from_user(thresholds)

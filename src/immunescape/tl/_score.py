@@ -117,7 +117,7 @@ def score(
     --------
     >>> import scanpy as sc, immunescape as ie
     >>> adata = sc.datasets.pbmc68k_reduced()
-    >>> ie.tl.score(adata, "cytolytic_activity_rooney2015,bagaev2021_NK_cells", method="ucell")
+    >>> ie.tl.score(adata, "cytolytic_activity_rooney2015,bagaev2021_NK_cells", method="ucell", min_coverage=0.3)
     >>> adata.obsm["immunescape"].shape
     (700, 2)
     """
