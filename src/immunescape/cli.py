@@ -88,6 +88,21 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--use-raw", action="store_true", default=None)
     cl.add_argument("--force", action="store_true", help="overwrite an existing output")
 
+    en = sub.add_parser("enrich", help="pre-ranked GSEA of signatures between groups (scanpy + gseapy)")
+    en.add_argument("input", help="input .h5ad file (log-normalised)")
+    en.add_argument("--groupby", required=True, help="obs column defining the groups")
+    en.add_argument("--groups", help="comma-separated groups to test (default: all)")
+    en.add_argument("--reference", default="rest")
+    en.add_argument("-s", "--signatures", default="immune_escape")
+    en.add_argument("-o", "--output", required=True, help="table (.csv/.tsv/.parquet)")
+    en.add_argument("--plot", help="also draw the table (.png/.pdf/.svg)")
+    en.add_argument("--permutations", type=int, default=1000)
+    en.add_argument("--seed", type=int, default=0)
+    en.add_argument("--min-coverage", type=float, default=0.5)
+    en.add_argument("--layer")
+    en.add_argument("--use-raw", action="store_true", default=None)
+    en.add_argument("--force", action="store_true")
+
     demo = sub.add_parser("demo", help="run the main job on the bundled example data")
     demo.add_argument("-o", "--outdir", default="immunescape_demo", help="output folder")
     return parser
@@ -287,6 +302,29 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_enrich(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .io import read_h5ad, write_table
+    from .pl import enrichment
+    from .tl import enrich
+
+    for path in filter(None, (args.output, args.plot)):
+        _check_output_folder(path)
+        if Path(path).exists() and not args.force:
+            raise ImmunescapeError(f"{path!r} exists; pass --force to overwrite it.")
+    adata = read_h5ad(args.input)
+    groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
+    table = enrich(adata, args.groupby, groups=groups, reference=args.reference, signatures=args.signatures, layer=args.layer,
+                   use_raw=args.use_raw, min_coverage=args.min_coverage, permutation_num=args.permutations, random_state=args.seed)  # fmt: skip
+    write_table(table, args.output, overwrite=args.force)
+    if args.plot:
+        enrichment(table, save=args.plot, show=False)
+    logger.info("%d signature tests, %d with FDR < 0.05; wrote %s", len(table), int((table["fdr"] < 0.05).sum()), args.output)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -297,7 +335,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "score": _cmd_score, "classify": _cmd_classify,
-             "demo": _cmd_demo}
+             "enrich": _cmd_enrich, "demo": _cmd_demo}
 
 
 if __name__ == "__main__":

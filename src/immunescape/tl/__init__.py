@@ -2,6 +2,7 @@
 
 from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers
 from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
+from ._enrich import enrich
 from ._score import compute_scores, methods, score, score_matrix
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "compartments_from_labels",
     "compartments_from_markers",
     "compute_scores",
+    "enrich",
     "methods",
     "reference_profile",
     "sample_features",

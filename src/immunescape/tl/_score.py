@@ -34,7 +34,7 @@ def methods() -> pd.DataFrame:
     --------
     >>> import immunescape as ie
     >>> sorted(ie.tl.methods().index)
-    ['aucell', 'mean', 'singscore', 'ssgsea', 'ucell', 'wmean', 'zmean']
+    ['aucell', 'gsva', 'mean', 'singscore', 'ssgsea', 'ucell', 'wmean', 'zmean']
     """
     return methods_table()
 
@@ -73,7 +73,8 @@ def score(
         :class:`~immunescape.Signature` objects.
     method
         One of :func:`methods`: ``"ucell"``, ``"aucell"``, ``"mean"`` (scanpy's score_genes),
-        ``"ssgsea"``, ``"singscore"``, ``"wmean"``, ``"zmean"``.
+        ``"ssgsea"``, ``"singscore"``, ``"wmean"``, ``"zmean"``, or ``"gsva"`` (gseapy; bulk and
+        pseudobulk only: it needs all samples at once and refuses more than ``max_samples`` rows).
     layer, use_raw
         Which matrix to score, as in scanpy: ``use_raw=None`` uses ``.raw`` when it exists and no
         layer is given.
@@ -226,6 +227,10 @@ def score_matrix(
         raise InputError("The data have no genes (0 columns); nothing to score.")
     check_chunk_size(chunk_size)
     show = progress if progress is not None else n_rows > 100_000
+    if method.name == "gsva":  # needs all samples at once: validate, then hand the whole matrix over
+        stats = _scan(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
+        plan = method.prepare(resolved, stats, params, random_state)
+        return plan.finish(plan.run_all(matrix if is_in_memory(matrix) else matrix[:])), plan.details
     if is_dask(matrix):
         from .._dask import score_dask
 
