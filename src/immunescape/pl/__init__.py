@@ -1,5 +1,6 @@
-"""Plotting (matplotlib), following scanpy's conventions: ``ax``, ``show``, ``save``; the figure is returned."""
+"""Plotting (matplotlib), following scanpy's conventions: ``show``, ``save``; every function returns the figure."""
 
 from ._enrichment import enrichment
+from ._plots import compare, coverage, escape_profile, heatmap, scores
 
-__all__ = ["enrichment"]
+__all__ = ["compare", "coverage", "enrichment", "escape_profile", "heatmap", "scores"]

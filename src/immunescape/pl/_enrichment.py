@@ -7,6 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._errors import InputError
+from ._utils import finish, new_axes
 
 
 def enrichment(
@@ -51,8 +52,6 @@ def enrichment(
     >>> fig.axes[0].get_xlabel()
     'group'
     """
-    import matplotlib.pyplot as plt
-
     table = data.uns[key] if isinstance(data, AnnData) else data
     if not isinstance(table, pd.DataFrame) or not {"group", "signature", "nes", "fdr"} <= set(table.columns):
         raise InputError(f"Expected the table of ie.tl.enrich (or an AnnData with it in uns[{key!r}]).")
@@ -62,10 +61,7 @@ def enrichment(
         raise InputError("kind must be 'dot' or 'bar'.")
     groups = list(dict.fromkeys(table["group"]))
     sigs = list(dict.fromkeys(table.sort_values("nes")["signature"]))
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(3.5, 2.2 + 1.1 * len(groups)) if kind == "dot" else 6.5, max(2.6, 1.2 + 0.32 * len(sigs))))
-    else:
-        fig = ax.figure
+    fig, ax = new_axes(ax, (max(3.5, 2.2 + 1.1 * len(groups)) if kind == "dot" else 6.5, max(2.6, 1.2 + 0.32 * len(sigs))))
     limit = float(np.nanmax(np.abs(table["nes"]))) or 1.0
     if kind == "dot":
         x = table["group"].map({g: i for i, g in enumerate(groups)})
@@ -95,12 +91,4 @@ def enrichment(
         ax.set_xlabel("NES")
         ax.legend(title="group (faint: FDR >= %g)" % fdr, fontsize=8)
         ax.set_title("Signature enrichment", fontsize=9)
-    fig.tight_layout()
-    if save is not None:
-        from ..io import atomic_path
-
-        with atomic_path(save) as tmp:
-            fig.savefig(tmp, dpi=150, format=Path(save).suffix.lstrip(".") or "png")
-    if show or (show is None and save is None):
-        plt.show()
-    return fig
+    return finish(fig, show, save)

@@ -1,0 +1,81 @@
+"""Every plot renders to a PNG that is not blank and carries the expected axes and labels."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import immunescape as ie
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    cells = ie.datasets.simulate_tumor(n_samples=9, cells_per_sample=150, seed=6)
+    ie.tl.score(cells, "immune_escape")
+    samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    calls = ie.tl.classify(samples)
+    samples.obs["context"] = calls["immune_context"]
+    return cells, samples, calls
+
+
+def not_blank(path):
+    image = np.asarray(Image.open(path).convert("L"), dtype=float)
+    assert image.std() > 5 and image.shape[0] > 100
+
+
+def test_scores_violin_box_and_embedding(pbmc, tmp_path):
+    adata = pbmc.copy()
+    ie.tl.score(adata, "bagaev2021_NK_cells,bagaev2021_B_cells", min_coverage=0.3)
+    for kind in ("violin", "box"):
+        fig = ie.pl.scores(adata, groupby="bulk_labels", kind=kind, save=tmp_path / f"{kind}.png", show=False)
+        not_blank(tmp_path / f"{kind}.png")
+        assert [ax.get_ylabel() for ax in fig.axes] == ["bagaev2021_NK_cells", "bagaev2021_B_cells"]
+    fig = ie.pl.scores(adata, "bagaev2021_NK_cells", basis="umap", kind="embedding", save=tmp_path / "umap.png", show=False)
+    not_blank(tmp_path / "umap.png")
+    with pytest.raises(ie.InputError, match="groupby"):
+        ie.pl.scores(adata, show=False)
+    with pytest.raises(ie.InputError, match="Did you mean"):
+        ie.pl.scores(adata, "bagaev2021_NK_cell", groupby="bulk_labels", show=False)
+
+
+def test_heatmap(cohort, tmp_path):
+    _, samples, calls = cohort
+    fig = ie.pl.heatmap(samples, annotate=["context"], cluster=True, save=tmp_path / "h.png", show=False)
+    not_blank(tmp_path / "h.png")
+    main = [ax for ax in fig.axes if ax.get_xlabel() == "sample"][0]
+    assert len(main.get_xticklabels()) == samples.n_obs and len(main.get_yticklabels()) == 27
+    assert any(ax.get_yticklabels() and ax.get_yticklabels()[0].get_text() == "context" for ax in fig.axes)
+
+
+def test_escape_profile(cohort, tmp_path):
+    _, _, calls = cohort
+    sample = calls.index[0]
+    fig = ie.pl.escape_profile(calls, sample, save=tmp_path / "p.png", show=False)
+    not_blank(tmp_path / "p.png")
+    ax = fig.axes[0]
+    assert ax.get_title().startswith(sample) and len(ax.get_yticklabels()) == len(ie.tl.MECHANISMS)
+    with pytest.raises(ie.InputError, match="not in the table"):
+        ie.pl.escape_profile(calls, "nobody", show=False)
+
+
+def test_coverage(cohort, pbmc, tmp_path):
+    cells, _, _ = cohort
+    fig = ie.pl.coverage(cells, save=tmp_path / "c.png", show=False)
+    not_blank(tmp_path / "c.png")
+    assert fig.axes[0].get_xlabel() == "genes" and len(fig.axes[0].get_yticklabels()) == 27
+    ie.pl.coverage(ie.pp.coverage(pbmc, "immune_escape"), show=False)
+
+
+def test_compare(cohort, tmp_path):
+    _, samples, _ = cohort
+    fig = ie.pl.compare(samples, "cd8_t_effector_mariathasan2018", "context", save=tmp_path / "k.png", show=False)
+    not_blank(tmp_path / "k.png")
+    ax = fig.axes[0]
+    assert ("Kruskal" in ax.get_title() or "Mann-Whitney" in ax.get_title()) and "(n=" in ax.get_xticklabels()[0].get_text()
+    with pytest.raises(ie.InputError, match="Unknown feature"):
+        ie.pl.compare(samples, "nope", "context", show=False)
