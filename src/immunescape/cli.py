@@ -88,6 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     cl.add_argument("--use-raw", action="store_true", default=None)
     cl.add_argument("--force", action="store_true", help="overwrite an existing output")
 
+    rp = sub.add_parser("report", help="self-contained HTML report: calls with reasons, heatmap, profiles, coverage")
+    rp.add_argument("input", help="input .h5ad file")
+    rp.add_argument("-o", "--output", required=True, help="report.html")
+    rp.add_argument("--sample-key", help="obs column with the sample of each cell (single-cell data)")
+    rp.add_argument("--celltype-key", help="obs column with cell-type labels")
+    rp.add_argument("-s", "--signatures", default="immune_escape,bagaev2021")
+    rp.add_argument("-m", "--method", default="ucell")
+    rp.add_argument("--key", default="immunescape")
+    rp.add_argument("--min-cells", type=int, default=10)
+    rp.add_argument("--reference", help="reference cohort: a saved profile (.json) or a samples .h5ad")
+    rp.add_argument("--layer")
+    rp.add_argument("--use-raw", action="store_true", default=None)
+    rp.add_argument("--force", action="store_true")
+
     en = sub.add_parser("enrich", help="pre-ranked GSEA of signatures between groups (scanpy + gseapy)")
     en.add_argument("input", help="input .h5ad file (log-normalised)")
     en.add_argument("--groupby", required=True, help="obs column defining the groups")
@@ -302,6 +316,32 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .io import read_h5ad
+    from .pp import coverage
+    from .report import write_report
+    from .tl import aggregate, classify, score
+
+    _check_output_folder(args.output)
+    if Path(args.output).exists() and not args.force:
+        raise ImmunescapeError(f"{args.output!r} exists; pass --force to overwrite it.")
+    adata = read_h5ad(args.input)
+    if args.key not in adata.obsm:
+        score(adata, args.signatures, method=args.method, layer=args.layer, use_raw=args.use_raw, key_added=args.key,
+              min_coverage=0.3, low_coverage="drop")  # fmt: skip
+    samples = aggregate(adata, args.sample_key, celltype_key=args.celltype_key, key=args.key, min_cells=args.min_cells) if args.sample_key else adata
+    reference = (read_h5ad(args.reference) if args.reference.endswith(".h5ad") else args.reference) if args.reference else None
+    calls = classify(samples, reference=reference, key=args.key, inplace=False)
+    write_report(args.output, samples, calls, coverage=coverage(adata, args.signatures, layer=args.layer, use_raw=args.use_raw),
+                 parameters={"input": args.input, "method": args.method, "signatures": args.signatures,
+                             "sample_key": args.sample_key, "celltype_key": args.celltype_key}, overwrite=args.force)  # fmt: skip
+    logger.info("wrote %s (%d samples)", args.output, len(calls))
+    return 0
+
+
 def _cmd_enrich(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -335,7 +375,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "score": _cmd_score, "classify": _cmd_classify,
-             "enrich": _cmd_enrich, "demo": _cmd_demo}
+             "enrich": _cmd_enrich, "report": _cmd_report, "demo": _cmd_demo}
 
 
 if __name__ == "__main__":

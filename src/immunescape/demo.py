@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 def run_demo(outdir: Path, *, n_samples: int = 12, cells_per_sample: int = 400) -> dict[str, Path]:
-    """Score the bundled examples with the immune-escape library and write the results to ``outdir``.
+    """Score, aggregate and classify the bundled examples; write tables, plots and an HTML report to ``outdir``.
 
     1. scanpy's real PBMC data (pbmc68k_reduced, ``.raw``): UCell scores of the library's immune
        signatures, and the gene coverage of each signature;
@@ -60,6 +60,31 @@ def run_demo(outdir: Path, *, n_samples: int = 12, cells_per_sample: int = 400) 
     write_csv("calls next to the planted truth", "tumour_calls_vs_truth.csv", summary)
     accuracy = float((calls["immune_context"] == truth.loc[calls.index, "context"]).mean())
     logger.info("immune context recovered for %.0f%% of the simulated patients", 100 * accuracy)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import pl
+    from .report import write_report
+
+    samples.obs["immune context"] = calls["immune_context"]
+    plots = {
+        "heatmap of patient features": ("tumour_heatmap.png", lambda p: pl.heatmap(samples, annotate=["immune context"], cluster=True, save=p, show=False)),
+        "escape profile of patient P01": ("tumour_profile_P01.png", lambda p: pl.escape_profile(calls, "P01", save=p, show=False)),
+        "CD8 T-effector by immune context": ("tumour_compare.png", lambda p: pl.compare(samples, "cd8_t_effector_mariathasan2018", "immune context", save=p, show=False)),
+        "NK signature by PBMC type": ("pbmc_scores.png", lambda p: pl.scores(pbmc_scored, "bagaev2021_NK_cells", groupby="bulk_labels", save=p, show=False)),
+    }  # fmt: skip
+    pbmc_scored = pbmc.copy()
+    pbmc_scored.obsm["immunescape"] = pbmc_scores.drop(columns="cell_type")
+    import matplotlib.pyplot as plt
+
+    for label, (name, draw) in plots.items():
+        draw(outdir / name)
+        plt.close("all")
+        outputs[label] = outdir / name
+    report = write_report(outdir / "tumour_report.html", samples, calls, coverage=coverage(tumour, "immune_escape"),
+                          parameters={"data": "simulated 12-patient cohort (seed 0)", "method": "ucell"}, overwrite=True)  # fmt: skip
+    outputs["HTML report"] = report
     for label, name, adata in (("scored tumour cells", "tumour_cells.h5ad", tumour), ("patient-level AnnData", "tumour_samples.h5ad", samples)):
         path = outdir / name
         with atomic_path(path) as tmp:

@@ -57,6 +57,10 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
             time.sleep(pause)
         if INTERRUPTED.is_set():
             raise KeyboardInterrupt
+        if tmp.is_file():  # mkstemp makes 0600 files; give the output the usual permissions
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
