@@ -35,6 +35,9 @@ def test_scores_violin_box_and_embedding(pbmc, tmp_path):
         fig = ie.pl.scores(adata, groupby="bulk_labels", kind=kind, save=tmp_path / f"{kind}.png", show=False)
         not_blank(tmp_path / f"{kind}.png")
         assert [ax.get_ylabel() for ax in fig.axes] == ["bagaev2021_NK_cells", "bagaev2021_B_cells"]
+    fig = ie.pl.scores(adata, groupby="bulk_labels", kind="dot", save=tmp_path / "dot.png", show=False)
+    not_blank(tmp_path / "dot.png")
+    assert any("bagaev2021_NK_cells" in [t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes)
     fig = ie.pl.scores(adata, "bagaev2021_NK_cells", basis="umap", kind="embedding", save=tmp_path / "umap.png", show=False)
     not_blank(tmp_path / "umap.png")
     with pytest.raises(ie.InputError, match="groupby"):

@@ -53,7 +53,7 @@ def scores(
     basis
         Embedding for ``kind="embedding"`` (e.g. ``"umap"``); drawn by :func:`scanpy.pl.embedding`.
     kind
-        ``"violin"``, ``"box"`` or ``"embedding"``.
+        ``"violin"``, ``"box"``, ``"dot"`` (scanpy's dotplot of the scores by group) or ``"embedding"``.
     key, show, save
         As elsewhere in ``ie.pl``.
 
@@ -81,11 +81,19 @@ def scores(
             raise InputError(f"kind='embedding' needs basis= naming an embedding in obsm (e.g. 'umap'); found {list(adata.obsm)}.")
         view = AnnData(obs=table[names].copy(), obsm={f"X_{basis}": adata.obsm[f"X_{basis}"]})
         fig = sc.pl.embedding(view, basis=basis, color=names, show=False, return_fig=True, color_map="viridis")
-        return finish(fig, show, save)
-    if kind not in ("violin", "box"):
-        raise InputError("kind must be 'violin', 'box' or 'embedding'.")
+        return finish(fig, show, save, tight=False)
+    if kind not in ("violin", "box", "dot"):
+        raise InputError("kind must be 'violin', 'box', 'dot' or 'embedding'.")
     if groupby is None or groupby not in adata.obs:
-        raise InputError("kind='violin'/'box' needs groupby= naming an obs column." + closest(str(groupby), adata.obs.columns))
+        raise InputError(f"kind={kind!r} needs groupby= naming an obs column." + closest(str(groupby), adata.obs.columns))
+    if kind == "dot":  # scanpy's dotplot on the scores as "genes": colour = mean (scaled per score), size = fraction > 0
+        import scanpy as sc
+
+        view = AnnData(X=table[names].to_numpy(dtype=np.float32), obs=adata.obs[[groupby]].copy(), var=pd.DataFrame(index=names))
+        dot = sc.pl.dotplot(view, names, groupby=groupby, standard_scale="var", return_fig=True, show=False,
+                            colorbar_title="mean score\n(scaled per score)", size_title="fraction of cells\nwith score > 0")  # fmt: skip
+        dot.make_figure()
+        return finish(dot.fig, show, save, tight=False)
     labels = adata.obs[groupby].astype(str)
     groups = sorted(labels.unique())
     fig, axes = plt.subplots(len(names), 1, figsize=(max(4.0, 0.7 * len(groups) + 1.5), 2.4 * len(names)), squeeze=False)
@@ -177,8 +185,7 @@ def heatmap(
     fig.colorbar(image, cax=fig.add_subplot(grid[n_strip, 1]), label="robust z")
     longest = max([len(str(c)) for c in cols] + [len(n) for n in strips] + [1])
     fig.subplots_adjust(left=min(0.5, 0.08 + 0.0105 * longest), right=0.9, bottom=0.12, top=0.95)
-    fig.tight_layout = lambda *a, **k: None  # margins are set from the label lengths; keep finish() from undoing them
-    return finish(fig, show, save)
+    return finish(fig, show, save, tight=False)  # margins are set from the label lengths
 
 
 def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None, save: str | Path | None = None):
