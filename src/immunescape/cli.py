@@ -73,34 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("classify", help="per-sample immune context and escape mechanisms", description=(
         "Classify each sample of IN.h5ad. Single cells: give --sample-key (and --celltype-key); bulk: every obs is a "
         "sample. Cells/samples are scored first (-s, -m) unless obsm[--key] already holds scores."))  # fmt: skip
-    cl.add_argument("input", help="input .h5ad file")
-    cl.add_argument("-o", "--output", required=True, help="samples.csv (table of calls) or samples.h5ad (sample AnnData)")
-    cl.add_argument("--sample-key", help="obs column with the sample of each cell (single-cell data)")
-    cl.add_argument("--celltype-key", help="obs column with cell-type labels")
-    cl.add_argument("-s", "--signatures", default="immune_escape,bagaev2021")
-    cl.add_argument("-m", "--method", default="ucell")
-    cl.add_argument("--key", default="immunescape", help="obsm key of existing scores")
+    _sample_arguments(cl, output_help="samples.csv (table of calls) or samples.h5ad (sample AnnData)")
     cl.add_argument("--mode", choices=["scores", "pseudobulk"], default="scores")
-    cl.add_argument("--min-cells", type=int, default=10)
-    cl.add_argument("--reference", help="reference cohort: a saved profile (.json) or a samples .h5ad")
     cl.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE", help="override a threshold")
-    cl.add_argument("--layer")
-    cl.add_argument("--use-raw", action="store_true", default=None)
-    cl.add_argument("--force", action="store_true", help="overwrite an existing output")
 
     rp = sub.add_parser("report", help="self-contained HTML report: calls with reasons, heatmap, profiles, coverage")
-    rp.add_argument("input", help="input .h5ad file")
-    rp.add_argument("-o", "--output", required=True, help="report.html")
-    rp.add_argument("--sample-key", help="obs column with the sample of each cell (single-cell data)")
-    rp.add_argument("--celltype-key", help="obs column with cell-type labels")
-    rp.add_argument("-s", "--signatures", default="immune_escape,bagaev2021")
-    rp.add_argument("-m", "--method", default="ucell")
-    rp.add_argument("--key", default="immunescape")
-    rp.add_argument("--min-cells", type=int, default=10)
-    rp.add_argument("--reference", help="reference cohort: a saved profile (.json) or a samples .h5ad")
-    rp.add_argument("--layer")
-    rp.add_argument("--use-raw", action="store_true", default=None)
-    rp.add_argument("--force", action="store_true")
+    _sample_arguments(rp, output_help="report.html")
 
     en = sub.add_parser("enrich", help="pre-ranked GSEA of signatures between groups (scanpy + gseapy)")
     en.add_argument("input", help="input .h5ad file (log-normalised)")
@@ -120,6 +98,22 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the bundled example data")
     demo.add_argument("-o", "--outdir", default="immunescape_demo", help="output folder")
     return parser
+
+
+def _sample_arguments(parser: argparse.ArgumentParser, *, output_help: str) -> None:
+    """Arguments shared by the per-sample commands (classify, report)."""
+    parser.add_argument("input", help="input .h5ad file")
+    parser.add_argument("-o", "--output", required=True, help=output_help)
+    parser.add_argument("--sample-key", help="obs column with the sample of each cell (single-cell data)")
+    parser.add_argument("--celltype-key", help="obs column with cell-type labels")
+    parser.add_argument("-s", "--signatures", default="immune_escape,bagaev2021")
+    parser.add_argument("-m", "--method", default="ucell")
+    parser.add_argument("--key", default="immunescape", help="obsm key of existing scores")
+    parser.add_argument("--min-cells", type=int, default=10)
+    parser.add_argument("--reference", help="reference cohort: a saved profile (.json) or a samples .h5ad")
+    parser.add_argument("--layer")
+    parser.add_argument("--use-raw", action="store_true", default=None)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
