@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from ._errors import ImmunescapeError
+from .io import check_target
 
 logger = logging.getLogger("immunescape")
 
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"immunescape: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
+        INTERRUPTED.clear()  # handled: later writes in this process must not see a stale flag
         print("immunescape: interrupted; no output was written.", file=sys.stderr)
         return 130
 
@@ -208,17 +210,6 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output_folder(path: str) -> None:
-    """Fail before any work when an output cannot be written where asked."""
-    from ._errors import ImmunescapeIOError
-
-    folder = Path(path).parent
-    if folder.exists() and not folder.is_dir():
-        raise ImmunescapeIOError(f"Cannot write {path!r}: {str(folder)!r} is a file, not a folder.")
-    if not folder.is_dir():
-        raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
-
-
 class UsageError(ImmunescapeError):
     exit_code = 2
 
@@ -246,9 +237,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise UsageError("use either --inplace or -o, not both.")
     outputs = [p for p in (args.output, args.scores_only) if p]
     for path in outputs:
-        _check_output_folder(path)
-        if Path(path).exists() and not args.force:
-            raise ImmunescapeError(f"{path!r} exists; pass --force to overwrite it.")
+        check_target(path, overwrite=args.force)  # fail before any work
         if Path(path).resolve() == Path(args.input).resolve():
             raise UsageError("an output path is the input file; use --inplace to update the input.")
     params = _method_params(args.param)
@@ -282,9 +271,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     from .tl import aggregate, classify, score
 
     out = Path(args.output)
-    _check_output_folder(args.output)
-    if out.exists() and not args.force:
-        raise ImmunescapeError(f"{args.output!r} exists; pass --force to overwrite it.")
+    check_target(out, overwrite=args.force)
     if out.suffix.lower() not in (".csv", ".tsv", ".h5ad"):
         raise UsageError("-o must end in .csv, .tsv (the table of calls) or .h5ad (the sample AnnData).")
     thresholds = _method_params(args.threshold)
@@ -319,9 +306,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
     from .tl import aggregate, classify, score
 
-    _check_output_folder(args.output)
-    if Path(args.output).exists() and not args.force:
-        raise ImmunescapeError(f"{args.output!r} exists; pass --force to overwrite it.")
+    check_target(args.output, overwrite=args.force)
     adata = read_h5ad(args.input)
     if args.key not in adata.obsm:
         score(adata, args.signatures, method=args.method, layer=args.layer, use_raw=args.use_raw, key_added=args.key,
@@ -345,9 +330,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     from .tl import enrich
 
     for path in filter(None, (args.output, args.plot)):
-        _check_output_folder(path)
-        if Path(path).exists() and not args.force:
-            raise ImmunescapeError(f"{path!r} exists; pass --force to overwrite it.")
+        check_target(path, overwrite=args.force)
     adata = read_h5ad(args.input)
     groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
     table = enrich(adata, args.groupby, groups=groups, reference=args.reference, signatures=args.signatures, layer=args.layer,

@@ -17,6 +17,21 @@ from ._errors import ImmunescapeIOError
 INTERRUPTED = threading.Event()
 
 
+def check_target(target: str | Path, *, overwrite: bool) -> Path:
+    """Fail with a clear message if ``target`` cannot be written (or exists without ``overwrite``); return its folder."""
+    target = Path(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise ImmunescapeIOError(f"Cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder.")
+    if not folder.is_dir():
+        raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
+    if target.exists() and not overwrite:
+        raise ImmunescapeIOError(f"{str(target)!r} exists; pass --force (overwrite=True) to replace it.")
+    if not os.access(folder, os.W_OK):
+        raise ImmunescapeIOError(f"Cannot write to {str(folder)!r}: permission denied. Choose another output folder.")
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
@@ -31,15 +46,7 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     'done'
     """
     target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if folder.exists() and not folder.is_dir():
-        raise ImmunescapeIOError(f"Cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder.")
-    if not folder.is_dir():
-        raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
-    if target.exists() and not overwrite:
-        raise ImmunescapeIOError(f"{str(target)!r} exists; pass --force (overwrite=True) to replace it.")
-    if not os.access(folder, os.W_OK):
-        raise ImmunescapeIOError(f"Cannot write to {str(folder)!r}: permission denied. Choose another output folder.")
+    folder = check_target(target, overwrite=overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -42,11 +42,7 @@ def pseudobulk(adata: AnnData, sample_key: str, *, layer: str | None = "counts",
         raise InputError(f"Layer {layer!r} with raw counts not found; pass layer=None to sum X.")
     X = adata.layers[layer] if layer is not None else adata.X
     groups = pd.Categorical(adata.obs[sample_key].astype(str))
-    indicator = sp.csr_matrix((np.ones(adata.n_obs), (groups.codes, np.arange(adata.n_obs))), shape=(len(groups.categories), adata.n_obs))
-    summed = indicator @ X
-    summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
-    lib = summed.sum(axis=1, keepdims=True)
-    lib[lib == 0] = 1.0
+    summed, normalised = summed_profiles(X, groups.codes, len(groups.categories), target_sum)
     obs = pd.DataFrame(index=pd.Index(groups.categories.astype(str)))
     obs["n_cells"] = np.bincount(groups.codes, minlength=len(groups.categories))
     for col in adata.obs.columns:
@@ -55,6 +51,17 @@ def pseudobulk(adata: AnnData, sample_key: str, *, layer: str | None = "counts",
         per = adata.obs[col].astype(str).groupby(groups.codes).nunique()
         if (per == 1).all():
             obs[col] = adata.obs[col].astype(str).groupby(groups.codes).first().to_numpy()
-    out = AnnData(np.log1p(summed / lib * target_sum).astype(np.float32), obs=obs, var=adata.var[[]].copy())
+    out = AnnData(normalised.astype(np.float32), obs=obs, var=adata.var[[]].copy())
     out.layers["counts"] = summed.astype(np.float32)
     return out
+
+
+def summed_profiles(X, codes: np.ndarray, n_groups: int, target_sum: float = 1e4) -> tuple[np.ndarray, np.ndarray]:
+    """Sum the rows of ``X`` by group code (-1: left out); return the sums and their log1p(counts per ``target_sum``)."""
+    rows = np.flatnonzero(codes >= 0)
+    indicator = sp.csr_matrix((np.ones(rows.size), (codes[rows], rows)), shape=(n_groups, X.shape[0]))
+    summed = indicator @ (X if sp.issparse(X) else np.asarray(X))
+    summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
+    lib = summed.sum(axis=1, keepdims=True)
+    lib[lib == 0] = 1.0
+    return summed, np.log1p(summed / lib * target_sum)

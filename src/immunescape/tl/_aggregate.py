@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .._errors import DataWarning, InputError
@@ -273,6 +272,7 @@ def _score_features(adata, key, samples, compartment, keep, sample_order, min_ce
 
 
 def _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_cells, signatures, method, counts_layer, score_kw):
+    from ..pp._pseudobulk import summed_profiles
     from ..signatures import load
     from ._score import score
 
@@ -289,14 +289,10 @@ def _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_ce
         ok = [s for s in sample_order if n.get(s, 0) >= min_cells]
         if not ok:
             continue
-        codes = pd.Categorical(groups, categories=ok).codes  # -1: a sample with too few cells here
-        rows = np.flatnonzero(mask)[codes >= 0]
-        indicator = sp.csr_matrix((np.ones(rows.size), (codes[codes >= 0], rows)), shape=(len(ok), adata.n_obs))
-        summed = indicator @ (X if sp.issparse(X) else np.asarray(X))
-        summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
-        libsize = summed.sum(axis=1, keepdims=True)
-        libsize[libsize == 0] = 1.0
-        bulk = AnnData(np.log1p(summed / libsize * 1e4), var=pd.DataFrame(index=adata.var_names))
+        codes = np.full(adata.n_obs, -1, np.int64)  # -1: other compartments, and samples with too few cells here
+        codes[mask] = pd.Categorical(groups, categories=ok).codes
+        _, normalised = summed_profiles(X, codes, len(ok))
+        bulk = AnnData(normalised, var=pd.DataFrame(index=adata.var_names))
         bulk.obs_names = ok
         table = score(bulk, [s for s in sigs if s.name in set(names)], method=method, inplace=False, **score_kw)
         features.loc[ok, table.columns] = table.to_numpy()
