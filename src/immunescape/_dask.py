@@ -24,18 +24,26 @@ def _block_summary(block, needs: tuple[str, ...], chunk_size: int | None):
     return summarize_chunks(block, needs, chunk_size)
 
 
-def _score_block(block, plan, method: Method, n_sig: int, chunk_size: int | None) -> np.ndarray:
+def _score_block(block, plan, method: Method, n_sig: int, chunk_size: int | None, block_info=None) -> np.ndarray:
+    """Scores of one row block; with a null, [scores | z | p] side by side."""
     from .tl._score import score_chunk
 
-    out = np.empty((block.shape[0], n_sig), dtype=np.float64)
+    with_null = plan.null is not None
+    first_row = block_info[0]["array-location"][0][0] if block_info else 0  # the null's tie-breaking uses row numbers
+    out = np.empty((block.shape[0], n_sig * (3 if with_null else 1)), dtype=np.float64)
+    scores, z, p = out[:, :n_sig], out[:, n_sig : 2 * n_sig], out[:, 2 * n_sig :]
     for chunk in iter_chunks(block, chunk_size):
-        score_chunk(chunk, plan, method, out[chunk.start : chunk.stop])
+        rows = slice(chunk.start, chunk.stop)
+        chunk.start += first_row
+        chunk.stop += first_row
+        score_chunk(chunk, plan, method, scores[rows], (z[rows], p[rows]) if with_null else None)
     return out
 
 
 def score_dask(
-    matrix, resolved: ResolvedSignatures, method: Method, params: dict[str, Any], *, chunk_size=None, random_state=0
-) -> tuple[np.ndarray, dict[str, Any]]:
+    matrix, resolved: ResolvedSignatures, method: Method, params: dict[str, Any], *, chunk_size=None, random_state=0,
+    null=None,
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     import dask
     import dask.array as da
 
@@ -52,9 +60,15 @@ def score_dask(
         summary.merge(part)
     _report(summary, method)
     stats = _stats_from_summary(summary, matrix.shape[1], method)
-    plan = method.prepare(resolved, stats, params, random_state)
+    plan = method.prepare(resolved, stats, params, random_state, null)
     n_sig = len(resolved.signatures)
+    width = n_sig * (3 if null is not None else 1)
     scored = da.map_blocks(
-        _score_block, matrix, plan, method, n_sig, chunk_size, dtype=np.float64, chunks=(matrix.chunks[0], (n_sig,)), meta=np.empty((0, 0))
-    )
-    return plan.finish(np.asarray(scored.compute())), plan.details
+        _score_block, matrix, plan, method, n_sig, chunk_size, dtype=np.float64, chunks=(matrix.chunks[0], (width,)),
+        meta=np.empty((0, 0)),
+    )  # fmt: skip
+    result = np.asarray(scored.compute())
+    if null is None:
+        return plan.finish(result), plan.details, {}
+    null_stats = {"z": result[:, n_sig : 2 * n_sig], "pval": result[:, 2 * n_sig :], "details": plan.null.details}
+    return plan.finish(result[:, :n_sig]), plan.details, null_stats

@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     sc_.add_argument("--chunk-size", type=int)
     sc_.add_argument("--n-jobs", type=int)
     sc_.add_argument("--seed", type=int, default=0, help="random_state of the method (default 0)")
+    sc_.add_argument("--null", choices=["matched"], help="also test each score against random gene sets matched in size "
+                     "and expression (z, p-value, BH-adjusted p-value per cell)")  # fmt: skip
+    sc_.add_argument("--n-null", type=int, default=100, help="random gene sets per signature with --null (default 100)")
+    sc_.add_argument("--null-bins", type=int, help="expression bins of the null genes (default 25; aucell 50)")
     sc_.add_argument("--min-coverage", type=float, default=0.5)
     sc_.add_argument("--key-added", default="immunescape")
     sc_.add_argument("--backed", action="store_true", help="stream X from disk instead of loading it")
@@ -227,6 +231,8 @@ def _method_params(pairs: list[str]) -> dict:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .io import add_to_h5ad, read_h5ad, write_h5ad, write_table
     from .tl import compute_scores
     from .tl._score import obs_columns
@@ -242,22 +248,24 @@ def _cmd_score(args: argparse.Namespace) -> int:
             raise UsageError("an output path is the input file; use --inplace to update the input.")
     params = _method_params(args.param)
     adata = read_h5ad(args.input, backed=args.backed)
-    table, record = compute_scores(
-        adata, args.signatures, args.method, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols,
-        min_coverage=args.min_coverage, chunk_size=args.chunk_size, n_jobs=args.n_jobs, random_state=args.seed,
-        progress=None if not args.quiet else False, **params,
+    table, record, null_tables = compute_scores(
+        adata, args.signatures, args.method, null=args.null, n_null=args.n_null, null_bins=args.null_bins,
+        layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols, min_coverage=args.min_coverage,
+        chunk_size=args.chunk_size, n_jobs=args.n_jobs, random_state=args.seed, progress=None if not args.quiet else False,
+        **params,
     )  # fmt: skip
-    if args.scores_only:
-        write_table(table, args.scores_only, overwrite=args.force)
+    obsm = {args.key_added: table, **{args.key_added + suffix: frame for suffix, frame in null_tables.items()}}
+    if args.scores_only:  # one table: the scores, then <signature>_z, _pval, _padj columns with a null
+        extra = [frame.add_suffix(suffix) for suffix, frame in null_tables.items()]
+        write_table(pd.concat([table, *extra], axis=1) if extra else table, args.scores_only, overwrite=args.force)
         logger.info("wrote %s", args.scores_only)
     target = args.input if args.inplace else args.output
     if target:
         if args.backed or args.inplace:  # X is copied byte for byte, never loaded
-            add_to_h5ad(args.input, target, obsm={args.key_added: table}, obs=adata.obs,
-                        obs_columns=obs_columns(table, args.key_added), uns={args.key_added: record},
-                        overwrite=args.force or args.inplace)  # fmt: skip
+            add_to_h5ad(args.input, target, obsm=obsm, obs=adata.obs, obs_columns=obs_columns(table, args.key_added),
+                        uns={args.key_added: record}, overwrite=args.force or args.inplace)  # fmt: skip
         else:
-            adata.obsm[args.key_added] = table
+            adata.obsm.update(obsm)
             for name, values in obs_columns(table, args.key_added).items():
                 adata.obs[name] = values
             adata.uns[args.key_added] = record

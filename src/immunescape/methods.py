@@ -19,7 +19,8 @@ import scipy.sparse as sp
 
 from ._chunks import Chunk
 from ._errors import InputError
-from ._kernels import linear, ranks
+from ._kernels import linear, nulls, ranks
+from ._null import EMPTY, NullSets, build_null_sets, expression_bins
 from ._utils import closest
 from .genes import ResolvedSignatures
 
@@ -34,18 +35,33 @@ class GeneStats:
     nonempty: np.ndarray | None = None  # genes with a non-zero value in some row
 
 
+@dataclass(frozen=True)
+class NullSpec:
+    """What null the caller asked for: ``n_null`` random gene sets per signature, matched in
+    ``n_bins`` expression bins."""
+
+    n_null: int = 100
+    n_bins: int = 25
+
+
+NullOut = tuple[np.ndarray, np.ndarray]  # (z, p) rows of one chunk
+
+
 @dataclass
 class Plan:
-    """Everything a kernel needs, prepared once; ``run`` scores one chunk into ``out``.
+    """Everything a kernel needs, prepared once; ``run(chunk, out, null_out)`` scores one chunk into
+    ``out`` and, when the plan has null sets and ``null_out = (z, p)`` is given, writes each
+    signature's z-score and p-value against its random gene sets.
 
     A method whose scores depend on all samples at once (GSVA's per-gene kernel CDF) gives
     ``run_all(matrix) -> scores`` instead and is not chunked.
     """
 
-    run: Callable[[Chunk, np.ndarray], None] | None = None
+    run: Callable[[Chunk, np.ndarray, NullOut | None], None] | None = None
     finish: Callable[[np.ndarray], np.ndarray] = field(default=lambda scores: scores)
     details: dict[str, Any] = field(default_factory=dict)
     run_all: Callable[[Any], np.ndarray] | None = None
+    null: NullSets | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class Method:
     expects_log: bool
     value_range: str
     prepare: Callable[..., Plan]
+    null_bins: int = 25  # expression bins of the null's random genes (scanpy's control bins: 25)
 
     def check_params(self, given: dict[str, Any]) -> dict[str, Any]:
         unknown = set(given) - set(self.params)
@@ -138,11 +155,47 @@ def _linear_plan(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray],
     return W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig
 
 
-def _run_linear(w_ptr, w_col, w_val, n_sig):
-    def run(chunk: Chunk, out: np.ndarray) -> None:
+def _run_linear(w_ptr, w_col, w_val, n_sig, null_sets: NullSets | None = None, n_genes: int = 0):
+    def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, w_ptr, w_col, w_val, n_sig, _blocks(chunk), out)
+        if null_sets is not None and null_out is not None:
+            nulls.linear_nulls(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, n_genes,
+                               *_null_args(null_sets, chunk, null_out)[:3], _blocks(chunk), *null_out)  # fmt: skip
 
     return run
+
+
+_NO_OUT = np.zeros((0, 0))
+
+
+def _null_args(null_sets: NullSets | None, chunk: Chunk, null_out: NullOut | None) -> tuple:
+    """(bundle, row_offset, seed, z, p) for a kernel; an empty bundle when no null is wanted."""
+    if null_sets is None or null_out is None:
+        return EMPTY, 0, 0, _NO_OUT, _NO_OUT
+    return null_sets.bundle, chunk.start - chunk.r0, null_sets.seed, null_out[0], null_out[1]
+
+
+def _part_sets(ptrs, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signature ``s``'s genes as (genes, weights 1, parts 0 up / 1 down) from _split_sets' arrays."""
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = ptrs
+    up, dn = up_idx[up_ptr[s] : up_ptr[s + 1]], dn_idx[dn_ptr[s] : dn_ptr[s + 1]]
+    return np.concatenate([up, dn]), np.ones(up.size + dn.size), np.repeat([0, 1], [up.size, dn.size])
+
+
+def _rank_null_sets(null: NullSpec | None, resolved, stats: GeneStats, ptrs, pool, random_state, kind, sconst=None, gconst=None):
+    """Null sets for a rank method scoring each signature's up and down genes (weights 1)."""
+    if null is None:
+        return None
+    triples = [_part_sets(ptrs, s) for s in range(len(resolved.names))]
+    return build_null_sets(resolved.names, *map(list, zip(*triples)), means=stats.means, pool=pool, n_null=null.n_null,
+                           n_bins=null.n_bins, random_state=random_state, kind=kind, sconst=sconst, gconst=gconst)  # fmt: skip
+
+
+def _linear_null_sets(null: NullSpec | None, resolved, stats: GeneStats, genes, cols, pool, random_state):
+    if null is None:
+        return None
+    return build_null_sets(resolved.names, genes, cols, [np.zeros(len(g), np.int64) for g in genes], means=stats.means,
+                           pool=pool, n_null=null.n_null, n_bins=null.n_bins, random_state=random_state, kind=nulls.LINEAR)  # fmt: skip
 
 
 def _blocks(chunk: Chunk) -> int:
@@ -160,17 +213,6 @@ def _missing_counts(resolved: ResolvedSignatures) -> tuple[np.ndarray, np.ndarra
 
 
 # ------------------------------------------------------------------------------------ mean
-def _expression_bins(stats: GeneStats, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """scanpy's bins: genes of the pool (finite means) and their bin, rank(method="min") // round(n / (n_bins - 1))."""
-    obs_avg = pd.Series(stats.means[pool], index=pool)
-    obs_avg = obs_avg[np.isfinite(obs_avg)]
-    n_items = int(np.round(len(obs_avg) / (n_bins - 1)))
-    if n_items == 0:
-        raise InputError(f"Too few genes ({len(obs_avg)}) for n_bins={n_bins}; lower n_bins.")
-    cut = (obs_avg.rank(method="min") // n_items).to_numpy()
-    return obs_avg.index.to_numpy(), cut
-
-
 def _scanpy_controls(gene_list: np.ndarray, genes: np.ndarray, cut: np.ndarray, bin_of: np.ndarray, *, ctrl_size: int,
                      ctrl_as_ref: bool, random_state: int | None) -> np.ndarray:  # fmt: skip
     """scanpy.tl.score_genes' control genes for one gene list (positions), reproduced step by step.
@@ -195,15 +237,15 @@ def _scanpy_controls(gene_list: np.ndarray, genes: np.ndarray, cut: np.ndarray, 
     return control_genes.astype(np.int64)
 
 
-def _prepare_mean(resolved, stats: GeneStats, params, random_state):
+def _prepare_mean(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
     if params["ctrl_size"] < 1 or params["n_bins"] < 2:
         raise InputError("mean needs ctrl_size >= 1 and n_bins >= 2.")
     pool = np.arange(stats.n_genes) if params["gene_pool"] is None else np.asarray(params["gene_pool"], np.int64)
-    pool_genes, cut = _expression_bins(stats, pool, params["n_bins"])
+    pool_genes, cut = expression_bins(stats.means, pool, params["n_bins"])
     bin_of = np.full(stats.n_genes, np.nan)
     bin_of[pool_genes] = cut
     (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
-    genes, cols, n_controls = [], [], []
+    genes, cols, n_controls, null_genes, null_cols = [], [], [], [], []
     for s in range(len(resolved.signatures)):
         g_s, w_s, n_c = [], [], 0
         for ptr, idx, sign in ((up_ptr, up_idx, 1.0), (dn_ptr, dn_idx, -1.0)):
@@ -218,7 +260,14 @@ def _prepare_mean(resolved, stats: GeneStats, params, random_state):
         genes.append(np.concatenate(g_s))
         cols.append(np.concatenate(w_s))
         n_controls.append(n_c)
-    return Plan(run=_run_linear(*_linear_plan(cols, genes, stats.n_genes)), details={"n_control_genes": dict(zip(resolved.names, n_controls))})
+        # the null replaces the signature genes; the control term is the same for all and cancels
+        null_genes.append(np.concatenate(g_s[::2]))
+        null_cols.append(np.concatenate(w_s[::2]))
+    in_pool = np.zeros(stats.n_genes, bool)
+    in_pool[pool] = True
+    null_sets = _linear_null_sets(null, resolved, stats, null_genes, null_cols, in_pool, random_state)
+    return Plan(run=_run_linear(*_linear_plan(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets,
+                details={"n_control_genes": dict(zip(resolved.names, n_controls))})  # fmt: skip
 
 
 register(Method(
@@ -237,23 +286,27 @@ register(Method(
 
 
 # ------------------------------------------------------------------------------------ UCell
-def _prepare_ucell(resolved, stats: GeneStats, params, random_state):
+def _prepare_ucell(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
     max_rank = params["max_rank"]
     if not (isinstance(max_rank, (int, np.integer)) and max_rank > 0):
         raise InputError(f"max_rank must be a positive integer, got {max_rank!r}.")
     if params["missing_genes"] not in ("impute", "skip"):
         raise InputError("missing_genes must be 'impute' (count as max_rank, as pyUCell) or 'skip'.")
-    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    ptrs = _split_sets(resolved)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = ptrs
     up_miss, dn_miss = _missing_counts(resolved)
     if params["missing_genes"] == "skip":
         up_miss, dn_miss = np.zeros_like(up_miss), np.zeros_like(dn_miss)
     w_neg = float(params["w_neg"])
+    null_sets = _rank_null_sets(null, resolved, stats, ptrs, np.ones(stats.n_genes, bool), random_state, nulls.UCELL,
+                                sconst=np.column_stack([up_miss, dn_miss]), gconst=[max_rank, w_neg, 0, 0])  # fmt: skip
 
-    def run(chunk: Chunk, out: np.ndarray) -> None:
+    def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         ranks.ucell(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
-                    up_ptr, up_idx, up_miss, dn_ptr, dn_idx, dn_miss, int(max_rank), w_neg, _blocks(chunk), out)  # fmt: skip
+                    up_ptr, up_idx, up_miss, dn_ptr, dn_idx, dn_miss, int(max_rank), w_neg, _blocks(chunk), out,
+                    *_null_args(null_sets, chunk, null_out))  # fmt: skip
 
-    return Plan(run=run)
+    return Plan(run=run, null=null_sets)
 
 
 register(Method(
@@ -276,7 +329,7 @@ def _ranked_genes(stats: GeneStats, drop_empty: bool) -> np.ndarray:
     return stats.nonempty if drop_empty else np.ones(stats.n_genes, bool)
 
 
-def _prepare_aucell(resolved, stats: GeneStats, params, random_state):
+def _prepare_aucell(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
     ranked = _ranked_genes(stats, params["drop_empty_genes"])
     n_ranked = int(ranked.sum())
     if n_ranked < 2:
@@ -294,7 +347,8 @@ def _prepare_aucell(resolved, stats: GeneStats, params, random_state):
     position = np.full(stats.n_genes, -1, np.int64)
     position[features[shuffled]] = np.arange(n_ranked)
     gene_at = features[shuffled].astype(np.int64)  # inverse: the gene at each position
-    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved, keep=ranked)
+    ptrs = _split_sets(resolved, keep=ranked)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = ptrs
 
     def max_auc(ptr):
         k = np.minimum(np.diff(ptr), n_up - 1)
@@ -302,16 +356,17 @@ def _prepare_aucell(resolved, stats: GeneStats, params, random_state):
 
     up_max, dn_max = max_auc(up_ptr), max_auc(dn_ptr)
     has_down = bool(dn_idx.size)
+    null_sets = _rank_null_sets(null, resolved, stats, ptrs, ranked, random_state, nulls.AUCELL, sconst=np.column_stack([up_max, dn_max]))
 
-    def run(chunk: Chunk, out: np.ndarray) -> None:
+    def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         args = (chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1), position, gene_at, n_ranked)
-        ranks.aucell(*args, up_ptr, up_idx, up_max, n_up, _blocks(chunk), out)
+        ranks.aucell(*args, up_ptr, up_idx, up_max, n_up, _blocks(chunk), out, *_null_args(null_sets, chunk, null_out))
         if has_down:
             down = np.empty_like(out)
-            ranks.aucell(*args, dn_ptr, dn_idx, dn_max, n_up, _blocks(chunk), down)
+            ranks.aucell(*args, dn_ptr, dn_idx, dn_max, n_up, _blocks(chunk), down, *_null_args(None, chunk, None))
             out -= down
 
-    return Plan(run=run, details={"n_up": n_up, "n_ranked_genes": n_ranked})
+    return Plan(run=run, null=null_sets, details={"n_up": n_up, "n_ranked_genes": n_ranked})
 
 
 register(Method(
@@ -326,6 +381,7 @@ register(Method(
     expects_log=False,
     value_range="[0, 1]",
     prepare=_prepare_aucell,
+    null_bins=50,  # only the top n_up ranks count, so random genes must match expression closely
 ))  # fmt: skip
 
 
@@ -333,21 +389,25 @@ register(Method(
 _SAMPLE_NORM = {"rank": 0, None: 1, "none": 1, "log_rank": 2, "log": 3}
 
 
-def _prepare_ssgsea(resolved, stats: GeneStats, params, random_state):
+def _prepare_ssgsea(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
     if params["sample_norm"] not in _SAMPLE_NORM:
         raise InputError(f"sample_norm must be one of {[k for k in _SAMPLE_NORM if k != 'none']}, got {params['sample_norm']!r}.")
     mode = _SAMPLE_NORM[params["sample_norm"]]
     alpha = float(params["alpha"])
-    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    ptrs = _split_sets(resolved)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = ptrs
     if np.any(np.diff(up_ptr) >= stats.n_genes):
         raise InputError("ssGSEA needs fewer signature genes than genes in the data.")
     union = np.unique(np.concatenate([up_idx, dn_idx])).astype(np.int64)
     up_u = np.searchsorted(union, up_idx).astype(np.int64)
     dn_u = np.searchsorted(union, dn_idx).astype(np.int64)
+    null_sets = _rank_null_sets(null, resolved, stats, ptrs, np.ones(stats.n_genes, bool), random_state, nulls.SSGSEA,
+                                gconst=[0, 0, stats.n_genes, 0])  # fmt: skip
 
-    def run(chunk: Chunk, out: np.ndarray) -> None:
+    def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         ranks.ssgsea(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
-                     up_ptr, up_idx, up_u, dn_ptr, dn_idx, dn_u, union, mode, alpha, _blocks(chunk), out)  # fmt: skip
+                     up_ptr, up_idx, up_u, dn_ptr, dn_idx, dn_u, union, mode, alpha, _blocks(chunk), out,
+                     *_null_args(null_sets, chunk, null_out))  # fmt: skip
 
     def finish(scores: np.ndarray) -> np.ndarray:
         if not params["normalize"]:
@@ -355,7 +415,7 @@ def _prepare_ssgsea(resolved, stats: GeneStats, params, random_state):
         span = np.nanmax(scores) - np.nanmin(scores)
         return scores / span if span > 0 else scores
 
-    return Plan(run=run, finish=finish)
+    return Plan(run=run, finish=finish, null=null_sets)
 
 
 register(Method(
@@ -374,15 +434,18 @@ register(Method(
 
 
 # ------------------------------------------------------------------------------------ singscore
-def _prepare_singscore(resolved, stats: GeneStats, params, random_state):
-    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+def _prepare_singscore(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
+    ptrs = _split_sets(resolved)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = ptrs
     center = bool(params["center"])
+    null_sets = _rank_null_sets(null, resolved, stats, ptrs, np.ones(stats.n_genes, bool), random_state, nulls.SINGSCORE,
+                                gconst=[0, 0, stats.n_genes, float(center)])  # fmt: skip
 
-    def run(chunk: Chunk, out: np.ndarray) -> None:
+    def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         ranks.singscore(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, stats.n_genes, max(chunk.max_nnz, 1),
-                        up_ptr, up_idx, dn_ptr, dn_idx, center, _blocks(chunk), out)  # fmt: skip
+                        up_ptr, up_idx, dn_ptr, dn_idx, center, _blocks(chunk), out, *_null_args(null_sets, chunk, null_out))  # fmt: skip
 
-    return Plan(run=run)
+    return Plan(run=run, null=null_sets)
 
 
 register(Method(
@@ -412,10 +475,11 @@ def _weighted_columns(resolved, keep):
     return genes, cols
 
 
-def _prepare_wmean(resolved, stats: GeneStats, params, random_state):
+def _prepare_wmean(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
     keep = _ranked_genes(stats, params["drop_empty_genes"])
     genes, cols = _weighted_columns(resolved, keep)
-    return Plan(run=_run_linear(*_linear_plan(cols, genes, stats.n_genes)))
+    null_sets = _linear_null_sets(null, resolved, stats, genes, cols, keep, random_state)
+    return Plan(run=_run_linear(*_linear_plan(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets)
 
 
 register(Method(
@@ -433,18 +497,20 @@ register(Method(
 ))  # fmt: skip
 
 
-def _prepare_zmean(resolved, stats: GeneStats, params, random_state):
+def _prepare_zmean(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
     if params["flavor"] not in ("RoKAI", "KSEA"):
         raise InputError("flavor must be 'RoKAI' or 'KSEA' (as decoupler's zscore).")
     keep = _ranked_genes(stats, params["drop_empty_genes"])
     genes, cols = _weighted_columns(resolved, keep)
-    weighted_mean = _run_linear(*_linear_plan(cols, genes, stats.n_genes))
+    # z is a positive affine map of the weighted mean within a row: its null p and z are the weighted mean's
+    null_sets = _linear_null_sets(null, resolved, stats, genes, cols, keep, random_state)
+    weighted_mean = _run_linear(*_linear_plan(cols, genes, stats.n_genes), null_sets, stats.n_genes)
     n_targets = np.sqrt(np.asarray([np.count_nonzero(c) for c in cols], np.float64))
     n_features = int(keep.sum())
     subtract_mean = params["flavor"] == "RoKAI"  # decoupler 2.2 subtracts the mean for RoKAI (its code, not its docstring)
 
-    def run(chunk: Chunk, out: np.ndarray) -> None:
-        weighted_mean(chunk, out)
+    def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
+        weighted_mean(chunk, out, null_out)
         n = chunk.r1 - chunk.r0
         mean, std = np.empty(n), np.empty(n)
         linear.csr_row_moments(chunk.data, chunk.indptr, chunk.r0, chunk.r1, n_features, mean, std)
@@ -453,7 +519,7 @@ def _prepare_zmean(resolved, stats: GeneStats, params, random_state):
             z = centred * n_targets[None, :] / std[:, None]
         out[:] = np.where(std[:, None] > 0, z, 0.0)
 
-    return Plan(run=run)
+    return Plan(run=run, null=null_sets)
 
 
 register(Method(
@@ -472,7 +538,13 @@ register(Method(
 
 
 # ------------------------------------------------------------------------------------ GSVA (gseapy)
-def _prepare_gsva(resolved, stats: GeneStats, params, random_state):
+def _prepare_gsva(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
+    if null is not None:
+        raise InputError(
+            "null='matched' is not available for method='gsva': GSVA is delegated to gseapy and scores all samples at "
+            "once, so random sets cannot share its pass. Use method='ssgsea' (its per-sample relative) with a null, "
+            "or compare groups of GSVA scores with ie.tl.compare."
+        )
     if stats.n_rows > params["max_samples"]:
         raise InputError(
             f"GSVA scores every sample against all others and needs the whole matrix dense; {stats.n_rows:,} rows is more "

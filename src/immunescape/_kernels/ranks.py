@@ -15,6 +15,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import nulls
+from .nulls import SSGSEA
+
 
 @njit(cache=True, nogil=True)
 def _gather(data, indices, start, stop, vals, genes):  # pragma: no cover - numba
@@ -90,18 +93,22 @@ def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  #
 # ----------------------------------------------------------------------------------------- UCell
 @njit(parallel=True, cache=True, nogil=True)
 def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_missing,
-          dn_ptr, dn_idx, dn_missing, max_rank, w_neg, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+          dn_ptr, dn_idx, dn_missing, max_rank, w_neg, n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
     """UCell as pyUCell 0.8: ranks of non-zero values (descending, ties averaged), ranks above
     ``max_rank`` and zeros count as ``max_rank``; U-statistic normalised to [0, 1]; the down set's
     score times ``w_neg`` is subtracted and the result clipped at 0. ``*_missing`` genes (absent
-    from the data) count as ``max_rank`` too ("impute")."""
+    from the data) count as ``max_rank`` too ("impute"). With a null ``bundle`` (see
+    :mod:`.nulls`), z-scores and p-values against random gene sets go to ``z_out``/``p_out``."""
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
+    has_null = bundle[0].shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
         rank = np.full(n_genes, np.float64(max_rank))
+        term = np.zeros(n_genes if has_null else 1)  # rank - max_rank: the null's gene terms
+        work = nulls.scratch(bundle, 1)
         vals = np.empty(max_nnz)
         genes = np.empty(max_nnz, np.int64)
         for i in range(lo, hi):
@@ -122,6 +129,13 @@ def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_mi
                 neg = _u_score(rank, dn_idx, dn_ptr[s], dn_ptr[s + 1], dn_missing[s], max_rank)
                 score = pos - w_neg * neg
                 out[i - r0, s] = score if score > 0.0 else 0.0
+            if has_null:
+                for t in range(c):
+                    term[genes[t]] = rank[genes[t]] - max_rank
+                nulls.row_nulls_sparse(term, np.float64(max_rank), genes, c, True, bundle, work, i + row_offset, seed,
+                                       z_out[i - r0], p_out[i - r0])  # fmt: skip
+                for t in range(c):
+                    term[genes[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = max_rank
 
@@ -144,19 +158,25 @@ def _u_score(rank, idx, start, stop, n_missing, max_rank):  # pragma: no cover -
 # ---------------------------------------------------------------------------------------- AUCell
 @njit(parallel=True, cache=True, nogil=True)
 def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx,
-           max_auc, n_up, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+           max_auc, n_up, n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
     """AUCell as decoupler 2.x: ordinal ranks (descending values, ties broken by ``position``, the
     gene's place in a fixed random order); area under the recovery curve of the set's genes within
     the top ``n_up`` ranks, divided by the maximum possible area (``max_auc``). The area telescopes
     to the sum of ``n_up - rank`` over set genes ranked at most ``n_up``. ``n_ranked`` genes take
-    part in the ranking (decoupler drops genes that are zero in every row). All-zero rows score 0."""
+    part in the ranking (decoupler drops genes that are zero in every row). All-zero rows score 0.
+    With a null ``bundle``, each gene's term ``n_up - rank`` (0 beyond ``n_up``), averaged within tie
+    groups, feeds :mod:`.nulls`."""
     n_rows = r1 - r0
     n_sig = set_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
+    has_null = bundle[0].shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
         rank = np.zeros(n_genes, np.int64)
+        term = np.zeros(n_genes if has_null else 1)
+        work = nulls.scratch(bundle, 1)
+        listed = np.empty(max_nnz if has_null else 0, np.int64)
         vals = np.empty(max_nnz)
         genes = np.empty(max_nnz, np.int64)
         pos = np.empty(max_nnz, np.int64)
@@ -170,6 +190,8 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
             if c == 0:
                 for s in range(n_sig):
                     out[i - r0, s] = 0.0
+                if has_null:  # every set scores 0 (no terms)
+                    nulls.row_nulls_sparse(term, 0.0, listed, 0, False, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 continue
             n_pos = 0
             for t in range(c):
@@ -197,8 +219,49 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
                     if r <= n_up:
                         acc += n_up - r
                 out[i - r0, s] = acc / max_auc[s] if max_auc[s] > 0 else 0.0
+            if has_null:
+                n_listed, zero_term = _aucell_terms(s_vals, s_pos, c, gene_at, n_pos, n_zero, n_up, term, listed)
+                nulls.row_nulls_sparse(term, zero_term, listed, n_listed, False, bundle, work, i + row_offset, seed,
+                                       z_out[i - r0], p_out[i - r0])  # fmt: skip
+                for t in range(n_listed):
+                    term[listed[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = 0
+
+
+@njit(cache=True, nogil=True)
+def _expected_area(first, last, n_up):  # pragma: no cover - numba
+    """Mean of ``max(0, n_up - r)`` over the ranks r = first..last: a tie group's recovery-curve term
+    averaged over every order of breaking its ties."""
+    top = min(last, n_up - 1)
+    if top < first:
+        return 0.0
+    count = top - first + 1
+    return (count * n_up - (first + top) * count / 2.0) / (last - first + 1)
+
+
+@njit(cache=True, nogil=True)
+def _aucell_terms(s_vals, s_pos, c, gene_at, n_pos, n_zero, n_up, terms, listed):  # pragma: no cover - numba
+    """Tie-averaged recovery-curve terms for the null: each tie group (the zeros are one) gets its
+    terms averaged over its ranks, so a gene set cannot win ties by its place in decoupler's fixed
+    tie-breaking order (which would make a fixed set look significant in every cell). Stored genes
+    get ``term - zero_term`` in ``terms`` (listed in ``listed``); returns (their number, zero_term)."""
+    zero_term = _expected_area(n_pos + 1, n_pos + n_zero, n_up) if n_zero > 0 else 0.0
+    n_written = 0
+    a = 0
+    while a < c:
+        e = a + 1
+        while e < c and s_vals[e] == s_vals[a] and (e < n_pos) == (a < n_pos):
+            e += 1
+        shift = 0 if a < n_pos else n_zero  # values below zero rank after the zeros
+        term = _expected_area(a + 1 + shift, e + shift, n_up) - zero_term
+        for t in range(a, e):
+            g = gene_at[s_pos[t]]
+            terms[g] = term
+            listed[n_written] = g
+            n_written += 1
+        a = e
+    return n_written, zero_term
 
 
 # ---------------------------------------------------------------------------------------- ssGSEA
@@ -218,7 +281,7 @@ def _ss_metric(rank_or_value, mode, n_genes, alpha):  # pragma: no cover - numba
 
 @njit(parallel=True, cache=True, nogil=True)
 def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u, dn_ptr, dn_idx, dn_u, union, mode,
-           alpha, n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+           alpha, n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
     """Single-sample GSEA as gseapy 1.x (GSVA's ssgsea without the final range normalisation).
 
     Genes are ordered by their metric (see ``_ss_metric``), descending, ties by descending gene
@@ -227,13 +290,18 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
     ES = sum_h w_h (q_h + 1) / sum_h w_h - (N (N + 1) / 2 - sum_h (q_h + 1)) / (N - k).
     Signed signatures score ES(up) - ES(down). ``union`` holds every signature gene once, ascending;
     ``up_u``/``dn_u`` give each set gene's place in it: one merge per row counts, for all of them, the
-    stored genes below them (what a zero gene's position needs)."""
+    stored genes below them (what a zero gene's position needs). With a null ``bundle``, every
+    gene's (w, w (q + 1), q + 1), with q its tie group's mean position, feeds :mod:`.nulls`."""
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
+    has_null = bundle[0].shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
+        feat = np.zeros((3, n_genes if has_null else 1))
+        zero = np.zeros(3)
+        work = nulls.scratch(bundle, 3)
         q = np.full(n_genes, -1, np.int64)  # ascending position of stored genes, -1 for zeros
         w = np.zeros(n_genes)
         vals = np.empty(max_nnz)
@@ -297,6 +365,30 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
                 if dn_ptr[s + 1] > dn_ptr[s]:
                     es -= _ss_es(q, w, dn_idx, dn_u, dn_ptr[s], dn_ptr[s + 1], below, n_below, n_genes, w_zero)
                 out[i - r0, s] = es
+            if has_null:
+                # the null's terms use each tie group's mean position (zeros are one group): ordering ties
+                # by gene index, as the score does, would favour a fixed set of genes in every cell
+                zero[0] = w_zero
+                zero[1] = w_zero * (n_below + (n_zero - 1) / 2.0 + 1)
+                zero[2] = n_below + (n_zero - 1) / 2.0 + 1
+                a = 0
+                while a < c:
+                    e = a + 1
+                    while e < c and s_key[e] == s_key[a] and (e < n_below) == (a < n_below):
+                        e += 1
+                    q_mean = (a + e - 1) / 2.0 + (0 if a < n_below else n_zero)
+                    for t in range(a, e):
+                        g = s_genes[t]
+                        feat[0, g] = w[g] - zero[0]
+                        feat[1, g] = w[g] * (q_mean + 1) - zero[1]
+                        feat[2, g] = q_mean + 1 - zero[2]
+                    a = e
+                nulls.row_nulls(feat, zero, SSGSEA, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                for t in range(c):
+                    g = genes[t]
+                    feat[0, g] = 0.0
+                    feat[1, g] = 0.0
+                    feat[2, g] = 0.0
             for t in range(c):
                 q[genes[t]] = -1
                 w[genes[t]] = 0.0
@@ -332,16 +424,20 @@ def _ss_es(q, w, idx, uidx, start, stop, below, n_below, n_genes, w_zero):  # pr
 # ------------------------------------------------------------------------------------- singscore
 @njit(parallel=True, cache=True, nogil=True)
 def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_ptr, dn_idx, center,
-              n_blocks, out):  # fmt: skip  # pragma: no cover - numba
+              n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
     """singscore (Foroutan 2018, R package 1.2x): ascending ranks with ties at their minimum;
     the set's mean rank scaled by its theoretical bounds (n + 1) / 2 and (2N - n + 1) / 2; the down
-    set contributes 1 - its scaled score; each part minus 0.5 when centred."""
+    set contributes 1 - its scaled score; each part minus 0.5 when centred. With a null
+    ``bundle``, the ranks (as offsets from the zeros' rank) feed :mod:`.nulls`."""
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
+    has_null = bundle[0].shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
+        term = np.zeros(n_genes if has_null else 1)
+        work = nulls.scratch(bundle, 1)
         rank = np.zeros(n_genes)  # 0 marks a zero in this row
         vals = np.empty(max_nnz)
         genes = np.empty(max_nnz, np.int64)
@@ -384,5 +480,11 @@ def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, d
                     total += scaled - (0.5 if center else 0.0)
                     parts += 1
                 out[i - r0, s] = total if parts > 0 else np.nan
+            if has_null:
+                for t in range(c):
+                    term[genes[t]] = rank[genes[t]] - zero_rank
+                nulls.row_nulls_sparse(term, zero_rank, genes, c, False, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                for t in range(c):
+                    term[genes[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = 0.0

@@ -283,41 +283,28 @@ def compare(
 ):
     """A score or feature between groups (e.g. responders vs non-responders), with the test and n.
 
-    Two groups: two-sided Mann-Whitney U; more: Kruskal-Wallis. Works on cells (``obsm[key]``),
-    sample AnnData from :func:`~immunescape.tl.aggregate`, or a DataFrame with both columns.
+    The test is :func:`immunescape.tl.compare`'s rank test: two groups, two-sided Mann-Whitney U;
+    more, Kruskal-Wallis. Works on cells (``obsm[key]``), sample AnnData from
+    :func:`~immunescape.tl.aggregate`, or a DataFrame with both columns.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    from scipy.stats import kruskal, mannwhitneyu
+    from ..tl._compare import compare as compare_groups
+    from ..tl._compare import feature_table
 
-    if isinstance(data, pd.DataFrame):
-        frame = data
-        if groupby not in frame:
-            raise InputError(f"groupby={groupby!r} is not a column." + closest(groupby, frame.columns))
-    else:
-        from ..tl._classify import sample_features
-
-        try:
-            feats = sample_features(data, key)
-        except InputError:
-            feats = _score_table(data, key)
-        if groupby not in data.obs:
-            raise InputError(f"groupby={groupby!r} is not an obs column." + closest(groupby, data.obs.columns))
-        frame = feats.join(data.obs[[groupby]])
+    frame = feature_table(data, key)
+    if groupby not in frame:
+        raise InputError(f"groupby={groupby!r} is not a column." + closest(groupby, frame.columns))
     if feature not in frame:
         raise InputError(f"Unknown feature {feature!r}." + closest(feature, frame.columns))
     groups = sorted(frame[groupby].dropna().astype(str).unique())
     values = [frame.loc[frame[groupby].astype(str) == g, feature].dropna().to_numpy(dtype=float) for g in groups]
     if len(groups) < 2 or min(v.size for v in values) == 0:
         raise InputError("compare needs at least two groups with values.")
-    if len(groups) == 2:
-        stat = mannwhitneyu(values[0], values[1], alternative="two-sided")
-        test = f"Mann-Whitney U p = {stat.pvalue:.3g}"
-    else:
-        stat = kruskal(*values)
-        test = f"Kruskal-Wallis p = {stat.pvalue:.3g}"
+    result = compare_groups(frame, groupby, features=[feature]).iloc[0]
+    test = f"{result['test'].split(' (')[0]} p = {result['pval']:.3g}"
     fig, ax = new_axes(None, (max(3.5, 1.2 * len(groups) + 1.5), 3.6))
     ax.boxplot(values, positions=range(len(groups)), showfliers=False, widths=0.5)
     rng = np.random.default_rng(0)

@@ -1,17 +1,21 @@
 """Tools: scoring, per-sample aggregation and immune-escape classification."""
 
 from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers
+from ._compare import adjust_pvalues, compare
 from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
 from ._enrich import enrich
-from ._score import compute_scores, methods, score, score_matrix
+from ._score import NullScores, compute_scores, methods, score, score_matrix
 
 __all__ = [
     "MECHANISMS",
+    "NullScores",
     "ReferenceProfile",
     "Thresholds",
+    "adjust_pvalues",
     "aggregate",
     "classify",
     "compartments_from_labels",
+    "compare",
     "compartments_from_markers",
     "compute_scores",
     "enrich",

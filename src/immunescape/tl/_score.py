@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -18,8 +19,9 @@ from .._anndata import get_expression
 from .._chunks import check_chunk_size, iter_chunks
 from .._errors import DataWarning, InputError
 from .._kernels import scan
+from .._null import benjamini_hochberg, check_null_args
 from ..genes import ResolvedSignatures, resolve
-from ..methods import GeneStats, Method, get_method, methods_table
+from ..methods import GeneStats, Method, NullSpec, get_method, methods_table
 from ..signatures import SignatureLike, load
 
 logger = logging.getLogger(__name__)
@@ -39,11 +41,27 @@ def methods() -> pd.DataFrame:
     return methods_table()
 
 
+class NullScores(NamedTuple):
+    """Scores with their significance against random gene sets (``score(..., null="matched")``)."""
+
+    scores: pd.DataFrame
+    z: pd.DataFrame
+    pval: pd.DataFrame
+    padj: pd.DataFrame
+
+
+#: obsm key suffixes of the null statistics, in the order of :class:`NullScores` after the scores
+NULL_SUFFIXES = ("_z", "_pval", "_padj")
+
+
 def score(
     adata: AnnData | pd.DataFrame,
     signatures: SignatureLike = "immune_escape",
     method: str = "ucell",
     *,
+    null: str | None = None,
+    n_null: int = 100,
+    null_bins: int | None = None,
     layer: str | None = None,
     use_raw: bool | None = None,
     gene_symbols: str | None = None,
@@ -59,7 +77,7 @@ def score(
     inplace: bool = True,
     copy: bool = False,
     **method_params: Any,
-) -> AnnData | pd.DataFrame | None:
+) -> AnnData | pd.DataFrame | NullScores | None:
     """Score every cell (or sample) with every requested signature in one pass over the matrix.
 
     Parameters
@@ -75,6 +93,26 @@ def score(
         One of :func:`methods`: ``"ucell"``, ``"aucell"``, ``"mean"`` (scanpy's score_genes),
         ``"ssgsea"``, ``"singscore"``, ``"wmean"``, ``"zmean"``, or ``"gsva"`` (gseapy; bulk and
         pseudobulk only: it needs all samples at once and refuses more than ``max_samples`` rows).
+    null
+        ``"matched"`` also tests every score against ``n_null`` random gene sets drawn for each
+        signature with the same number of genes in each expression bin (genes binned by their mean
+        over all cells, as scanpy's control genes; up, down and differently weighted genes each
+        matched) and scored by the same method in the same pass. Adds, per cell and signature,
+        ``obsm[key_added + "_z"]`` (the score minus the null sets' mean, over their standard
+        deviation), ``obsm[key_added + "_pval"]`` (upper-tail empirical p-value) and
+        ``obsm[key_added + "_padj"]`` (Benjamini-Hochberg over the signatures of each cell; use
+        :func:`immunescape.tl.adjust_pvalues` to adjust across cells instead). The p-value is
+        randomised: ``(n_above + U (n_tied + 1)) / (n_null + 1)`` with ``U`` uniform, so it is
+        exactly uniform for a signature that is no different from random genes, even where many
+        scores tie (sparse cells); its resolution is ``1 / (n_null + 1)``. Not available for ``gsva``.
+    n_null
+        Random gene sets per signature (default 100). They are shared across signatures (each
+        signature's sets are independent draws within its own bins), so the cost grows with the
+        number of bins a signature touches, not with its number of genes.
+    null_bins
+        Expression bins the random genes are matched in. Default 25 (scanpy's control bins), 50 for
+        ``aucell``: it counts only each cell's top-ranked genes, so a signature of genes at the top
+        of a coarse bin would beat its random sets in every cell.
     layer, use_raw
         Which matrix to score, as in scanpy: ``use_raw=None`` uses ``.raw`` when it exists and no
         layer is given.
@@ -100,7 +138,8 @@ def score(
         Threads for the numba kernels (default: all cores). Results do not depend on it.
     random_state
         Seed of the method's randomness (control genes for ``mean``, tie-breaking order for
-        ``aucell``). The same seed gives the same scores.
+        ``aucell``, the random gene sets and tie-breaking of the null). The same seed gives the
+        same scores and p-values, whatever ``chunk_size`` and ``n_jobs``.
     progress
         Show a progress bar; None shows one for more than 100,000 cells.
     inplace
@@ -112,7 +151,8 @@ def score(
 
     Returns
     -------
-    None, the scored copy (``copy=True``) or the score DataFrame (``inplace=False`` or DataFrame input).
+    None, the scored copy (``copy=True``) or the score DataFrame (``inplace=False`` or DataFrame input;
+    with a null, a :class:`NullScores` tuple ``(scores, z, pval, padj)`` of DataFrames).
 
     Examples
     --------
@@ -121,6 +161,9 @@ def score(
     >>> ie.tl.score(adata, "cytolytic_activity_rooney2015,bagaev2021_NK_cells", method="ucell", min_coverage=0.3)
     >>> adata.obsm["immunescape"].shape
     (700, 2)
+    >>> ie.tl.score(adata, "cytolytic_activity_rooney2015", null="matched", n_null=50, min_coverage=0.3)
+    >>> bool((adata.obsm["immunescape_pval"].to_numpy() <= 1).all())
+    True
     """
     if isinstance(adata, pd.DataFrame):
         frame = adata
@@ -129,14 +172,16 @@ def score(
         inplace, copy = False, False
     if copy:
         adata = adata.copy()
-    table, record = compute_scores(
-        adata, signatures, method, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, min_coverage=min_coverage,
-        low_coverage=low_coverage, organism=organism, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
-        progress=progress, **method_params,
+    table, record, null_tables = compute_scores(
+        adata, signatures, method, null=null, n_null=n_null, null_bins=null_bins, layer=layer, use_raw=use_raw,
+        gene_symbols=gene_symbols, min_coverage=min_coverage, low_coverage=low_coverage, organism=organism,
+        chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress, **method_params,
     )  # fmt: skip
     if not inplace:
-        return table
+        return NullScores(table, *null_tables.values()) if null_tables else table
     adata.obsm[key_added] = table
+    for suffix, frame in null_tables.items():
+        adata.obsm[key_added + suffix] = frame
     if obs:
         for name, values in obs_columns(table, key_added).items():
             adata.obs[name] = values
@@ -151,13 +196,16 @@ def obs_columns(table: pd.DataFrame, key_added: str) -> dict[str, np.ndarray]:
 
 
 def compute_scores(
-    adata: AnnData, signatures: SignatureLike, method: str, *, layer=None, use_raw=None, gene_symbols=None,
-    min_coverage=0.5, low_coverage="raise", organism=None, chunk_size=None, n_jobs=None, random_state=0, progress=None,
-    **method_params: Any,
-) -> tuple[pd.DataFrame, dict[str, Any]]:  # fmt: skip
-    """Scores and the provenance record ``score`` stores in ``uns``, without touching ``adata``."""
+    adata: AnnData, signatures: SignatureLike, method: str, *, null=None, n_null=100, null_bins=None, layer=None,
+    use_raw=None, gene_symbols=None, min_coverage=0.5, low_coverage="raise", organism=None, chunk_size=None, n_jobs=None,
+    random_state=0, progress=None, **method_params: Any,
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:  # fmt: skip
+    """Scores, the provenance record ``score`` stores in ``uns``, and (with a null) the z, p and
+    adjusted p tables keyed by their obsm suffix; ``adata`` is not touched."""
     m = get_method(method)
     params = m.check_params(method_params)
+    check_null_args(null, n_null, null_bins)
+    spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins)) if null else None
     if not isinstance(adata, AnnData):
         raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
     if not adata.obs_names.is_unique:
@@ -170,10 +218,20 @@ def compute_scores(
     if low_coverage == "drop":
         sigs = _drop_low_coverage(sigs, names, min_coverage, organism)
     resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
-    scores, details = score_matrix(
-        matrix, resolved, m, params, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress
-    )
-    table = pd.DataFrame(scores, index=pd.Index(adata.obs_names.copy()), columns=pd.Index(resolved.names))
+    scores, details, null_stats = score_matrix(
+        matrix, resolved, m, params, null=spec, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
+        progress=progress,
+    )  # fmt: skip
+
+    def frame(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=pd.Index(adata.obs_names.copy()), columns=pd.Index(resolved.names))
+
+    table = frame(scores)
+    null_tables = {}
+    if spec is not None:
+        null_tables = dict(zip(NULL_SUFFIXES, map(frame, (null_stats["z"], null_stats["pval"], benjamini_hochberg(null_stats["pval"])))))
+        details = {**details, "null": {"kind": null, **null_stats["details"], "p_value": "randomised empirical, upper tail",
+                                       "adjustment": "Benjamini-Hochberg across the signatures of each cell"}}  # fmt: skip
     record = _h5ad_safe(
         {
             "method": m.name,
@@ -191,7 +249,7 @@ def compute_scores(
             "versions": _versions(),
         }
     )
-    return table, record
+    return table, record, null_tables
 
 
 def _drop_low_coverage(sigs, names, min_coverage, organism):
@@ -218,8 +276,12 @@ def score_matrix(
     n_jobs: int | None = None,
     random_state: int | None = 0,
     progress: bool | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Score a cells x genes matrix (dense, CSR or CSC) with resolved signatures: the array-level core."""
+    null: NullSpec | None = None,
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """Score a cells x genes matrix (dense, CSR or CSC) with resolved signatures: the array-level core.
+
+    Returns the scores, the method's details and, with a ``null``, ``{"z", "pval", "details"}``
+    (an empty dict without)."""
     n_rows, n_genes = matrix.shape
     if n_rows == 0:
         raise InputError("The data have no cells/samples (0 rows); nothing to score.")
@@ -228,13 +290,17 @@ def score_matrix(
     check_chunk_size(chunk_size)
     show = progress if progress is not None else n_rows > 100_000
     if method.name == "gsva":  # needs all samples at once: validate, then hand the whole matrix over
+        if null is not None:  # gsva refuses a null with advice
+            method.prepare(resolved, GeneStats(n_rows=0, n_genes=n_genes), params, random_state, null)
         stats = _scan(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
         plan = method.prepare(resolved, stats, params, random_state)
-        return plan.finish(plan.run_all(matrix if is_in_memory(matrix) else matrix[:])), plan.details
+        return plan.finish(plan.run_all(matrix if is_in_memory(matrix) else matrix[:])), plan.details, {}
+    if null is not None and "means" not in method.needs:  # the null's expression bins need the gene means
+        method = dataclasses.replace(method, needs=(*method.needs, "means"))
     if is_dask(matrix):
         from .._dask import score_dask
 
-        return score_dask(matrix, resolved, method, params, chunk_size=chunk_size, random_state=random_state)
+        return score_dask(matrix, resolved, method, params, chunk_size=chunk_size, random_state=random_state, null=null)
     # On disk, a method that needs no statistic over all rows validates each chunk as it scores it: one
     # pass over the file instead of two. Nothing is written before the end, so a bad value still
     # stops the run before any output exists.
@@ -245,26 +311,32 @@ def score_matrix(
             summary = ValueSummary(n_rows=n_rows)
         else:
             stats = _scan(matrix, method, chunk_size, progress=show)
-        plan = method.prepare(resolved, stats, params, random_state)
-        out = np.empty((n_rows, len(resolved.signatures)), dtype=np.float64)
-        with tqdm(total=n_rows, unit="cells", disable=not show, desc=f"scoring ({method.name})") as bar:
+        plan = method.prepare(resolved, stats, params, random_state, null)
+        shape = (n_rows, len(resolved.signatures))
+        out = np.empty(shape, dtype=np.float64)
+        z, pval = (np.empty(shape), np.empty(shape)) if null is not None else (None, None)
+        desc = f"scoring ({method.name}{', null' if null is not None else ''})"
+        with tqdm(total=n_rows, unit="cells", disable=not show, desc=desc) as bar:
             for chunk in iter_chunks(matrix, chunk_size):
                 if one_pass:
                     summary.add_values(chunk.data[chunk.indptr[chunk.r0] : chunk.indptr[chunk.r1]])
                     if summary.n_bad:
                         _report(summary, method)
-                score_chunk(chunk, plan, method, out[chunk.start : chunk.stop])
+                rows = slice(chunk.start, chunk.stop)
+                score_chunk(chunk, plan, method, out[rows], None if z is None else (z[rows], pval[rows]))
                 bar.update(chunk.stop - chunk.start)
         if one_pass:
             _report(summary, method)
-    return plan.finish(out), plan.details
+    null_stats = {"z": z, "pval": pval, "details": plan.null.details} if null is not None else {}
+    return plan.finish(out), plan.details, null_stats
 
 
-def score_chunk(chunk, plan, method: Method, out: np.ndarray) -> None:
-    """Score one row chunk into ``out`` (the rows of ``out`` match the chunk's rows)."""
+def score_chunk(chunk, plan, method: Method, out: np.ndarray, null_out: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Score one row chunk into ``out`` (the rows of ``out`` match the chunk's rows); with
+    ``null_out = (z, p)`` also the null statistics."""
     if "unique_entries" in method.needs:
         _check_unique_entries(chunk)
-    plan.run(chunk, out)
+    plan.run(chunk, out, null_out)
 
 
 def _check_unique_entries(chunk) -> None:

@@ -1,0 +1,266 @@
+"""Random gene sets matched to each signature's size and expression bins, shared across signatures.
+
+Genes are put in expression bins by their mean over all cells (scanpy's control-gene bins). For
+replicate ``k`` every bin gets one random ordering of its genes; a signature's ``k``-th null set takes,
+in each bin, as many genes from the front of that ordering as the signature has in the bin (its up
+genes first, then its down genes, then genes of other weights). So each signature's null sets are
+independent uniform draws within its bins, while all signatures share the same drawn genes, and the
+kernels sum them with one prefix sum per replicate (see :mod:`immunescape._kernels.nulls`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._errors import InputError
+from ._kernels.nulls import AUCELL, CHANNELS, LINEAR, SINGSCORE, UCELL
+
+NULL_KINDS = ("matched",)
+
+
+@dataclass
+class NullSets:
+    """The kernels' null bundle and what to record about it."""
+
+    bundle: tuple
+    seed: int
+    kind: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_channels(self) -> int:
+        return CHANNELS[self.kind]
+
+
+def empty_bundle() -> tuple:
+    """A bundle with no null sets (kernels skip the null work); same array types as a real one."""
+    i0, f0, i1 = np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
+    return (np.zeros((0, 0), np.int64), i1, i0, i0, f0, i0, i1, i0, f0, i0, np.zeros((0, 2), np.int64),
+            np.zeros((0, 2)), np.zeros(4), i1, np.zeros(0, np.int32), f0, f0, f0, f0)  # fmt: skip
+
+
+EMPTY = empty_bundle()
+
+
+def check_null_args(null: str | None, n_null: int, null_bins: int | None) -> None:
+    if null is None:
+        return
+    if null not in NULL_KINDS:
+        raise InputError(f"null must be None or one of {list(NULL_KINDS)}, got {null!r}.")
+    if not isinstance(n_null, (int, np.integer)) or isinstance(n_null, bool) or n_null < 2:
+        raise InputError(f"n_null must be an integer >= 2 (random gene sets per signature), got {n_null!r}; 100 to 1000 is usual.")
+    if null_bins is not None and (not isinstance(null_bins, (int, np.integer)) or isinstance(null_bins, bool) or null_bins < 2):
+        raise InputError(f"null_bins must be an integer >= 2 (expression bins the random genes are matched in), got {null_bins!r}.")
+
+
+def expression_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """scanpy's bins: genes of the pool (finite means) and their bin, rank(method="min") // round(n / (n_bins - 1))."""
+    obs_avg = pd.Series(means[pool], index=pool)
+    obs_avg = obs_avg[np.isfinite(obs_avg)]
+    n_items = int(np.round(len(obs_avg) / (n_bins - 1)))
+    if n_items == 0:
+        raise InputError(f"Too few genes ({len(obs_avg)}) for n_bins={n_bins}; lower n_bins.")
+    cut = (obs_avg.rank(method="min") // n_items).to_numpy()
+    return obs_avg.index.to_numpy(), cut
+
+
+def null_seeds(random_state: int | None) -> tuple[np.random.Generator, int]:
+    """The generator drawing the null genes and the 64-bit seed of the tie-breaking uniforms."""
+    seq = np.random.SeedSequence(random_state)
+    genes_seq, ties_seq = seq.spawn(2)
+    return np.random.default_rng(genes_seq), int(ties_seq.generate_state(1, np.uint64)[0] >> np.uint64(1))  # fits int64
+
+
+def build_null_sets(
+    names: list[str],
+    genes: list[np.ndarray],
+    weights: list[np.ndarray],
+    parts: list[np.ndarray],
+    *,
+    means: np.ndarray,
+    pool: np.ndarray,
+    n_null: int,
+    n_bins: int,
+    random_state: int | None,
+    kind: int,
+    sconst: np.ndarray | None = None,
+    gconst: np.ndarray | None = None,
+) -> NullSets:
+    """Null sets for the genes each signature is scored on (as the method scores them).
+
+    ``genes[s]``, ``weights[s]`` and ``parts[s]`` (0 up, 1 down) list signature ``s``'s genes as the
+    method uses them; ``pool`` marks the genes a null set may draw (the genes the method ranks).
+    """
+    # float32 means: gene sums added in another order (in memory, on disk, on dask) must give the same bins
+    pool_genes, cut = expression_bins(means.astype(np.float32), np.flatnonzero(pool), n_bins)
+    bin_of = np.full(means.size, -1, np.int64)
+    bin_of[pool_genes] = cut.astype(np.int64)
+    bins = np.unique(cut).astype(np.int64)
+    members = {int(b): pool_genes[cut == b] for b in bins}
+    # each signature's genes grouped by (bin, part, weight): one run of slots per group
+    groups: list[list[tuple[int, int, float, int]]] = []
+    demand: dict[int, int] = {}
+    for name, g, w, p in zip(names, genes, weights, parts):
+        b = bin_of[g]
+        if np.any(b < 0):
+            raise InputError(f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it.")
+        keys = pd.DataFrame({"bin": b, "part": p, "weight": w}).value_counts(sort=False).sort_index()
+        sig_groups = [(int(bb), int(pp), float(ww), int(n)) for (bb, pp, ww), n in keys.items()]
+        groups.append(sig_groups)
+        per_bin: dict[int, int] = {}
+        for bb, _, _, n in sig_groups:
+            per_bin[bb] = per_bin.get(bb, 0) + n
+        for bb, n in per_bin.items():
+            if 2 * n > members[bb].size:  # random sets would mostly repeat the signature's own genes
+                raise InputError(
+                    f"Signature {name!r} holds {n} of the {members[bb].size} genes of an expression bin, so random sets "
+                    f"matched to it would mostly repeat its own genes; lower null_bins (now {n_bins})."
+                )
+            demand[bb] = max(demand.get(bb, 0), n)
+    used = sorted(demand)
+    offset = dict(zip(used, np.concatenate([[0], np.cumsum([demand[b] for b in used])[:-1]]).astype(int)))
+    n_slots = int(sum(demand.values()))
+    rng, seed = null_seeds(random_state)
+    slot_gene = np.empty((n_null, n_slots), np.int64)
+    for k in range(n_null):
+        for b in used:
+            slot_gene[k, offset[b] : offset[b] + demand[b]] = rng.choice(members[b], demand[b], replace=False)
+    run_ptr, run_lo, run_hi, run_w, run_part = [0], [], [], [], []
+    for sig_groups in groups:
+        cursor: dict[int, int] = {}
+        for bb, pp, ww, n in sig_groups:
+            lo = offset[bb] + cursor.get(bb, 0)
+            cursor[bb] = cursor.get(bb, 0) + n
+            run_lo.append(lo)
+            run_hi.append(lo + n)
+            run_w.append(ww)
+            run_part.append(pp)
+        run_ptr.append(len(run_lo))
+    obs_ptr = np.concatenate([[0], np.cumsum([len(g) for g in genes])]).astype(np.int64)
+    k_part = np.asarray([[np.sum(p == 0), np.sum(p == 1)] for p in parts], np.int64).reshape(-1, 2)
+    n_sig = len(names)
+    sconst = np.zeros((n_sig, 2)) if sconst is None else np.asarray(sconst, np.float64).reshape(n_sig, 2)
+    gconst = np.zeros(4) if gconst is None else np.asarray(gconst, np.float64)
+    # the sparse path: score = c0 + shift * shift_coef + sum(coef[part] * weight * term)
+    c0, coef = affine_scores(kind, k_part, sconst, gconst)
+    part_w = [np.asarray([np.sum(w[p == 0]), np.sum(w[p == 1])]) for w, p in zip(weights, parts)]
+    shift_coef = np.asarray([coef[s] @ part_w[s] for s in range(n_sig)], np.float64).reshape(n_sig)
+    obs_cw = _concat([w * coef[s][p] for s, (w, p) in enumerate(zip(weights, parts))], np.float64)
+    run_sig = np.repeat(np.arange(n_sig), np.diff(run_ptr))
+    run_cw = np.asarray(run_w, np.float64) * coef[run_sig, np.asarray(run_part, np.int64)] if run_sig.size else np.zeros(0)
+    ent_ptr, ent_idx = _gene_entries(slot_gene, means.size, np.asarray(run_lo, np.int64), np.asarray(run_hi, np.int64))
+    bundle = (
+        slot_gene,
+        np.asarray(run_ptr, np.int64),
+        np.asarray(run_lo, np.int64),
+        np.asarray(run_hi, np.int64),
+        np.asarray(run_w, np.float64),
+        np.asarray(run_part, np.int64),
+        obs_ptr,
+        _concat(genes, np.int64),
+        _concat(weights, np.float64),
+        _concat(parts, np.int64),
+        k_part,
+        sconst,
+        gconst,
+        ent_ptr,
+        ent_idx,
+        run_cw,
+        c0,
+        shift_coef,
+        obs_cw,
+    )
+    details = {"n_null": int(n_null), "null_bins": int(n_bins), "n_bins_used": len(bins), "n_slots": n_slots}
+    return NullSets(bundle=bundle, seed=seed, kind=kind, details=details)
+
+
+def affine_scores(kind: int, k_part: np.ndarray, sconst: np.ndarray, gconst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c0, coef) with score = c0 + coef[0] * (up sum) + coef[1] * (down sum), for the methods whose
+    score is affine in its per-part sums (before UCell's clip at 0); see :func:`.finish` for the sums."""
+    n_sig = k_part.shape[0]
+    c0, coef = np.zeros(n_sig), np.zeros((n_sig, 2))
+    for s in range(n_sig):
+        k_up, k_dn = (int(x) for x in k_part[s])
+        if kind == LINEAR:
+            coef[s] = 1.0
+        elif kind == UCELL:  # U = 1 - (sum + missing * max_rank - s_min) / (s_max - s_min) per part
+            max_rank, w_neg = gconst[0], gconst[1]
+            for part, (k, missing, sign) in enumerate(((k_up, sconst[s, 0], 1.0), (k_dn, sconst[s, 1], -w_neg))):
+                length = k + missing
+                span = length * max_rank - length * (length + 1) / 2.0
+                if length == 0 or span == 0:
+                    continue
+                coef[s, part] = -sign / span
+                c0[s] += sign * (1.0 - (missing * max_rank - length * (length + 1) / 2.0) / span)
+        elif kind == AUCELL:  # area / maximum area
+            coef[s, 0] = 1.0 / sconst[s, 0] if sconst[s, 0] > 0 else 0.0
+            coef[s, 1] = -1.0 / sconst[s, 1] if (k_dn > 0 and sconst[s, 1] > 0) else 0.0
+        elif kind == SINGSCORE:  # (mean rank - low) / (high - low), down as 1 minus that, centred
+            n, centre = gconst[2], (0.5 if gconst[3] else 0.0)
+            if k_up == 0 and k_dn == 0:
+                c0[s] = np.nan
+            for part, k in enumerate((k_up, k_dn)):
+                if k == 0:
+                    continue
+                low, high = (k + 1) / 2.0, (2.0 * n - k + 1) / 2.0
+                sign = 1.0 if part == 0 else -1.0
+                coef[s, part] = sign / (k * (high - low))
+                c0[s] += -sign * low / (high - low) + (1.0 if part == 1 else 0.0) - centre
+    return c0, coef
+
+
+def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each gene (CSR by gene), the runs ``k * n_runs + r`` it was drawn into: the gene at slot
+    ``t`` of replicate ``k`` belongs to every run ``r`` (of any signature) whose slots cover ``t``."""
+    n_null, n_slots = slot_gene.shape
+    n_runs = lo.size
+    lengths = hi - lo
+    run_of_entry = np.repeat(np.arange(n_runs), lengths)
+    slot_of_entry = np.repeat(lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cover = np.argsort(slot_of_entry, kind="stable")  # runs grouped by the slot they cover
+    cover_ptr = np.zeros(n_slots + 1, np.int64)
+    np.add.at(cover_ptr, slot_of_entry + 1, 1)
+    cover_ptr = np.cumsum(cover_ptr)
+    cover_run = run_of_entry[cover]
+    genes = slot_gene.ravel()
+    by_gene = np.argsort(genes, kind="stable")
+    k_occ, t_occ = np.divmod(by_gene, n_slots)
+    counts = cover_ptr[t_occ + 1] - cover_ptr[t_occ]
+    first = np.repeat(cover_ptr[t_occ], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    idx = np.repeat(k_occ * n_runs, counts) + cover_run[first]
+    ptr = np.zeros(n_genes + 1, np.int64)
+    np.add.at(ptr, genes[by_gene] + 1, counts)
+    dtype = np.int32 if n_null * n_runs < 2**31 else np.int64
+    return np.cumsum(ptr), idx.astype(dtype)
+
+
+def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts and sum(len(p) for p in parts) else np.zeros(0, dtype)
+
+
+def benjamini_hochberg(pvals: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values along ``axis`` (NaN p-values are left out and stay NaN).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> benjamini_hochberg(np.array([[0.01, 0.04, 0.03, 0.5]])).round(3).tolist()
+    [[0.04, 0.053, 0.053, 0.5]]
+    """
+    p = np.moveaxis(np.asarray(pvals, np.float64), axis, -1)
+    missing = ~np.isfinite(p)
+    filled = np.where(missing, np.inf, p)  # NaN sort last and do not count as tests
+    order = np.argsort(filled, axis=-1, kind="stable")
+    ranked = np.take_along_axis(filled, order, axis=-1)
+    m = (~missing).sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        scaled = ranked * m / np.arange(1, p.shape[-1] + 1)
+    adjusted = np.minimum(np.flip(np.minimum.accumulate(np.flip(scaled, -1), axis=-1), -1), 1.0)
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, axis=-1)
+    out[missing] = np.nan
+    return np.moveaxis(out, -1, axis)
