@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 OURS = ["mean", "ucell", "aucell", "ssgsea", "singscore", "wmean", "zmean"]
+N_NULL = 100  # random gene sets per signature in the null_* tasks (issue 8: at most 3x scoring alone)
 PEERS = ["scanpy_score_genes_x20", "pyucell", "decoupler_aucell", "decoupler_ulm", "decoupler_zscore", "decoupler_wmean"]
 LOWER_BOUNDS = ["bound_spmm", "bound_rank"]
 # (ours, peer it is compared with, target speed-up at 100k cells)
@@ -53,6 +54,11 @@ def _task(name: str):
 
         method = name.removeprefix("ours_")
         return lambda a: ie.tl.score(a, sigs, method=method, inplace=False, min_coverage=0)
+    if name.startswith("null_"):
+        import immunescape as ie
+
+        method = name.removeprefix("null_")
+        return lambda a: ie.tl.score(a, sigs, method=method, inplace=False, min_coverage=0, null="matched", n_null=N_NULL)
     if name == "scanpy_score_genes_x20":
         import scanpy as sc
 
@@ -168,7 +174,7 @@ def plan(quick: bool, peers: bool):
     runs.append(("cells2k", ["ours_ssgsea"] + (["gseapy_ssgsea"] if peers else [])))
     sizes = ["cells10k"] if quick else ["cells10k", "cells100k"]
     for size in sizes:
-        runs.append((size, [f"ours_{m}" for m in OURS] + (PEERS if peers else []) + LOWER_BOUNDS))
+        runs.append((size, [f"ours_{m}" for m in OURS] + [f"null_{m}" for m in OURS] + (PEERS if peers else []) + LOWER_BOUNDS))
     return runs
 
 
@@ -222,6 +228,15 @@ def write_results(results: list[dict], path: Path) -> None:
                 ratio = o["seconds"] / b["seconds"]
                 lines.append(f"| {dataset} | {method} | {BOUND_OF[method]} | {b['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f} | "
                              f"{'yes' if ratio <= 2 else 'no'} |")  # fmt: skip
+    lines += ["", f"## Significance (issue 8): scoring with null='matched', n_null={N_NULL}, vs scoring alone", "",
+              "Same 20 signatures; default null bins (25, aucell 50). Target: at most 3x scoring alone at 100k cells.", "",
+              "| data | method | scoring s | with null s | ratio | within 3x |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for dataset in ("cells10k", "cells100k"):
+        for method in OURS:
+            o, n = by.get((dataset, f"ours_{method}")), by.get((dataset, f"null_{method}"))
+            if o and n:
+                ratio = n["seconds"] / o["seconds"]
+                lines.append(f"| {dataset} | {method} | {o['seconds']:.3g} | {n['seconds']:.3g} | {ratio:.2f} | {'yes' if ratio <= 3 else 'no'} |")
     o, g = by.get(("cells2k", "ours_ssgsea")), by.get(("cells2k", "gseapy_ssgsea"))
     if o and g:
         lines += ["", f"ssGSEA on 2,000 cells: gseapy {g['seconds']:.3g} s, ours {o['seconds']:.3g} s ({g['seconds'] / o['seconds']:.0f}x)."]

@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 import immunescape as ie
+from immunescape._errors import InputError
 from immunescape.cli import main
 
 from ._synthetic import synthetic
@@ -411,6 +412,49 @@ def bad_cli_param(tmp_path):
 def no_destination(tmp_path):
     path = _h5ad(tmp_path)
     assert main(["score", str(path)]) == 2
+
+
+@case
+def null_unknown():
+    adata, sigs = _data()
+    with pytest.raises(InputError, match="null must be None or one of"):
+        ie.tl.score(adata, sigs, null="permuted")
+
+
+@case
+def null_too_few_sets():
+    adata, sigs = _data()
+    with pytest.raises(InputError, match="n_null must be an integer >= 2"):
+        ie.tl.score(adata, sigs, null="matched", n_null=1)
+    with pytest.raises(InputError, match="null_bins must be an integer >= 2"):
+        ie.tl.score(adata, sigs, null="matched", null_bins=1)
+
+
+@case
+def null_gsva():
+    adata, sigs = _data()
+    with pytest.raises(InputError, match="method='ssgsea'"):
+        ie.tl.score(adata, sigs, method="gsva", null="matched")
+
+
+@case
+def null_bin_too_small():
+    adata, _ = _data()
+    with pytest.raises(InputError, match="lower null_bins"):
+        ie.tl.score(adata, {"big": list(adata.var_names[3:70])}, null="matched", null_bins=20)
+
+
+@case
+def compare_one_group():
+    frame = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4, "v": range(8), "note": [f"n{i}" for i in range(8)]})
+    with pytest.raises(InputError, match="at least two groups"):
+        ie.tl.compare(frame, "g", groups=["a"])
+    with pytest.raises(InputError, match="Did you mean"):
+        ie.tl.compare(frame, "gg")
+    with pytest.raises(InputError, match="not one of the groups"):
+        ie.tl.compare(frame, "g", reference="c")
+    with pytest.raises(InputError, match="neither numeric"):
+        ie.tl.compare(frame, "g", features="note")
 
 
 def _doc_ids() -> list[str]:

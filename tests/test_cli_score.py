@@ -53,6 +53,20 @@ def test_scores_only(pbmc_file, tmp_path, suffix):
     assert table.shape == (700, 3) and list(table.columns)[0] == "bagaev2021_NK_cells"
 
 
+def test_score_with_null_writes_z_p_and_padj(pbmc_file, tmp_path, pbmc):
+    out, table = tmp_path / "out.h5ad", tmp_path / "scores.csv"
+    args = ["-q", "score", str(pbmc_file), "-o", str(out), "--scores-only", str(table), "-s", SIGS, "--min-coverage", "0.3",
+            "--null", "matched", "--n-null", "30", "--seed", "4"]  # fmt: skip
+    assert main(args) == 0
+    expected = ie.tl.score(pbmc, SIGS, min_coverage=0.3, null="matched", n_null=30, random_state=4, inplace=False)
+    scored = ad.read_h5ad(out)
+    for suffix, frame in zip(("", "_z", "_pval", "_padj"), expected):
+        np.testing.assert_array_equal(scored.obsm["immunescape" + suffix].to_numpy(), frame.to_numpy())
+    written = pd.read_csv(table, index_col=0)
+    assert list(written.columns[:4]) == [*expected.scores.columns, f"{expected.scores.columns[0]}_z"]
+    np.testing.assert_allclose(written[f"{expected.scores.columns[0]}_padj"], expected.padj.iloc[:, 0])
+
+
 def test_backed_output_equals_in_memory_output(tmp_path):
     adata, sets = synthetic(9, n_cells=400, n_genes=250)
     src = tmp_path / "in.h5ad"

@@ -115,7 +115,7 @@ def compare(
     >>> samples = ie.tl.aggregate(cells, "sample")
     >>> samples.obs["arm"] = ["a", "b"] * 4
     >>> table = ie.tl.compare(samples, "arm", features=["cytolytic_activity_rooney2015"])
-    >>> table.loc["cytolytic_activity_rooney2015", ["n_a", "n_b"]].tolist()
+    >>> [int(n) for n in table.loc["cytolytic_activity_rooney2015", ["n_a", "n_b"]]]
     [4, 4]
     """
     if test not in _TESTS:
@@ -158,8 +158,8 @@ def compare(
             raise InputError(f"Feature {name!r} is neither numeric nor a category with at most {_MAX_LEVELS} levels.")
         parts = [table.loc[(labels == g).to_numpy(), name].dropna() for g in chosen]
         row = {"feature": name, "kind": kind, **{f"n_{g}": int(p.size) for g, p in zip(chosen, parts)}}
-        if min(p.size for p in parts) < 2:
-            rows.append({**row, "test": "not tested (fewer than 2 samples in a group)", "pval": np.nan})
+        if min(p.size for p in parts) == 0 or sum(p.size for p in parts) < 3:
+            rows.append({**row, "test": "not tested (a group without values)", "pval": np.nan})
             continue
         seed = int(rng.integers(2**31))  # one seed per feature, in feature order: reproducible
         rows.append({**row, **(_numeric if kind == "numeric" else _categorical)(parts, chosen, test, n_permutations, seed)})
@@ -208,7 +208,8 @@ def _numeric(parts: list[pd.Series], groups: list[str], test: str, n_permutation
     if len(values) == 2:
         ref, other = values
         u = stats.mannwhitneyu(other, ref, alternative="two-sided")
-        pooled = np.sqrt(((ref.size - 1) * ref.var(ddof=1) + (other.size - 1) * other.var(ddof=1)) / (ref.size + other.size - 2))
+        spread = (ref.size - 1) * (ref.var(ddof=1) if ref.size > 1 else 0) + (other.size - 1) * (other.var(ddof=1) if other.size > 1 else 0)
+        pooled = np.sqrt(spread / (ref.size + other.size - 2))
         correction = 1 - 3 / (4 * (ref.size + other.size) - 9)  # Hedges' small-sample correction
         row.update(difference=other.mean() - ref.mean(), hedges_g=(other.mean() - ref.mean()) / pooled * correction if pooled > 0 else np.nan,
                    cliffs_delta=2 * u.statistic / (ref.size * other.size) - 1, effect_measure="cliffs_delta")  # fmt: skip
