@@ -75,6 +75,20 @@ def make_signatures(n_genes: int = N_GENES, seed: int = 2) -> dict[str, list[str
     return {f"sig{k:02d}": [names[i] for i in rng.choice(n_genes, s, replace=False, p=weights)] for k, s in enumerate(sizes)}
 
 
+def make_library_sized_signatures(n_genes: int = N_GENES, seed: int = 3) -> dict[str, list[str]]:
+    """20 signatures with the sizes of the built-in immune_escape collection (median 10 genes), genes
+    drawn as in make_signatures: the null benchmark on signatures the size users score."""
+    import immunescape as ie
+
+    sizes = sorted(len(s.genes) for s in ie.signatures.load("immune_escape"))
+    sizes = [sizes[i] for i in np.linspace(0, len(sizes) - 1, N_SIGNATURES).astype(int)]
+    rng = np.random.default_rng(seed)
+    names = gene_names(n_genes)
+    weights = np.sqrt(np.random.default_rng(0).lognormal(0.0, 1.6, n_genes))
+    weights /= weights.sum()
+    return {f"lib{k:02d}": [names[i] for i in rng.choice(n_genes, s, replace=False, p=weights)] for k, s in enumerate(sizes)}
+
+
 def load_dataset(name: str):
     """'cells10k', 'cells100k', 'cells1m' (CSR) or 'bulk' (dense), from the cache or generated once."""
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def _plan(adata, sigs, method, n_null, random_state=0, **params):
 
 def _null_signatures(adata, resolved, plan, s, n_missing=(0, 0)):
     """Signature ``s``'s null sets as explicit Signature objects (weights as the method used them)."""
-    slot_gene, run_ptr, run_lo, run_hi, run_w, run_part = plan.null.bundle[:6]
+    slot_gene, (run_ptr, run_lo, run_hi, run_w, run_part) = plan.null.slot_gene, plan.null.runs
     names = np.asarray(adata.var_names)
     out = []
     for k in range(slot_gene.shape[0]):
@@ -109,14 +109,14 @@ def test_weighted_signature_null_keeps_the_weights():
                        **{g: -2.0 for g in genes[8:]}})  # fmt: skip
     n_null = 25
     resolved, plan = _plan(adata, [sig], "wmean", n_null)
-    slot_gene, run_ptr, run_lo, run_hi, run_w = plan.null.bundle[:5]
+    slot_gene, (run_ptr, run_lo, run_hi, run_w, _) = plan.null.slot_gene, plan.null.runs
     X = adata.X.toarray().astype(np.float64)
     null_scores = np.stack([sum(run_w[r] * X[:, slot_gene[k, run_lo[r] : run_hi[r]]].sum(1) for r in range(run_ptr[0], run_ptr[1]))
                             for k in range(n_null)], axis=1)  # fmt: skip
-    np.testing.assert_array_equal(np.unique(run_w), np.unique(plan.null.bundle[8]))  # each weight carried to random genes
+    np.testing.assert_array_equal(np.unique(run_w), np.unique(plan.null.weights[0]))  # each weight carried to random genes
     assert np.unique(run_w).size >= 6
     res = ie.tl.score(adata, [sig], method="wmean", null="matched", n_null=n_null, min_coverage=0, inplace=False)
-    observed = X[:, plan.null.bundle[7]] @ plan.null.bundle[8]
+    observed = X[:, plan.null.genes[0]] @ plan.null.weights[0]
     z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0))
     np.testing.assert_allclose(res.pval["weighted"], p, rtol=1e-9)
 
@@ -126,7 +126,7 @@ def test_mean_null_compares_signature_genes_with_random_genes():
     adata, sets = synthetic(seed=5, n_cells=90, n_genes=300)
     n_null = 20
     resolved, plan = _plan(adata, {"a": sets["s1"]}, "mean", n_null)
-    slot_gene, run_ptr, run_lo, run_hi, run_w = plan.null.bundle[:5]
+    slot_gene, (run_ptr, run_lo, run_hi, run_w, _) = plan.null.slot_gene, plan.null.runs
     X = adata.X.toarray().astype(np.float64)
     null_scores = np.stack([sum(run_w[r] * X[:, slot_gene[k, run_lo[r] : run_hi[r]]].sum(1) for r in range(run_ptr[0], run_ptr[1]))
                             for k in range(n_null)], axis=1)  # fmt: skip

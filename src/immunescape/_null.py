@@ -17,30 +17,35 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from ._kernels.nulls import AUCELL, CHANNELS, LINEAR, SINGSCORE, UCELL
+from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL
 
 NULL_KINDS = ("matched",)
 
 
 @dataclass
 class NullSets:
-    """The kernels' null bundle and what to record about it."""
+    """The kernels' null bundle, the sets it encodes, and what to record about it.
+
+    ``runs`` = (ptr, lo, hi, weight, part): signature ``s``'s null set in replicate ``k`` is, for each
+    run ``r`` in ``ptr[s]:ptr[s + 1]``, the genes ``slot_gene[k, lo[r]:hi[r]]`` with that weight and
+    part (0 up, 1 down). ``genes``/``weights`` are the signatures' own genes as the method scores them.
+    """
 
     bundle: tuple
     seed: int
     kind: int
+    slot_gene: np.ndarray
+    runs: tuple
+    genes: list
+    weights: list
     details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_channels(self) -> int:
-        return CHANNELS[self.kind]
 
 
 def empty_bundle() -> tuple:
     """A bundle with no null sets (kernels skip the null work); same array types as a real one."""
     i0, f0, i1 = np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
-    return (np.zeros((0, 0), np.int64), i1, i0, i0, f0, i0, i1, i0, f0, i0, np.zeros((0, 2), np.int64),
-            np.zeros((0, 2)), np.zeros(4), i1, np.zeros(0, np.int32), f0, f0, f0, f0)  # fmt: skip
+    return (np.zeros((0, 0), np.int64), i1, i0, i0, f0, np.zeros((0, 2), np.int64), i1, np.zeros(0, np.int32), i1, f0, i0,
+            f0, f0, np.zeros(1))  # fmt: skip
 
 
 EMPTY = empty_bundle()
@@ -150,42 +155,45 @@ def build_null_sets(
     part_w = [np.asarray([np.sum(w[p == 0]), np.sum(w[p == 1])]) for w, p in zip(weights, parts)]
     shift_coef = np.asarray([coef[s] @ part_w[s] for s in range(n_sig)], np.float64).reshape(n_sig)
     obs_cw = _concat([w * coef[s][p] for s, (w, p) in enumerate(zip(weights, parts))], np.float64)
-    run_sig = np.repeat(np.arange(n_sig), np.diff(run_ptr))
-    run_cw = np.asarray(run_w, np.float64) * coef[run_sig, np.asarray(run_part, np.int64)] if run_sig.size else np.zeros(0)
-    ent_ptr, ent_idx = _gene_entries(slot_gene, means.size, np.asarray(run_lo, np.int64), np.asarray(run_hi, np.int64))
+    runs = tuple(np.asarray(a, t) for a, t in zip((run_ptr, run_lo, run_hi, run_w, run_part), (np.int64, np.int64, np.int64, np.float64, np.int64)))
+    # groups: a signature's runs of one part and weight (across bins) share one raw sum per replicate
+    run_sig = np.repeat(np.arange(n_sig), np.diff(runs[0]))
+    run_cw = runs[3] * coef[run_sig, runs[4]] if run_sig.size else np.zeros(0)
+    keys = pd.DataFrame({"sig": run_sig, "part": runs[4], "cw": run_cw})
+    run_group = keys.groupby(["sig", "part", "cw"], sort=True).ngroup().to_numpy().astype(np.int64)
+    groups = keys.drop_duplicates(["sig", "part", "cw"]).sort_values(["sig", "part", "cw"])
+    grp_ptr = np.searchsorted(groups["sig"].to_numpy(), np.arange(n_sig + 1)).astype(np.int64)
+    ent_ptr, ent_idx = _gene_entries(slot_gene, means.size, runs[1], runs[2], run_group, len(groups))
     bundle = (
         slot_gene,
-        np.asarray(run_ptr, np.int64),
-        np.asarray(run_lo, np.int64),
-        np.asarray(run_hi, np.int64),
-        np.asarray(run_w, np.float64),
-        np.asarray(run_part, np.int64),
         obs_ptr,
         _concat(genes, np.int64),
-        _concat(weights, np.float64),
         _concat(parts, np.int64),
+        obs_cw,
         k_part,
-        sconst,
-        gconst,
         ent_ptr,
         ent_idx,
-        run_cw,
+        grp_ptr,
+        groups["cw"].to_numpy(np.float64),
+        groups["part"].to_numpy(np.int64),
         c0,
         shift_coef,
-        obs_cw,
+        np.asarray([gconst[2]], np.float64),  # ssGSEA: the number of genes
     )
     details = {"n_null": int(n_null), "null_bins": int(n_bins), "n_bins_used": len(bins), "n_slots": n_slots}
-    return NullSets(bundle=bundle, seed=seed, kind=kind, details=details)
+    return NullSets(bundle=bundle, seed=seed, kind=kind, slot_gene=slot_gene, runs=runs, genes=list(genes),
+                    weights=list(weights), details=details)  # fmt: skip
 
 
 def affine_scores(kind: int, k_part: np.ndarray, sconst: np.ndarray, gconst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(c0, coef) with score = c0 + coef[0] * (up sum) + coef[1] * (down sum), for the methods whose
-    score is affine in its per-part sums (before UCell's clip at 0); see :func:`.finish` for the sums."""
+    score is affine in its per-part sums (before UCell's clip at 0). ssGSEA (not affine) gets
+    coefficients 1: its groups keep plain sums."""
     n_sig = k_part.shape[0]
     c0, coef = np.zeros(n_sig), np.zeros((n_sig, 2))
     for s in range(n_sig):
         k_up, k_dn = (int(x) for x in k_part[s])
-        if kind == LINEAR:
+        if kind in (LINEAR, SSGSEA):
             coef[s] = 1.0
         elif kind == UCELL:  # U = 1 - (sum + missing * max_rank - s_min) / (s_max - s_min) per part
             max_rank, w_neg = gconst[0], gconst[1]
@@ -213,28 +221,28 @@ def affine_scores(kind: int, k_part: np.ndarray, sconst: np.ndarray, gconst: np.
     return c0, coef
 
 
-def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each gene (CSR by gene), the runs ``k * n_runs + r`` it was drawn into: the gene at slot
-    ``t`` of replicate ``k`` belongs to every run ``r`` (of any signature) whose slots cover ``t``."""
+def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.ndarray, run_group: np.ndarray,
+                  n_groups: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """For each gene (CSR by gene), the entries ``k * n_groups + group`` it adds to: the gene at slot
+    ``t`` of replicate ``k`` belongs to every run (of any signature) whose slots cover ``t``."""
     n_null, n_slots = slot_gene.shape
-    n_runs = lo.size
     lengths = hi - lo
-    run_of_entry = np.repeat(np.arange(n_runs), lengths)
+    run_of_entry = np.repeat(np.arange(lo.size), lengths)
     slot_of_entry = np.repeat(lo, lengths) + np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     cover = np.argsort(slot_of_entry, kind="stable")  # runs grouped by the slot they cover
     cover_ptr = np.zeros(n_slots + 1, np.int64)
     np.add.at(cover_ptr, slot_of_entry + 1, 1)
     cover_ptr = np.cumsum(cover_ptr)
-    cover_run = run_of_entry[cover]
+    cover_group = run_group[run_of_entry[cover]]
     genes = slot_gene.ravel()
     by_gene = np.argsort(genes, kind="stable")
     k_occ, t_occ = np.divmod(by_gene, n_slots)
     counts = cover_ptr[t_occ + 1] - cover_ptr[t_occ]
     first = np.repeat(cover_ptr[t_occ], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    idx = np.repeat(k_occ * n_runs, counts) + cover_run[first]
+    idx = np.repeat(k_occ * n_groups, counts) + cover_group[first]
     ptr = np.zeros(n_genes + 1, np.int64)
     np.add.at(ptr, genes[by_gene] + 1, counts)
-    dtype = np.int32 if n_null * n_runs < 2**31 else np.int64
+    dtype = np.int16 if n_null * n_groups < 2**15 else np.int32 if n_null * n_groups < 2**31 else np.int64  # small: cache-resident
     return np.cumsum(ptr), idx.astype(dtype)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import nulls
-from .nulls import SSGSEA
+from .nulls import AUCELL, SINGSCORE, SSGSEA, UCELL
 
 
 @njit(cache=True, nogil=True)
@@ -107,7 +107,8 @@ def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_mi
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
         rank = np.full(n_genes, np.float64(max_rank))
-        term = np.zeros(n_genes if has_null else 1)  # rank - max_rank: the null's gene terms
+        term = np.zeros((1, n_genes if has_null else 1))  # rank - max_rank: the null's gene terms
+        shift = np.full(1, np.float64(max_rank))
         work = nulls.scratch(bundle, 1)
         vals = np.empty(max_nnz)
         genes = np.empty(max_nnz, np.int64)
@@ -131,11 +132,10 @@ def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_mi
                 out[i - r0, s] = score if score > 0.0 else 0.0
             if has_null:
                 for t in range(c):
-                    term[genes[t]] = rank[genes[t]] - max_rank
-                nulls.row_nulls_sparse(term, np.float64(max_rank), genes, c, True, bundle, work, i + row_offset, seed,
-                                       z_out[i - r0], p_out[i - r0])  # fmt: skip
+                    term[0, genes[t]] = rank[genes[t]] - max_rank
+                nulls.row_nulls(term, shift, genes, c, UCELL, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
-                    term[genes[t]] = 0.0
+                    term[0, genes[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = max_rank
 
@@ -174,7 +174,8 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
         rank = np.zeros(n_genes, np.int64)
-        term = np.zeros(n_genes if has_null else 1)
+        term = np.zeros((1, n_genes if has_null else 1))
+        shift = np.zeros(1)
         work = nulls.scratch(bundle, 1)
         listed = np.empty(max_nnz if has_null else 0, np.int64)
         vals = np.empty(max_nnz)
@@ -191,7 +192,8 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
                 for s in range(n_sig):
                     out[i - r0, s] = 0.0
                 if has_null:  # every set scores 0 (no terms)
-                    nulls.row_nulls_sparse(term, 0.0, listed, 0, False, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                    shift[0] = 0.0
+                    nulls.row_nulls(term, shift, listed, 0, AUCELL, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 continue
             n_pos = 0
             for t in range(c):
@@ -220,11 +222,11 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
                         acc += n_up - r
                 out[i - r0, s] = acc / max_auc[s] if max_auc[s] > 0 else 0.0
             if has_null:
-                n_listed, zero_term = _aucell_terms(s_vals, s_pos, c, gene_at, n_pos, n_zero, n_up, term, listed)
-                nulls.row_nulls_sparse(term, zero_term, listed, n_listed, False, bundle, work, i + row_offset, seed,
-                                       z_out[i - r0], p_out[i - r0])  # fmt: skip
+                n_listed, zero_term = _aucell_terms(s_vals, s_pos, c, gene_at, n_pos, n_zero, n_up, term[0], listed)
+                shift[0] = zero_term
+                nulls.row_nulls(term, shift, listed, n_listed, AUCELL, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 for t in range(n_listed):
-                    term[listed[t]] = 0.0
+                    term[0, listed[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = 0
 
@@ -383,7 +385,7 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
                         feat[1, g] = w[g] * (q_mean + 1) - zero[1]
                         feat[2, g] = q_mean + 1 - zero[2]
                     a = e
-                nulls.row_nulls(feat, zero, SSGSEA, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(feat, zero, genes, c, SSGSEA, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
                     g = genes[t]
                     feat[0, g] = 0.0
@@ -436,7 +438,8 @@ def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, d
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
-        term = np.zeros(n_genes if has_null else 1)
+        term = np.zeros((1, n_genes if has_null else 1))
+        shift = np.zeros(1)
         work = nulls.scratch(bundle, 1)
         rank = np.zeros(n_genes)  # 0 marks a zero in this row
         vals = np.empty(max_nnz)
@@ -481,10 +484,11 @@ def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, d
                     parts += 1
                 out[i - r0, s] = total if parts > 0 else np.nan
             if has_null:
+                shift[0] = zero_rank
                 for t in range(c):
-                    term[genes[t]] = rank[genes[t]] - zero_rank
-                nulls.row_nulls_sparse(term, zero_rank, genes, c, False, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                    term[0, genes[t]] = rank[genes[t]] - zero_rank
+                nulls.row_nulls(term, shift, genes, c, SINGSCORE, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
-                    term[genes[t]] = 0.0
+                    term[0, genes[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = 0.0
