@@ -106,18 +106,18 @@ def build_null_sets(
     bin_of[pool_genes] = cut.astype(np.int64)
     bins = np.unique(cut).astype(np.int64)
     members = {int(b): pool_genes[cut == b] for b in bins}
-    # each signature's genes grouped by (bin, part, weight): one run of slots per group
-    groups: list[list[tuple[int, int, float, int]]] = []
+    # each signature's genes by (bin, part, weight): one run of slots each
+    sig_runs: list[list[tuple[int, int, float, int]]] = []
     demand: dict[int, int] = {}
     for name, g, w, p in zip(names, genes, weights, parts):
         b = bin_of[g]
         if np.any(b < 0):
             raise InputError(f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it.")
         keys = pd.DataFrame({"bin": b, "part": p, "weight": w}).value_counts(sort=False).sort_index()
-        sig_groups = [(int(bb), int(pp), float(ww), int(n)) for (bb, pp, ww), n in keys.items()]
-        groups.append(sig_groups)
+        runs_s = [(int(bb), int(pp), float(ww), int(n)) for (bb, pp, ww), n in keys.items()]
+        sig_runs.append(runs_s)
         per_bin: dict[int, int] = {}
-        for bb, _, _, n in sig_groups:
+        for bb, _, _, n in runs_s:
             per_bin[bb] = per_bin.get(bb, 0) + n
         for bb, n in per_bin.items():
             if 2 * n > members[bb].size:  # random sets would mostly repeat the signature's own genes
@@ -135,9 +135,9 @@ def build_null_sets(
         for b in used:
             slot_gene[k, offset[b] : offset[b] + demand[b]] = rng.choice(members[b], demand[b], replace=False)
     run_ptr, run_lo, run_hi, run_w, run_part = [0], [], [], [], []
-    for sig_groups in groups:
+    for runs_s in sig_runs:
         cursor: dict[int, int] = {}
-        for bb, pp, ww, n in sig_groups:
+        for bb, pp, ww, n in runs_s:
             lo = offset[bb] + cursor.get(bb, 0)
             cursor[bb] = cursor.get(bb, 0) + n
             run_lo.append(lo)

@@ -65,30 +65,6 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _reset(work, n_sig):  # pragma: no cover - numba
-    for s in range(n_sig):
-        work[2][s] = 0
-        work[3][s] = 0
-        work[4][s] = 0.0
-        work[5][s] = 0.0
-
-
-@njit(cache=True, nogil=True)
-def _tally(work, s, value):  # pragma: no cover - numba
-    """Count one null score of signature ``s`` against its observed score."""
-    observed = work[1][s]
-    d = value - observed
-    tol = TIE_TOLERANCE * (1.0 + abs(observed))
-    if d > tol:
-        work[2][s] += 1
-    elif d >= -tol:
-        work[3][s] += 1
-        d = 0.0
-    work[4][s] += d
-    work[5][s] += d * d
-
-
-@njit(cache=True, nogil=True)
 def _write(work, n_sig, n_null, row, seed, z_out, p_out):  # pragma: no cover - numba
     """z and the randomised p-value of each signature from its tallies."""
     observed, n_above, n_tied, d_sum, d_sq = work[1], work[2], work[3], work[4], work[5]
@@ -121,8 +97,7 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
     n_sig = c0.shape[0]
     n_groups = grp_cw.shape[0]
     n_ch = term.shape[0]
-    stride = n_null * n_groups
-    sums, observed, acc = work[0], work[1], work[6]
+    sums, observed, acc = work[0], work[1], work[6]  # acc[(k * n_groups + group) * n_ch + ch]
     for s in range(n_sig):
         if kind == SSGSEA:
             sums[:, :] = 0.0
@@ -135,35 +110,55 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
             for t in range(obs_ptr[s], obs_ptr[s + 1]):
                 v += obs_cw[t] * term[0, obs_gene[t]]
             observed[s] = max(v, 0.0) if kind == UCELL else v
-    _reset(work, n_sig)
     acc[:] = 0.0
     for j in range(n_listed):
         g = listed[j]
-        for ch in range(n_ch):
-            d = term[ch, g]
-            if d == 0.0:
-                continue
-            into = acc[ch * stride : (ch + 1) * stride]
+        if n_ch == 1:
+            d = term[0, g]
+            if d != 0.0:
+                for e in range(ent_ptr[g], ent_ptr[g + 1]):
+                    acc[ent_idx[e]] += d
+        else:  # ssGSEA's three terms in one pass over the gene's entries
+            d0, d1, d2 = term[0, g], term[1, g], term[2, g]
             for e in range(ent_ptr[g], ent_ptr[g + 1]):
-                into[ent_idx[e]] += d
-    for k in range(n_null):
-        base = k * n_groups
-        for s in range(n_sig):
+                at = 3 * np.int64(ent_idx[e])
+                acc[at] += d0
+                acc[at + 1] += d1
+                acc[at + 2] += d2
+    n_above, n_tied, d_sum, d_sq = work[2], work[3], work[4], work[5]
+    for s in range(n_sig):  # signature outer, replicates inner: the tallies stay in registers
+        obs = observed[s]
+        tol = TIE_TOLERANCE * (1.0 + abs(obs))
+        above, tied, total, squares = 0, 0, 0.0, 0.0
+        fixed = c0[s] + shift[0] * shift_coef[s]
+        for k in range(n_null):
+            base = k * n_groups
             if kind == SSGSEA:
                 for ch in range(n_ch):
                     sums[0, ch] = shift[ch] * k_part[s, 0]
                     sums[1, ch] = shift[ch] * k_part[s, 1]
                 for q in range(grp_ptr[s], grp_ptr[s + 1]):
                     for ch in range(n_ch):
-                        sums[grp_part[q], ch] += grp_cw[q] * acc[ch * stride + base + q]
+                        sums[grp_part[q], ch] += grp_cw[q] * acc[(base + q) * n_ch + ch]
                 v = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], gconst[0])
             else:
-                v = c0[s] + shift[0] * shift_coef[s]
+                v = fixed
                 for q in range(grp_ptr[s], grp_ptr[s + 1]):
                     v += grp_cw[q] * acc[base + q]
                 if kind == UCELL:
                     v = max(v, 0.0)
-            _tally(work, s, v)
+            d = v - obs
+            if d > tol:
+                above += 1
+            elif d >= -tol:
+                tied += 1
+                d = 0.0
+            total += d
+            squares += d * d
+        n_above[s] = above
+        n_tied[s] = tied
+        d_sum[s] = total
+        d_sq[s] = squares
     _write(work, n_sig, n_null, row, seed, z_out, p_out)
 
 
