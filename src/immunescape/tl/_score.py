@@ -104,7 +104,10 @@ def score(
         :func:`immunescape.tl.adjust_pvalues` to adjust across cells instead). The p-value is
         randomised: ``(n_above + U (n_tied + 1)) / (n_null + 1)`` with ``U`` uniform, so it is
         exactly uniform for a signature that is no different from random genes, even where many
-        scores tie (sparse cells); its resolution is ``1 / (n_null + 1)``. Not available for ``gsva``.
+        scores tie (sparse cells); its resolution is ``1 / (n_null + 1)``. ``aucell`` and ``ssgsea``
+        break rank ties in a fixed gene order (as decoupler and gseapy), which would favour a fixed
+        gene set in every cell, so their z and p are for the tie-averaged statistic (the scores are
+        unchanged). Not available for ``gsva``.
     n_null
         Random gene sets per signature (default 100). They are shared across signatures (each
         signature's sets are independent draws within its own bins), so the cost grows with the
