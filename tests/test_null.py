@@ -236,7 +236,8 @@ def test_same_seed_same_pvalues_whatever_chunks_and_threads(method):
         pd.testing.assert_frame_equal(a, b)
     changed = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=4, inplace=False)
     assert not np.allclose(base.pval, changed.pval)
-    pd.testing.assert_frame_equal(base.scores, changed.scores) if method != "aucell" else None
+    if method != "aucell":  # aucell's tie-breaking order depends on random_state too
+        pd.testing.assert_frame_equal(base.scores, changed.scores)
 
 
 def test_backed_and_dask_give_the_in_memory_pvalues(tmp_path):

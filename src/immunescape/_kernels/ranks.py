@@ -301,8 +301,8 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
-        feat = np.zeros((3, n_genes if has_null else 1))
-        zero = np.zeros(3)
+        term = np.zeros((3, n_genes if has_null else 1))
+        shift = np.zeros(3)
         work = nulls.scratch(bundle, 3)
         q = np.full(n_genes, -1, np.int64)  # ascending position of stored genes, -1 for zeros
         w = np.zeros(n_genes)
@@ -370,9 +370,9 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
             if has_null:
                 # the null's terms use each tie group's mean position (zeros are one group): ordering ties
                 # by gene index, as the score does, would favour a fixed set of genes in every cell
-                zero[0] = w_zero
-                zero[1] = w_zero * (n_below + (n_zero - 1) / 2.0 + 1)
-                zero[2] = n_below + (n_zero - 1) / 2.0 + 1
+                shift[0] = w_zero
+                shift[1] = w_zero * (n_below + (n_zero - 1) / 2.0 + 1)
+                shift[2] = n_below + (n_zero - 1) / 2.0 + 1
                 a = 0
                 while a < c:
                     e = a + 1
@@ -381,16 +381,16 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
                     q_mean = (a + e - 1) / 2.0 + (0 if a < n_below else n_zero)
                     for t in range(a, e):
                         g = s_genes[t]
-                        feat[0, g] = w[g] - zero[0]
-                        feat[1, g] = w[g] * (q_mean + 1) - zero[1]
-                        feat[2, g] = q_mean + 1 - zero[2]
+                        term[0, g] = w[g] - shift[0]
+                        term[1, g] = w[g] * (q_mean + 1) - shift[1]
+                        term[2, g] = q_mean + 1 - shift[2]
                     a = e
-                nulls.row_nulls(feat, zero, genes, c, SSGSEA, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(term, shift, genes, c, SSGSEA, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
                     g = genes[t]
-                    feat[0, g] = 0.0
-                    feat[1, g] = 0.0
-                    feat[2, g] = 0.0
+                    term[0, g] = 0.0
+                    term[1, g] = 0.0
+                    term[2, g] = 0.0
             for t in range(c):
                 q[genes[t]] = -1
                 w[genes[t]] = 0.0

@@ -293,10 +293,8 @@ def score_matrix(
     check_chunk_size(chunk_size)
     show = progress if progress is not None else n_rows > 100_000
     if method.name == "gsva":  # needs all samples at once: validate, then hand the whole matrix over
-        if null is not None:  # gsva refuses a null with advice
-            method.prepare(resolved, GeneStats(n_rows=0, n_genes=n_genes), params, random_state, null)
         stats = _scan(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
-        plan = method.prepare(resolved, stats, params, random_state)
+        plan = method.prepare(resolved, stats, params, random_state, null)  # refuses a null, with advice
         return plan.finish(plan.run_all(matrix if is_in_memory(matrix) else matrix[:])), plan.details, {}
     if null is not None and "means" not in method.needs:  # the null's expression bins need the gene means
         method = dataclasses.replace(method, needs=(*method.needs, "means"))
