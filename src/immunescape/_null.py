@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL
+from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL, bh_rows
 
 NULL_KINDS = ("matched",)
 
@@ -260,15 +260,7 @@ def benjamini_hochberg(pvals: np.ndarray, axis: int = 1) -> np.ndarray:
     [[0.04, 0.053, 0.053, 0.5]]
     """
     p = np.moveaxis(np.asarray(pvals, np.float64), axis, -1)
-    missing = ~np.isfinite(p)
-    filled = np.where(missing, np.inf, p)  # NaN sort last and do not count as tests
-    order = np.argsort(filled, axis=-1, kind="stable")
-    ranked = np.take_along_axis(filled, order, axis=-1)
-    m = (~missing).sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        scaled = ranked * m / np.arange(1, p.shape[-1] + 1)
-    adjusted = np.minimum(np.flip(np.minimum.accumulate(np.flip(scaled, -1), axis=-1), -1), 1.0)
-    out = np.empty_like(adjusted)
-    np.put_along_axis(out, order, adjusted, axis=-1)
-    out[missing] = np.nan
-    return np.moveaxis(out, -1, axis)
+    rows = np.ascontiguousarray(p.reshape(-1, p.shape[-1]) if p.size else np.zeros((0, p.shape[-1])))
+    out = np.empty_like(rows)
+    bh_rows(rows, out)
+    return np.moveaxis(out.reshape(p.shape), -1, axis)

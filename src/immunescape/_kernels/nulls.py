@@ -59,9 +59,10 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     n_null = bundle[0].shape[0]
     n_sig = bundle[11].shape[0]
     n_groups = bundle[9].shape[0]
-    # sums by part and channel, observed, n_above, n_tied, sum and sum of squares of (null - observed), raw group sums
+    # sums by part and channel, observed, n_above, n_tied, sum and sum of squares of (null - observed), raw group
+    # sums, the row's genes that enter null sets
     return (np.zeros((2, n_ch)), np.zeros(n_sig), np.zeros(n_sig, np.int64), np.zeros(n_sig, np.int64), np.zeros(n_sig),
-            np.zeros(n_sig), np.zeros(n_ch * n_null * n_groups))  # fmt: skip
+            np.zeros(n_sig), np.zeros(n_ch * n_null * n_groups), np.empty(bundle[6].shape[0] - 1, np.int64))  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -111,14 +112,23 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
                 v += obs_cw[t] * term[0, obs_gene[t]]
             observed[s] = max(v, 0.0) if kind == UCELL else v
     acc[:] = 0.0
+    # first the listed genes that change some null sum, in a branch-free pass (the tests mispredict
+    # often), then their entries
+    hits = work[7]
+    n_hits = 0
     for j in range(n_listed):
         g = listed[j]
-        if n_ch == 1:
+        hits[n_hits] = g
+        n_hits += (ent_ptr[g + 1] != ent_ptr[g]) & ((n_ch > 1) | (term[0, g] != 0.0))
+    if n_ch == 1:
+        for j in range(n_hits):
+            g = hits[j]
             d = term[0, g]
-            if d != 0.0:
-                for e in range(ent_ptr[g], ent_ptr[g + 1]):
-                    acc[ent_idx[e]] += d
-        else:  # ssGSEA's three terms in one pass over the gene's entries
+            for e in range(ent_ptr[g], ent_ptr[g + 1]):
+                acc[ent_idx[e]] += d
+    else:  # ssGSEA's three terms in one pass over the gene's entries
+        for j in range(n_hits):
+            g = hits[j]
             d0, d1, d2 = term[0, g], term[1, g], term[2, g]
             for e in range(ent_ptr[g], ent_ptr[g + 1]):
                 at = 3 * np.int64(ent_idx[e])
@@ -148,11 +158,10 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
                 if kind == UCELL:
                     v = max(v, 0.0)
             d = v - obs
-            if d > tol:
-                above += 1
-            elif d >= -tol:
-                tied += 1
-                d = 0.0
+            tie = abs(d) <= tol  # branch-free: in sparse rows ties and wins come in no predictable order
+            above += d > tol
+            tied += tie
+            d = 0.0 if tie else d
             total += d
             squares += d * d
         n_above[s] = above
@@ -196,3 +205,24 @@ def linear_nulls(data, indices, indptr, r0, r1, n_genes, bundle, row_offset, see
             for t in range(n_listed):
                 term[0, listed[t]] = 0.0
                 seen[listed[t]] = False
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def bh_rows(p, out):  # pragma: no cover - numba
+    """Benjamini-Hochberg adjusted p-values of each row of ``p`` (rows in parallel: one cell's
+    signatures). Non-finite p-values are not tests: they stay NaN and do not count in m."""
+    n_rows, n = p.shape
+    for i in prange(n_rows):
+        row = p[i]
+        order = np.argsort(np.where(np.isfinite(row), row, np.inf), kind="mergesort")
+        m = 0
+        for j in range(n):
+            m += np.isfinite(row[j])
+        running = 1.0
+        for r in range(n - 1, -1, -1):
+            j = order[r]
+            if r >= m:
+                out[i, j] = np.nan
+                continue
+            running = min(running, row[j] * m / (r + 1))
+            out[i, j] = running
