@@ -438,6 +438,13 @@ def null_gsva():
 
 
 @case
+def null_analytic_rank():
+    adata, sigs = _data()
+    with pytest.raises(InputError, match="rank methods need null='matched'"):
+        ie.tl.score(adata, sigs, method="ucell", null="analytic")
+
+
+@case
 def null_bin_too_small():
     adata, _ = _data()
     with pytest.raises(InputError, match="lower null_bins"):

@@ -67,6 +67,17 @@ def test_score_with_null_writes_z_p_and_padj(pbmc_file, tmp_path, pbmc):
     np.testing.assert_allclose(written[f"{expected.scores.columns[0]}_padj"], expected.padj.iloc[:, 0])
 
 
+def test_score_with_analytic_null(pbmc_file, tmp_path, pbmc):
+    out = tmp_path / "out.h5ad"
+    args = ["-q", "score", str(pbmc_file), "-o", str(out), "-s", SIGS, "--min-coverage", "0.3", "-m", "wmean", "--null", "analytic"]
+    assert main(args) == 0
+    expected = ie.tl.score(pbmc, SIGS, method="wmean", min_coverage=0.3, null="analytic", inplace=False)
+    scored = ad.read_h5ad(out)
+    for suffix, frame in zip(("", "_z", "_pval", "_padj"), expected):
+        np.testing.assert_array_equal(scored.obsm["immunescape" + suffix].to_numpy(), frame.to_numpy())
+    assert scored.uns["immunescape"]["details"]["null"]["kind"] == "analytic"
+
+
 def test_backed_output_equals_in_memory_output(tmp_path):
     adata, sets = synthetic(9, n_cells=400, n_genes=250)
     src = tmp_path / "in.h5ad"

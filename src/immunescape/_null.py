@@ -19,7 +19,7 @@ import pandas as pd
 from ._errors import InputError
 from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL, bh_rows
 
-NULL_KINDS = ("matched",)
+NULL_KINDS = ("matched", "analytic")
 
 
 @dataclass
@@ -100,10 +100,7 @@ def build_null_sets(
     ``genes[s]``, ``weights[s]`` and ``parts[s]`` (0 up, 1 down) list signature ``s``'s genes as the
     method uses them; ``pool`` marks the genes a null set may draw (the genes the method ranks).
     """
-    # float32 means: gene sums added in another order (in memory, on disk, on dask) must give the same bins
-    pool_genes, cut = expression_bins(means.astype(np.float32), np.flatnonzero(pool), n_bins)
-    bin_of = np.full(means.size, -1, np.int64)
-    bin_of[pool_genes] = cut.astype(np.int64)
+    pool_genes, cut, bin_of = _null_bins(means, pool, n_bins)
     bins = np.unique(cut).astype(np.int64)
     members = {int(b): pool_genes[cut == b] for b in bins}
     # each signature's genes by (bin, part, weight): one run of slots each
@@ -120,11 +117,7 @@ def build_null_sets(
         for bb, _, _, n in runs_s:
             per_bin[bb] = per_bin.get(bb, 0) + n
         for bb, n in per_bin.items():
-            if 2 * n > members[bb].size:  # random sets would mostly repeat the signature's own genes
-                raise InputError(
-                    f"Signature {name!r} holds {n} of the {members[bb].size} genes of an expression bin, so random sets "
-                    f"matched to it would mostly repeat its own genes; lower null_bins (now {n_bins})."
-                )
+            _check_bin_share(name, n, members[bb].size, n_bins)
             demand[bb] = max(demand.get(bb, 0), n)
     used = sorted(demand)
     offset = dict(zip(used, np.concatenate([[0], np.cumsum([demand[b] for b in used])[:-1]]).astype(int)))
@@ -183,6 +176,86 @@ def build_null_sets(
     details = {"n_null": int(n_null), "null_bins": int(n_bins), "n_bins_used": len(bins), "n_slots": n_slots}
     return NullSets(bundle=bundle, seed=seed, kind=kind, slot_gene=slot_gene, runs=runs, genes=list(genes),
                     weights=list(weights), details=details)  # fmt: skip
+
+
+def _null_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pool's genes, their expression bin, and every gene's bin (-1 outside the pool).
+
+    On float32 means: float64 sums added in another association (dask blocks) still give the same bins."""
+    pool_genes, cut = expression_bins(means.astype(np.float32), np.flatnonzero(pool), n_bins)
+    bin_of = np.full(means.size, -1, np.int64)
+    bin_of[pool_genes] = cut.astype(np.int64)
+    return pool_genes, cut.astype(np.int64), bin_of
+
+
+def _check_bin_share(name: str, n_in_bin: int, bin_size: int, n_bins: int) -> None:
+    if 2 * n_in_bin > bin_size:  # random sets would mostly repeat the signature's own genes
+        raise InputError(
+            f"Signature {name!r} holds {n_in_bin} of the {bin_size} genes of an expression bin, so random sets matched "
+            f"to it would mostly repeat its own genes; lower null_bins (now {n_bins})."
+        )
+
+
+@dataclass
+class MomentNull:
+    """The analytic null of a linear score (see :func:`immunescape._kernels.nulls.linear_moments`):
+    ``arrays`` in the kernel's order, the seed of its tie-breaking uniforms and what to record."""
+
+    arrays: tuple
+    seed: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def build_moment_null(
+    names: list[str],
+    genes: list[np.ndarray],
+    weights: list[np.ndarray],
+    *,
+    means: np.ndarray,
+    pool: np.ndarray,
+    n_bins: int,
+    random_state: int | None,
+) -> MomentNull:
+    """The exact moments of a linear score over random gene sets drawn as the matched null draws
+    them: in each expression bin of ``N`` genes, as many genes as the signature has there, without
+    replacement, carrying its weights ``w`` (power sums p1, p2, p3). With the bin's population
+    moments in a row (mean mu, central m2, m3), the set's sum over that bin has mean ``p1 mu``,
+    variance ``m2 (p2 - (p1^2 - p2) / (N - 1))`` and third cumulant ``m3 (p3 - 3 (p1 p2 - p3) / (N - 1)
+    + 2 (p1^3 - 3 p1 p2 + 2 p3) / ((N - 1)(N - 2)))``; bins are drawn independently, so they add."""
+    pool_genes, cut, _ = _null_bins(means, pool, n_bins)
+    used, cut = np.unique(cut, return_inverse=True)  # numbered 0.. without gaps
+    bin_of = np.full(means.size, -1, np.int64)
+    bin_of[pool_genes] = cut
+    bin_size = np.bincount(cut, minlength=used.size).astype(np.float64)
+    sb_ptr, sb_bin, sb_count, sb_coef = [0], [], [], []
+    for name, g, w in zip(names, genes, weights):
+        b = bin_of[g]
+        if np.any(b < 0):
+            raise InputError(f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it.")
+        for bb in np.unique(b):
+            ww = np.asarray(w, np.float64)[b == bb]
+            n, size = ww.size, bin_size[bb]
+            _check_bin_share(name, n, int(size), n_bins)
+            p1, p2, p3 = ww.sum(), (ww**2).sum(), (ww**3).sum()
+            pairs = (p1 * p1 - p2) / (size - 1) if n > 1 else 0.0  # sums over distinct draws, 0 when there are none
+            triples = (p1**3 - 3 * p1 * p2 + 2 * p3) / ((size - 1) * (size - 2)) if n > 2 else 0.0
+            third_pairs = (p1 * p2 - p3) / (size - 1) if n > 1 else 0.0
+            sb_bin.append(int(bb))
+            sb_count.append(n)
+            sb_coef.append((p1, p2 - pairs, p3 - 3 * third_pairs + 2 * triples))
+        sb_ptr.append(len(sb_bin))
+    obs_ptr = np.concatenate([[0], np.cumsum([len(g) for g in genes])]).astype(np.int64)
+    nonneg = np.asarray([bool(np.all(np.asarray(w) >= 0)) for w in weights], np.bool_)
+    reciprocal = 1.0 / np.maximum(np.arange(int(bin_size.max()) + 1), 1)
+    sb_bin, sb_count = np.asarray(sb_bin, np.int64), np.asarray(sb_count, np.int64)
+    most = np.zeros(used.size, np.int64)  # the most genes any signature draws in each bin
+    np.maximum.at(most, sb_bin, sb_count)
+    zero_ptr = np.concatenate([[0], np.cumsum(most + 1)]).astype(np.int64)
+    arrays = (bin_of, bin_size, reciprocal, zero_ptr, np.asarray(sb_ptr, np.int64), sb_bin, zero_ptr[sb_bin] + sb_count,
+              np.asarray(sb_coef, np.float64).reshape(-1, 3), obs_ptr, _concat(genes, np.int64), _concat(weights, np.float64),
+              nonneg)  # fmt: skip
+    details = {"null_bins": int(n_bins), "n_bins_used": int(used.size)}
+    return MomentNull(arrays=arrays, seed=null_seeds(random_state)[1], details=details)
 
 
 def affine_scores(kind: int, k_part: np.ndarray, sconst: np.ndarray, gconst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     sc_.add_argument("--chunk-size", type=int)
     sc_.add_argument("--n-jobs", type=int)
     sc_.add_argument("--seed", type=int, default=0, help="random_state of the method (default 0)")
-    sc_.add_argument("--null", choices=["matched"], help="also test each score against random gene sets matched in size "
-                     "and expression (z, p-value, BH-adjusted p-value per cell)")  # fmt: skip
+    sc_.add_argument("--null", choices=["matched", "analytic"], help="also test each score against random gene sets "
+                     "matched in size and expression (z, p-value, BH-adjusted p-value per cell); 'analytic': their exact "
+                     "moments instead of n-null draws (mean, wmean, zmean)")  # fmt: skip
     sc_.add_argument("--n-null", type=int, default=100, help="random gene sets per signature with --null (default 100)")
     sc_.add_argument("--null-bins", type=int, help="expression bins of the null genes (default 25; aucell 50)")
     sc_.add_argument("--min-coverage", type=float, default=0.5)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ._chunks import Chunk
 from ._errors import InputError
 from ._kernels import linear, nulls, ranks
-from ._null import EMPTY, NullSets, build_null_sets, expression_bins
+from ._null import EMPTY, MomentNull, NullSets, build_moment_null, build_null_sets, expression_bins
 from ._utils import closest
 from .genes import ResolvedSignatures
 
@@ -33,15 +33,20 @@ class GeneStats:
     n_genes: int
     means: np.ndarray | None = None  # scanpy-compatible gene means (dtype as scanpy computes them)
     nonempty: np.ndarray | None = None  # genes with a non-zero value in some row
+    # float64 sums row after row: the null's expression bins, the same in memory, on disk and in dask
+    # (scanpy's in-memory means accumulate float32 data in float32, streamed sums cannot repeat that)
+    null_means: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class NullSpec:
     """What null the caller asked for: ``n_null`` random gene sets per signature, matched in
-    ``n_bins`` expression bins."""
+    ``n_bins`` expression bins (``kind="matched"``), or their exact moments (``"analytic"``,
+    linear methods)."""
 
     n_null: int = 100
     n_bins: int = 25
+    kind: str = "matched"
 
 
 NullOut = tuple[np.ndarray, np.ndarray]  # (z, p) rows of one chunk
@@ -61,7 +66,7 @@ class Plan:
     finish: Callable[[np.ndarray], np.ndarray] = field(default=lambda scores: scores)
     details: dict[str, Any] = field(default_factory=dict)
     run_all: Callable[[Any], np.ndarray] | None = None
-    null: NullSets | None = None
+    null: NullSets | MomentNull | None = None
 
 
 @dataclass(frozen=True)
@@ -155,10 +160,13 @@ def _linear_plan(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray],
     return W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig
 
 
-def _run_linear(w_ptr, w_col, w_val, n_sig, null_sets: NullSets | None = None, n_genes: int = 0):
+def _run_linear(w_ptr, w_col, w_val, n_sig, null_sets: NullSets | MomentNull | None = None, n_genes: int = 0):
     def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         linear.csr_dot(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, w_ptr, w_col, w_val, n_sig, _blocks(chunk), out)
-        if null_sets is not None and null_out is not None:
+        if isinstance(null_sets, MomentNull) and null_out is not None:
+            nulls.linear_moments(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, n_genes, *null_sets.arrays,
+                                 chunk.start - chunk.r0, null_sets.seed, _blocks(chunk), *null_out)  # fmt: skip
+        elif null_sets is not None and null_out is not None:
             nulls.linear_nulls(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, n_genes,
                                *_null_args(null_sets, chunk, null_out)[:3], _blocks(chunk), *null_out)  # fmt: skip
 
@@ -186,15 +194,21 @@ def _rank_null_sets(null: NullSpec | None, resolved, stats: GeneStats, ptrs, poo
     """Null sets for a rank method scoring each signature's up and down genes (weights 1)."""
     if null is None:
         return None
+    if null.kind == "analytic":
+        raise InputError("null='analytic' exists for the linear methods (mean, wmean, zmean), whose random-set scores have "
+                         "exact moments; rank methods need null='matched'.")  # fmt: skip
     triples = [_part_sets(ptrs, s) for s in range(len(resolved.names))]
-    return build_null_sets(resolved.names, *map(list, zip(*triples)), means=stats.means, pool=pool, n_null=null.n_null,
+    return build_null_sets(resolved.names, *map(list, zip(*triples)), means=stats.null_means, pool=pool, n_null=null.n_null,
                            n_bins=null.n_bins, random_state=random_state, kind=kind, sconst=sconst, gconst=gconst)  # fmt: skip
 
 
 def _linear_null_sets(null: NullSpec | None, resolved, stats: GeneStats, genes, cols, pool, random_state):
     if null is None:
         return None
-    return build_null_sets(resolved.names, genes, cols, [np.zeros(len(g), np.int64) for g in genes], means=stats.means,
+    if null.kind == "analytic":
+        return build_moment_null(resolved.names, genes, cols, means=stats.null_means, pool=pool, n_bins=null.n_bins,
+                                 random_state=random_state)  # fmt: skip
+    return build_null_sets(resolved.names, genes, cols, [np.zeros(len(g), np.int64) for g in genes], means=stats.null_means,
                            pool=pool, n_null=null.n_null, n_bins=null.n_bins, random_state=random_state, kind=nulls.LINEAR)  # fmt: skip
 
 

@@ -108,10 +108,20 @@ def score(
         break rank ties in a fixed gene order (as decoupler and gseapy), which would favour a fixed
         gene set in every cell, so their z and p are for the tie-averaged statistic (the scores are
         unchanged). Not available for ``gsva``.
+
+        ``"analytic"`` (``mean``, ``wmean``, ``zmean``): the same null without drawing sets. A linear
+        score of random genes drawn without replacement within bins has exact moments, computed per
+        cell from its per-bin sums of values, squares and cubes: z is exact (the limit of
+        ``"matched"``'s as ``n_null`` grows) and the p-value is the Edgeworth approximation (normal
+        tail corrected for the exact skewness); where all of a signature's genes are zero in a cell
+        the exact probability of that atom is used, randomised as above. About one scoring pass of
+        extra work whatever the signatures' sizes. Tested calibrated (KS, and the 5% and 1% tails
+        within 25% of nominal) on sparse counts with 5-40 gene signatures; ``"matched"`` stays
+        exact by construction for any data.
     n_null
-        Random gene sets per signature (default 100). They are shared across signatures (each
-        signature's sets are independent draws within its own bins), so the cost grows with the
-        number of bins a signature touches, not with its number of genes.
+        Random gene sets per signature (default 100; unused by ``"analytic"``). They are shared
+        across signatures (each signature's sets are independent draws within its own bins), so the
+        cost grows with the cells' non-zeros and the signatures' genes.
     null_bins
         Expression bins the random genes are matched in. Default 25 (scanpy's control bins), 50 for
         ``aucell``: it counts only each cell's top-ranked genes, so a signature of genes at the top
@@ -208,7 +218,7 @@ def compute_scores(
     m = get_method(method)
     params = m.check_params(method_params)
     check_null_args(null, n_null, null_bins)
-    spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins)) if null else None
+    spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
         raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
     if not adata.obs_names.is_unique:
@@ -233,7 +243,8 @@ def compute_scores(
     null_tables = {}
     if spec is not None:
         null_tables = dict(zip(NULL_SUFFIXES, map(frame, (null_stats["z"], null_stats["pval"], benjamini_hochberg(null_stats["pval"])))))
-        details = {**details, "null": {"kind": null, **null_stats["details"], "p_value": "randomised empirical, upper tail",
+        p_value = "randomised empirical, upper tail" if null == "matched" else "Edgeworth (exact mean, variance, skewness), upper tail"
+        details = {**details, "null": {"kind": null, **null_stats["details"], "p_value": p_value,
                                        "adjustment": "Benjamini-Hochberg across the signatures of each cell"}}  # fmt: skip
     record = _h5ad_safe(
         {
@@ -296,8 +307,8 @@ def score_matrix(
         stats = _scan(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
         plan = method.prepare(resolved, stats, params, random_state, null)  # refuses a null, with advice
         return plan.finish(plan.run_all(matrix if is_in_memory(matrix) else matrix[:])), plan.details, {}
-    if null is not None and "means" not in method.needs:  # the null's expression bins need the gene means
-        method = dataclasses.replace(method, needs=(*method.needs, "means"))
+    if null is not None:  # the null's expression bins need gene means
+        method = dataclasses.replace(method, needs=(*method.needs, "null_means"))
     if is_dask(matrix):
         from .._dask import score_dask
 
@@ -305,7 +316,7 @@ def score_matrix(
     # On disk, a method that needs no statistic over all rows validates each chunk as it scores it: one
     # pass over the file instead of two. Nothing is written before the end, so a bad value still
     # stops the run before any output exists.
-    one_pass = not is_in_memory(matrix) and not ({"means", "nonempty"} & set(method.needs))
+    one_pass = not is_in_memory(matrix) and not ({"means", "nonempty", "null_means"} & set(method.needs))
     with numba_threads(n_jobs):
         if one_pass:
             stats = GeneStats(n_rows=n_rows, n_genes=matrix.shape[1])
@@ -410,7 +421,7 @@ def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, 
     """Stream the rows once: validate values and collect gene sums and non-empty genes."""
     n_genes = matrix.shape[1]
     summary = ValueSummary(n_rows=matrix.shape[0])
-    summary.sums = np.zeros(n_genes) if "means" in needs else None
+    summary.sums = np.zeros(n_genes) if {"means", "null_means"} & set(needs) else None
     summary.nonempty = np.zeros(n_genes, np.bool_) if "nonempty" in needs else None
     with tqdm(total=matrix.shape[0], unit="cells", disable=not progress, desc="checking values") as bar:
         for chunk in iter_chunks(matrix, chunk_size):
@@ -450,6 +461,8 @@ def _scan(matrix, method: Method, chunk_size: int | None = None, progress: bool 
             stats.means = _scanpy_gene_means(matrix)
         if "nonempty" in method.needs:
             stats.nonempty = _nonempty_genes(matrix)
+        if "null_means" in method.needs:
+            stats.null_means = _streamed_gene_means(matrix)
         return stats
     summary = summarize_chunks(matrix, method.needs, chunk_size, progress=progress)
     _report(summary, method)
@@ -462,6 +475,8 @@ def _stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> 
         stats.means = summary.sums / summary.n_rows
     if "nonempty" in method.needs:
         stats.nonempty = summary.nonempty
+    if "null_means" in method.needs:
+        stats.null_means = summary.sums / summary.n_rows
     return stats
 
 
@@ -490,6 +505,14 @@ def _scanpy_gene_means(matrix) -> np.ndarray:
     if sp.issparse(matrix):
         return np.asarray(matrix.sum(axis=0, dtype="float64")).ravel() / matrix.shape[0]
     return np.nanmean(np.asarray(matrix), axis=0)
+
+
+def _streamed_gene_means(matrix) -> np.ndarray:
+    """Gene means from float64 sums added row after row, as :func:`summarize_chunks` adds them."""
+    sums = np.zeros(matrix.shape[1])
+    for chunk in iter_chunks(matrix):
+        scan.add_column_sums(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, sums)
+    return sums / matrix.shape[0]
 
 
 def _nonempty_genes(matrix) -> np.ndarray:
