@@ -431,13 +431,6 @@ def null_too_few_sets():
 
 
 @case
-def null_gsva():
-    adata, sigs = _data()
-    with pytest.raises(InputError, match="method='ssgsea'"):
-        ie.tl.score(adata, sigs, method="gsva", null="matched")
-
-
-@case
 def null_analytic_rank():
     adata, sigs = _data()
     with pytest.raises(InputError, match="rank methods need null='matched'"):

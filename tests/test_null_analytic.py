@@ -18,7 +18,7 @@ from scipy import stats
 import immunescape as ie
 from immunescape._errors import InputError
 from immunescape._kernels.nulls import uniform
-from immunescape._null import expression_bins, null_seeds
+from immunescape._null import _null_bins, null_seeds
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method
 from immunescape.signatures import load
@@ -69,9 +69,7 @@ def test_z_and_p_equal_the_enumerated_null_distribution():
     res = ie.tl.score(adata, [positive, signed], method="wmean", null="analytic", null_bins=4, min_coverage=0,
                       random_state=5, inplace=False)  # fmt: skip
     Xf = X.astype(np.float32).astype(np.float64)
-    pool, cut = expression_bins(Xf.sum(0) / Xf.shape[0], np.arange(n_genes), 4)  # float64 sums, as the null bins
-    bin_of = np.full(n_genes, -1)
-    bin_of[pool] = cut
+    bin_of = _null_bins(Xf.sum(0) / Xf.shape[0], np.ones(n_genes, bool), 4)[2]  # the null's bins (float64 sums)
     seed = null_seeds(5)[1]
     for s, sig in enumerate((positive, signed)):
         g, w = _scored_genes(adata, sig)

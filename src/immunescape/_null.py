@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL, bh_rows
+from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, TIE_TOLERANCE, UCELL, bh_rows, uniform
 
 NULL_KINDS = ("matched", "analytic")
 
@@ -181,8 +181,14 @@ def build_null_sets(
 def _null_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pool's genes, their expression bin, and every gene's bin (-1 outside the pool).
 
-    On float32 means: float64 sums added in another association (dask blocks) still give the same bins."""
+    scanpy's bins, except that a last bin with less than half the genes of the others (the remainder
+    of rank // size: often the single most expressed gene) joins the one before, so a signature
+    holding the top genes still has random genes to be matched with. On float32 means: float64 sums
+    added in another association (dask blocks) still give the same bins."""
     pool_genes, cut = expression_bins(means.astype(np.float32), np.flatnonzero(pool), n_bins)
+    counts = np.bincount(cut.astype(np.int64))
+    if counts.size > 1 and 2 * counts[-1] < np.median(counts[counts > 0]):
+        cut = np.where(cut == counts.size - 1, counts.size - 2, cut)
     bin_of = np.full(means.size, -1, np.int64)
     bin_of[pool_genes] = cut.astype(np.int64)
     return pool_genes, cut.astype(np.int64), bin_of
@@ -317,6 +323,30 @@ def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.nd
     np.add.at(ptr, genes[by_gene] + 1, counts)
     dtype = np.int16 if n_null * n_groups < 2**15 else np.int32 if n_null * n_groups < 2**31 else np.int64  # small: cache-resident
     return np.cumsum(ptr), idx.astype(dtype)
+
+
+def empirical_null(observed: np.ndarray, random: np.ndarray, seed: int, first_row: int, z_out: np.ndarray,
+                   p_out: np.ndarray) -> None:  # fmt: skip
+    """z and randomised p of scores ``observed`` (rows x signatures) against explicit random-set
+    scores ``random`` (rows x signatures x n_null), with the kernels' rules (see
+    :func:`immunescape._kernels.nulls.row_nulls`): for methods scored outside them (GSVA)."""
+    n_rows, n_sig, n_null = random.shape
+    d = random - observed[:, :, None]
+    tol = TIE_TOLERANCE * (1.0 + np.abs(observed))[:, :, None]
+    tied = np.abs(d) <= tol
+    d = np.where(tied, 0.0, d)
+    u = np.asarray([[uniform(seed, first_row + i, s) for s in range(n_sig)] for i in range(n_rows)]).reshape(n_rows, n_sig)
+    p_out[:] = ((d > tol).sum(2) + u * (tied.sum(2) + 1)) / (n_null + 1)
+    mean_d = d.mean(2)
+    squares = (d * d).sum(2)
+    var = (squares - n_null * mean_d**2) / (n_null - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = -mean_d / np.sqrt(var)
+    flat = ~(var > 1e-24 * squares / n_null)  # every random set scores the same: no spread to measure against
+    z_out[:] = np.where(flat, np.where(mean_d == 0.0, 0.0, np.nan), z)
+    undefined = ~np.isfinite(observed)
+    z_out[undefined] = np.nan
+    p_out[undefined] = np.nan
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

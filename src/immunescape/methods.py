@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ._chunks import Chunk
 from ._errors import InputError
 from ._kernels import linear, nulls, ranks
-from ._null import EMPTY, MomentNull, NullSets, build_moment_null, build_null_sets, expression_bins
+from ._null import EMPTY, MomentNull, NullSets, build_moment_null, build_null_sets, empirical_null, expression_bins
 from ._utils import closest
 from .genes import ResolvedSignatures
 
@@ -59,13 +59,13 @@ class Plan:
     signature's z-score and p-value against its random gene sets.
 
     A method whose scores depend on all samples at once (GSVA's per-gene kernel CDF) gives
-    ``run_all(matrix) -> scores`` instead and is not chunked.
+    ``run_all(matrix, null_out) -> scores`` instead and is not chunked.
     """
 
     run: Callable[[Chunk, np.ndarray, NullOut | None], None] | None = None
     finish: Callable[[np.ndarray], np.ndarray] = field(default=lambda scores: scores)
     details: dict[str, Any] = field(default_factory=dict)
-    run_all: Callable[[Any], np.ndarray] | None = None
+    run_all: Callable[[Any, NullOut | None], np.ndarray] | None = None
     null: NullSets | MomentNull | None = None
 
 
@@ -553,12 +553,6 @@ register(Method(
 
 # ------------------------------------------------------------------------------------ GSVA (gseapy)
 def _prepare_gsva(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None):
-    if null is not None:
-        raise InputError(
-            "null='matched' is not available for method='gsva': GSVA is delegated to gseapy and scores all samples at "
-            "once, so random sets cannot share its pass. Use method='ssgsea' (its per-sample relative) with a null, "
-            "or compare groups of GSVA scores with ie.tl.compare."
-        )
     if stats.n_rows > params["max_samples"]:
         raise InputError(
             f"GSVA scores every sample against all others and needs the whole matrix dense; {stats.n_rows:,} rows is more "
@@ -567,16 +561,26 @@ def _prepare_gsva(resolved, stats: GeneStats, params, random_state, null: NullSp
         )
     if params["kcdf"] not in ("Gaussian", "Poisson", None):
         raise InputError("kcdf must be 'Gaussian' (log-normalised data), 'Poisson' (counts) or None.")
-    (up_ptr, up_idx), (dn_ptr, dn_idx) = _split_sets(resolved)
+    ptrs = _split_sets(resolved)
+    (up_ptr, up_idx), (dn_ptr, dn_idx) = ptrs
     labels = np.asarray([f"G{i}" for i in range(stats.n_genes)])  # neutral upper-case ids: no renaming inside gseapy
     sets: dict[str, list[str]] = {}
     for s, name in enumerate(resolved.names):
         sets[f"{name}__UP"] = labels[up_idx[up_ptr[s] : up_ptr[s + 1]]].tolist()
         if dn_ptr[s + 1] > dn_ptr[s]:
             sets[f"{name}__DN"] = labels[dn_idx[dn_ptr[s] : dn_ptr[s + 1]]].tolist()
+    # GSVA's gene statistics depend on all samples, not on the sets: the random sets join the one gseapy call
+    null_sets = _rank_null_sets(null, resolved, stats, ptrs, np.ones(stats.n_genes, bool), random_state, nulls.LINEAR)
+    if null_sets is not None:
+        run_ptr, run_lo, run_hi, _, run_part = null_sets.runs
+        for k in range(null_sets.slot_gene.shape[0]):
+            for s, name in enumerate(resolved.names):
+                for r in range(run_ptr[s], run_ptr[s + 1]):
+                    key = f"{name}__N{k}__{'UP' if run_part[r] == 0 else 'DN'}"
+                    sets.setdefault(key, []).extend(labels[null_sets.slot_gene[k, run_lo[r] : run_hi[r]]].tolist())
     sets = {k: v for k, v in sets.items() if v}
 
-    def run_all(matrix) -> np.ndarray:
+    def run_all(matrix, null_out: NullOut | None = None) -> np.ndarray:
         import gseapy
 
         dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
@@ -584,13 +588,19 @@ def _prepare_gsva(resolved, stats: GeneStats, params, random_state, null: NullSp
         res = gseapy.gsva(frame, sets, kcdf=params["kcdf"], weight=params["tau"], mx_diff=params["mx_diff"],
                           min_size=1, max_size=stats.n_genes, threads=int(params["threads"]), outdir=None, verbose=False).res2d  # fmt: skip
         table = res.pivot(index="Name", columns="Term", values="ES").astype(float).reindex(index=frame.columns)
-        out = np.empty((dense.shape[0], len(resolved.names)))
-        for s, name in enumerate(resolved.names):
-            up = table[f"{name}__UP"].to_numpy() if f"{name}__UP" in table else np.zeros(dense.shape[0])
-            out[:, s] = up - (table[f"{name}__DN"].to_numpy() if f"{name}__DN" in table else 0.0)
+
+        def es(prefix: str) -> np.ndarray:  # ES(up) - ES(down) of the sets named prefix__UP / prefix__DN
+            up = table[f"{prefix}__UP"].to_numpy() if f"{prefix}__UP" in table else np.zeros(dense.shape[0])
+            return up - (table[f"{prefix}__DN"].to_numpy() if f"{prefix}__DN" in table else 0.0)
+
+        out = np.stack([es(name) for name in resolved.names], axis=1)
+        if null_sets is not None and null_out is not None:
+            n_null = null_sets.slot_gene.shape[0]
+            random = np.stack([np.stack([es(f"{name}__N{k}") for k in range(n_null)], axis=1) for name in resolved.names], 1)
+            empirical_null(out, random, null_sets.seed, 0, *null_out)
         return out
 
-    return Plan(run_all=run_all)
+    return Plan(run_all=run_all, null=null_sets)
 
 
 register(Method(

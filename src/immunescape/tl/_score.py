@@ -107,7 +107,8 @@ def score(
         scores tie (sparse cells); its resolution is ``1 / (n_null + 1)``. ``aucell`` and ``ssgsea``
         break rank ties in a fixed gene order (as decoupler and gseapy), which would favour a fixed
         gene set in every cell, so their z and p are for the tie-averaged statistic (the scores are
-        unchanged). Not available for ``gsva``.
+        unchanged). ``gsva`` (gseapy) scores the random sets in its one call with the signatures:
+        its cost grows with ``n_null`` times the signatures.
 
         ``"analytic"`` (``mean``, ``wmean``, ``zmean``): the same null without drawing sets. A linear
         score of random genes drawn without replacement within bins has exact moments, computed per
@@ -303,12 +304,17 @@ def score_matrix(
         raise InputError("The data have no genes (0 columns); nothing to score.")
     check_chunk_size(chunk_size)
     show = progress if progress is not None else n_rows > 100_000
-    if method.name == "gsva":  # needs all samples at once: validate, then hand the whole matrix over
-        stats = _scan(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
-        plan = method.prepare(resolved, stats, params, random_state, null)  # refuses a null, with advice
-        return plan.finish(plan.run_all(matrix if is_in_memory(matrix) else matrix[:])), plan.details, {}
     if null is not None:  # the null's expression bins need gene means
         method = dataclasses.replace(method, needs=(*method.needs, "null_means"))
+    if method.name == "gsva":  # needs all samples at once: validate, then hand the whole matrix over
+        if null is not None and not is_in_memory(matrix):  # GSVA loads every row anyway; the null's bins need means
+            matrix = matrix.compute() if is_dask(matrix) else matrix[:]
+        stats = _scan(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
+        plan = method.prepare(resolved, stats, params, random_state, null)
+        z, pval = (np.empty((n_rows, len(resolved.signatures))), np.empty((n_rows, len(resolved.signatures)))) if null else (None, None)
+        scores = plan.run_all(matrix if is_in_memory(matrix) else matrix[:], None if null is None else (z, pval))
+        null_stats = {"z": z, "pval": pval, "details": plan.null.details} if null is not None else {}
+        return plan.finish(scores), plan.details, null_stats
     if is_dask(matrix):
         from .._dask import score_dask
 
