@@ -3,7 +3,7 @@
 Usage::
 
     pip install ".[test]" psutil
-    python benchmarks/bench_scoring.py            # bulk, 2k, 10k and 100k cells (about 10 minutes)
+    python benchmarks/bench_scoring.py            # bulk, 2k, 10k and 100k cells (about 30 minutes with the peers)
     python benchmarks/bench_scoring.py --quick    # bulk and 10k only
 
 Each measurement runs in a fresh process (see common.run_child). Warm-up: two calls on the first
