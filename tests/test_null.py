@@ -301,6 +301,23 @@ def test_results_are_stored_next_to_the_scores():
     assert "esc_pval" not in adata.obsm or "esc_a_pval" not in adata.obs  # obs gets the scores only
 
 
+def test_benjamini_hochberg_leaves_undefined_pvalues_out():
+    """Per row (one cell's signatures): NaN p-values stay NaN and do not count as tests; ties and an
+    all-NaN row are handled; equal to scipy on the defined ones."""
+    rng = np.random.default_rng(40)
+    p = rng.random((50, 12))
+    p[rng.random(p.shape) < 0.2] = np.nan
+    p[3] = np.nan
+    p[4, :6] = 0.02
+    adjusted = benjamini_hochberg(p)
+    for row, adj in zip(p, adjusted):
+        defined = np.isfinite(row)
+        np.testing.assert_array_equal(np.isfinite(adj), defined)
+        if defined.any():
+            np.testing.assert_allclose(adj[defined], stats.false_discovery_control(row[defined]), rtol=1e-12)
+    np.testing.assert_allclose(benjamini_hochberg(p.T, axis=0), adjusted.T)
+
+
 def test_dataframe_input_returns_the_four_tables():
     adata, sets = synthetic(seed=10, n_cells=40, dense=True)
     frame = adata.to_df()
