@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, TIE_TOLERANCE, UCELL, bh_rows, uniform
+from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL, bh_rows
 
 NULL_KINDS = ("matched", "analytic")
 
@@ -323,30 +323,6 @@ def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.nd
     np.add.at(ptr, genes[by_gene] + 1, counts)
     dtype = np.int16 if n_null * n_groups < 2**15 else np.int32 if n_null * n_groups < 2**31 else np.int64  # small: cache-resident
     return np.cumsum(ptr), idx.astype(dtype)
-
-
-def empirical_null(observed: np.ndarray, random: np.ndarray, seed: int, first_row: int, z_out: np.ndarray,
-                   p_out: np.ndarray) -> None:  # fmt: skip
-    """z and randomised p of scores ``observed`` (rows x signatures) against explicit random-set
-    scores ``random`` (rows x signatures x n_null), with the kernels' rules (see
-    :func:`immunescape._kernels.nulls.row_nulls`): for methods scored outside them (GSVA)."""
-    n_rows, n_sig, n_null = random.shape
-    d = random - observed[:, :, None]
-    tol = TIE_TOLERANCE * (1.0 + np.abs(observed))[:, :, None]
-    tied = np.abs(d) <= tol
-    d = np.where(tied, 0.0, d)
-    u = np.asarray([[uniform(seed, first_row + i, s) for s in range(n_sig)] for i in range(n_rows)]).reshape(n_rows, n_sig)
-    p_out[:] = ((d > tol).sum(2) + u * (tied.sum(2) + 1)) / (n_null + 1)
-    mean_d = d.mean(2)
-    squares = (d * d).sum(2)
-    var = (squares - n_null * mean_d**2) / (n_null - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = -mean_d / np.sqrt(var)
-    flat = ~(var > 1e-24 * squares / n_null)  # every random set scores the same: no spread to measure against
-    z_out[:] = np.where(flat, np.where(mean_d == 0.0, 0.0, np.nan), z)
-    undefined = ~np.isfinite(observed)
-    z_out[undefined] = np.nan
-    p_out[undefined] = np.nan
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ._chunks import Chunk
 from ._errors import InputError
 from ._kernels import linear, nulls, ranks
-from ._null import EMPTY, MomentNull, NullSets, build_moment_null, build_null_sets, empirical_null, expression_bins
+from ._null import EMPTY, MomentNull, NullSets, build_moment_null, build_null_sets, expression_bins
 from ._utils import closest
 from .genes import ResolvedSignatures
 
@@ -597,7 +597,7 @@ def _prepare_gsva(resolved, stats: GeneStats, params, random_state, null: NullSp
         if null_sets is not None and null_out is not None:
             n_null = null_sets.slot_gene.shape[0]
             random = np.stack([np.stack([es(f"{name}__N{k}") for k in range(n_null)], axis=1) for name in resolved.names], 1)
-            empirical_null(out, random, null_sets.seed, 0, *null_out)
+            nulls.explicit_nulls(out, random, null_sets.seed, 0, *null_out)
         return out
 
     return Plan(run_all=run_all, null=null_sets)

@@ -87,6 +87,42 @@ def _write(work, n_sig, n_null, row, seed, z_out, p_out):  # pragma: no cover - 
             z_out[s] = 0.0 if mean_d == 0.0 else np.nan
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _compare(v, obs, tol):  # pragma: no cover - numba
+    """One null score ``v`` against the observed score: (above, tied, v - obs with ties set to 0).
+    Branch-free: in sparse rows ties and wins come in no predictable order."""
+    d = v - obs
+    tie = abs(d) <= tol
+    return d > tol, tie, 0.0 if tie else d
+
+
+@njit(cache=True, nogil=True)
+def explicit_nulls(observed, random, seed, first_row, z_out, p_out):  # pragma: no cover - numba
+    """z and randomised p of ``observed`` (rows x signatures) against explicit random-set scores
+    ``random`` (rows x signatures x n_null), by :func:`row_nulls`' rules: for methods scored outside
+    the kernels (GSVA)."""
+    n_rows, n_sig, n_null = random.shape
+    work = (np.zeros((2, 1)), np.zeros(n_sig), np.zeros(n_sig, np.int64), np.zeros(n_sig, np.int64), np.zeros(n_sig),
+            np.zeros(n_sig))  # fmt: skip
+    for i in range(n_rows):
+        for s in range(n_sig):
+            obs = observed[i, s]
+            tol = TIE_TOLERANCE * (1.0 + abs(obs))
+            above, tied, total, squares = 0, 0, 0.0, 0.0
+            for k in range(n_null):
+                win, tie, d = _compare(random[i, s, k], obs, tol)
+                above += win
+                tied += tie
+                total += d
+                squares += d * d
+            work[1][s] = obs
+            work[2][s] = above
+            work[3][s] = tied
+            work[4][s] = total
+            work[5][s] = squares
+        _write(work, n_sig, n_null, first_row + i, seed, z_out[i], p_out[i])
+
+
 @njit(cache=True, nogil=True)
 def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_out, p_out):  # pragma: no cover - numba
     """Score the signatures and their random sets on one row; write each signature's z-score against
@@ -161,11 +197,9 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
                     v += grp_cw[q] * acc[base + q]
                 if kind == UCELL:
                     v = max(v, 0.0)
-            d = v - obs
-            tie = abs(d) <= tol  # branch-free: in sparse rows ties and wins come in no predictable order
-            above += d > tol
+            win, tie, d = _compare(v, obs, tol)
+            above += win
             tied += tie
-            d = 0.0 if tie else d
             total += d
             squares += d * d
         n_above[s] = above
