@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,48 +12,42 @@ from immunescape.cli import main
 from immunescape.tl import MECHANISMS
 
 
-def f1(pred: pd.Series, truth: pd.Series) -> float:
-    pred, truth = pred.astype(bool), truth.astype(bool)
-    tp = (pred & truth).sum()
-    fp = (pred & ~truth).sum()
-    fn = (~pred & truth).sum()
-    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+UNUSED_SEEDS = (31, 32, 33)  # seeds no threshold or estimator was looked at with
 
 
-def run_cohort(seed: int, bulk: bool, n_samples: int = 24, cells_per_sample: int = 250):
-    cells = ie.datasets.simulate_tumor(n_samples=n_samples, cells_per_sample=cells_per_sample, seed=seed)
-    truth = cells.uns["simulation"]["truth"]
-    if bulk:
-        samples = ie.pp.pseudobulk(cells, "sample")
-        ie.tl.score(samples, "immune_escape,bagaev2021", method="singscore")
-    else:
+@pytest.fixture(scope="module")
+def planted():
+    """Three simulated cohorts (24 patients, 600 cells each) classified from their cells."""
+    calls, truth = [], []
+    for seed in UNUSED_SEEDS:
+        cells = ie.datasets.simulate_tumor(n_samples=24, cells_per_sample=600, seed=seed)
         ie.tl.score(cells, "immune_escape,bagaev2021", method="ucell")
         samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
-    calls = ie.tl.classify(samples)
-    return calls.loc[truth.index], truth
-
-
-@pytest.fixture(scope="module", params=["single_cell", "bulk"])
-def evidence(request):
-    rows = [run_cohort(seed, bulk=request.param == "bulk") for seed in (11, 12, 13)]
-    calls = pd.concat([c for c, _ in rows])
-    truth = pd.concat([t for _, t in rows])
-    return request.param, calls, truth
+        c = ie.tl.classify(samples, inplace=False)
+        t = cells.uns["simulation"]["truth"].loc[c.index]
+        c.index = t.index = [f"{seed}:{i}" for i in c.index]
+        calls.append(c)
+        truth.append(t)
+    return pd.concat(calls), pd.concat(truth)
 
 
 @pytest.mark.slow
-def test_planted_context_is_recovered(evidence):
-    kind, calls, truth = evidence
-    accuracy = (calls["immune_context"] == truth["context"]).mean()
-    assert accuracy >= 0.9, (kind, accuracy, pd.crosstab(truth["context"], calls["immune_context"]))
+def test_planted_mechanisms_are_recovered_on_unused_seeds(planted):
+    calls, truth = planted
+    for m in MECHANISMS:
+        called, present = calls[m].eq(True), truth[m].astype(bool)
+        recall = (called & present).sum() / present.sum()
+        false_rate = (called & ~present).sum() / (~present).sum()
+        assert recall >= 0.9 and false_rate <= 0.1, (m, recall, false_rate)
 
 
 @pytest.mark.slow
-def test_planted_mechanisms_are_recovered(evidence):
-    kind, calls, truth = evidence
-    scores = {m: f1(calls[m].eq(True), truth[m]) for m in MECHANISMS}
-    macro = float(np.mean(list(scores.values())))
-    assert macro >= 0.85, (kind, macro, scores)
+def test_simulated_contexts_are_ordered_by_the_model(planted):
+    # the model is fitted on real tumours, not on the simulator: its absolute calls on simulated cells are
+    # not a claim, but more T cells must mean a higher probability of 'inflamed'
+    calls, truth = planted
+    p = calls.groupby(truth["context"].to_numpy())["p_inflamed"].mean()
+    assert p["inflamed"] > p["excluded"] > p["desert"], p
 
 
 @pytest.fixture(scope="module")
@@ -123,20 +118,29 @@ def test_calls_carry_numbers_and_reasons(scored_cells):
     row = calls.iloc[0]
     for m in MECHANISMS:
         assert {f"{m}_z", f"{m}_percentile", f"{m}_confidence", f"{m}_reason"} <= set(calls.columns)
-    assert "percentile" in row["antigen_presentation_loss_reason"] and "robust z" in row["antigen_presentation_loss_reason"]
+    reason = row["antigen_presentation_loss_reason"]
+    assert "percentile" in reason and "robust z" in reason
+    assert re.match(r"antigen presentation low: [A-Z0-9-]+, [A-Z0-9-]+, [A-Z0-9-]+ at the \d+(st|nd|rd|th)", reason), reason
+    assert row["antigen_presentation_loss_genes"] in reason
     assert row["immune_context"] in ("inflamed", "excluded", "desert", "indeterminate") and row["context_reason"]
+    assert "P(inflamed)" in row["context_reason"]
     assert calls.attrs["thresholds"]["mechanisms"]["checkpoint_high"] == MECHANISMS["checkpoint_high"].threshold
     assert set(calls["bagaev_class"]) <= {"IE", "IE/F", "F", "D"}
     assert samples.obs["immunescape_class"].tolist() == calls["immune_context"].tolist()
-    assert json.loads(samples.uns["immunescape_class"]["thresholds"])["inflamed"] == ie.tl.Thresholds().inflamed
+    assert json.loads(samples.uns["immunescape_class"]["thresholds"])["context_margin"] == ie.tl.load_context_model().margin
 
 
 def test_thresholds_are_overridable(scored_cells):
     samples = ie.tl.aggregate(scored_cells, "sample", celltype_key="cell_type")
-    strict = ie.tl.classify(samples, thresholds={"checkpoint_high": 50.0, "inflamed": 50.0}, inplace=False)
-    assert not strict["checkpoint_high"].any() and "inflamed" not in set(strict["immune_context"])
+    strict = ie.tl.classify(samples, thresholds={"checkpoint_high": 50.0, "context_margin": 1.01}, inplace=False)
+    assert not strict["checkpoint_high"].any() and set(strict["immune_context"]) == {"indeterminate"}
     with pytest.raises(ie.InputError, match="Unknown threshold"):
-        ie.tl.classify(samples, thresholds={"inflammed": 1.0})
+        ie.tl.classify(samples, thresholds={"checkpoint_hihg": 1.0})
+    with pytest.raises(ie.InputError, match="model fitted on pathology"):
+        ie.tl.classify(samples, thresholds={"inflamed": 1.0})
+    for bad in (True, "abc", float("nan")):
+        with pytest.raises(ie.InputError, match="must be"):
+            ie.tl.classify(samples, thresholds={"checkpoint_high": bad})
 
 
 def test_reference_profile_round_trip(scored_cells, tmp_path):
@@ -146,6 +150,9 @@ def test_reference_profile_round_trip(scored_cells, tmp_path):
     by_file = ie.tl.classify(samples, reference=tmp_path / "ref.json", inplace=False)
     by_self = ie.tl.classify(samples, inplace=False)
     pd.testing.assert_series_equal(by_file["immune_context"], by_self["immune_context"])
+    (tmp_path / "bad.json").write_text('{"a": 1}')
+    with pytest.raises(ie.InputError, match="not a reference profile"):
+        ie.tl.classify(samples, reference=tmp_path / "bad.json")
     # against another cohort the percentiles refer to that cohort
     other = ie.datasets.simulate_tumor(n_samples=6, cells_per_sample=150, seed=9)
     ie.tl.score(other, "immune_escape")
@@ -171,7 +178,7 @@ def test_cli_classify(tmp_path):
     assert len(table) == 6 and "immune_context" in table and "bagaev_class" in table
     h5 = tmp_path / "samples.h5ad"
     assert main(["-q", "classify", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(h5),
-                 "--threshold", "inflamed=0.7"]) == 0  # fmt: skip
+                 "--threshold", "context_margin=0.2"]) == 0  # fmt: skip
     import anndata as ad
 
     assert "immunescape_class" in ad.read_h5ad(h5).obs

@@ -54,7 +54,7 @@ PROPORTIONS = {
 # mechanism -> (signatures whose genes change, cell types affected, fold change)
 PLANTS = {
     "antigen_presentation_loss": (["apm_mariathasan2018", "bagaev2021_MHCI"], ["malignant"], 0.15),
-    "checkpoint_high": (["immune_checkpoints_curated"], ["malignant", "myeloid", "CD8 T"], 5.0),
+    "checkpoint_high": (["immune_checkpoints_curated"], ["malignant", "myeloid"], 5.0),  # ligands on tumour and myeloid cells (PD-L1 TC/IC); receptors on T cells are exhaustion
     "suppressive_myeloid": (["tam_trem2_xue2022", "tam_spp1_xue2022", "bagaev2021_MDSC"], ["myeloid"], 5.0),
     "t_cell_exhaustion": (["tex_cd8_chu2023", "tex_inhibitory_receptors_curated"], ["CD8 T"], 5.0),
     "ifn_sting_silenced": (["ifn_type1_rooney2015", "cgas_sting_core"], ["malignant"], 0.15),
@@ -202,6 +202,10 @@ def _simulation_genes(n_background: int, rng: np.random.Generator) -> list[str]:
         if sig.name == "rloop_rloopbase_human_regulators":
             continue
         wanted.update(dict.fromkeys(sig.genes))
+    # the context model's gene panel, so that its within-sample ranks can be read from simulated data
+    from .tl._context import load_context_model
+
+    wanted.update(dict.fromkeys(g for g in load_context_model().universe if g in gene_tables().current))
     current = gene_tables().current
     pool = sorted(g for g in current if g not in wanted and g.isalnum() and not g.startswith(("LINC", "MIR", "LOC", "SNOR")))
     background = rng.choice(pool, size=min(n_background, len(pool)), replace=False).tolist()

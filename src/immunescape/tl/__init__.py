@@ -2,6 +2,8 @@
 
 from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers
 from ._compare import adjust_pvalues, compare
+from ._context import ContextModel, context_features, load_context_model
+from ._contributions import contributions
 from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
 from ._enrich import enrich
 from ._score import NullScores, compute_scores, methods, score, score_matrix
@@ -16,6 +18,10 @@ __all__ = [
     "classify",
     "compartments_from_labels",
     "compare",
+    "ContextModel",
+    "context_features",
+    "contributions",
+    "load_context_model",
     "compartments_from_markers",
     "compute_scores",
     "enrich",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import re
 import warnings
@@ -8,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
-from .._errors import DataWarning, InputError
+from .._errors import DataWarning, InputError, SignatureError
 from .._utils import closest
 from ..signatures import get as get_signature
 
@@ -211,7 +213,98 @@ def aggregate(
         "mode": mode, "sample_key": sample_key, "celltype_key": str(celltype_key), "compartments_from": source,
         "min_cells": min_cells, "key": key,
     }  # fmt: skip
+    _add_context_inputs(out, adata, samples, keep, sample_order, counts_layer)
+    _add_gene_means(out, adata, key, samples, compartment, keep, sample_order, min_cells)
     return out
+
+
+def _add_context_inputs(out: AnnData, adata: AnnData, samples: pd.Series, keep: np.ndarray, sample_order: list[str],
+                        counts_layer: str | None) -> None:  # fmt: skip
+    """The context model's features of each sample's pseudobulk (all its cells), for classify."""
+    from ..pp._pseudobulk import summed_profiles
+    from ._classify import CONTEXT_FEATURES, CONTEXT_RANKS
+    from ._context import compute_context_inputs, load_context_model
+
+    if counts_layer is not None and counts_layer in adata.layers:
+        X = adata.layers[counts_layer]
+    else:  # log-normalised X: undo the log so that cells add up as counts do
+        X = adata.X.copy()
+        if _looks_logged(X):
+            if sp.issparse(X):
+                X.data = np.expm1(X.data)
+            else:
+                X = np.expm1(X)
+    codes = np.full(adata.n_obs, -1, np.int64)
+    codes[keep] = pd.Categorical(samples[keep], categories=sample_order).codes
+    summed, _ = summed_profiles(X, codes, len(sample_order))
+    bulk = AnnData(summed.astype(np.float32), obs=pd.DataFrame(index=pd.Index(sample_order)), var=pd.DataFrame(index=adata.var_names))
+    model = load_context_model()
+    try:
+        inputs = compute_context_inputs(bulk, model=model)
+    except InputError as err:
+        warnings.warn(f"The immune-context model cannot read these data ({err}); contexts will be indeterminate.", DataWarning, stacklevel=3)
+        return
+    out.obsm[CONTEXT_FEATURES] = inputs.features.set_axis(out.obs_names)
+    out.obsm[CONTEXT_RANKS] = inputs.gene_ranks.set_axis(out.obs_names)
+    out.uns["immunescape_samples"]["context_model"] = {
+        "version": model.version, "universe_coverage": inputs.universe_coverage,
+        "feature_coverage": json.dumps(inputs.feature_coverage.to_dict()),
+        "source": f"pseudobulk of all cells per sample ({'layer ' + repr(counts_layer) if counts_layer in adata.layers else 'expm1 of X'})",
+    }  # fmt: skip
+
+
+def _looks_logged(X) -> bool:
+    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    sample = values[: 1_000_000]
+    return bool(sample.size) and not np.allclose(sample, np.round(sample)) and float(np.max(sample)) < 50
+
+
+def _add_gene_means(out: AnnData, adata: AnnData, key: str, samples: pd.Series, compartment: pd.Series, keep: np.ndarray,
+                    sample_order: list[str], min_cells: int) -> None:  # fmt: skip
+    """Mean expression of each mechanism gene over the cells of its signature's compartment ("compartment:GENE")."""
+    from .._anndata import get_expression
+    from ..genes import resolve
+    from ._classify import GENE_MEANS, MECHANISMS
+    from ._context import matched_symbols
+
+    record = adata.uns.get(key, {}) if isinstance(adata.uns.get(key), Mapping) else {}
+    try:
+        matrix, names, _ = get_expression(adata, layer=record.get("layer"), use_raw=record.get("use_raw"),
+                                          gene_symbols=record.get("gene_symbols"))  # fmt: skip
+    except InputError:
+        matrix, names, _ = get_expression(adata, use_raw=False)
+    signatures = []
+    for rule in MECHANISMS.values():
+        for name in (*rule.features, *rule.fallback):
+            try:
+                signatures.append(get_signature(name))
+            except SignatureError:
+                continue  # composition features (frac_*) have no genes
+    comps = _signature_compartments([s.name for s in signatures])["compartment"]
+    resolved = resolve(signatures, names, min_coverage=0.0, check=False)
+    columns: dict[str, np.ndarray] = {}
+    for sig, positions in zip(signatures, resolved.positions):
+        comp = comps[sig.name]
+        mask = keep & ((compartment == comp).to_numpy() if comp != "any" else np.ones(len(keep), bool))
+        cells = np.flatnonzero(mask)
+        if cells.size == 0 or positions.size == 0:
+            continue
+        symbols = matched_symbols(positions, names, resolved.coverage.loc[sig.name, "matched_as"])
+        todo = [(p, g) for p, g in zip(positions, symbols) if f"{comp}:{g}" not in columns]
+        if not todo:
+            continue
+        codes = pd.Categorical(samples.iloc[cells], categories=sample_order).codes
+        n = np.bincount(codes[codes >= 0], minlength=len(sample_order)).astype(float)
+        indicator = sp.csr_matrix((np.ones(cells.size), (codes, cells)), shape=(len(sample_order), adata.n_obs))
+        block = matrix[:, [p for p, _ in todo]]
+        sums = indicator @ block
+        sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where((n >= min_cells)[:, None], sums / n[:, None], np.nan)
+        for j, (_, g) in enumerate(todo):
+            columns[f"{comp}:{g}"] = means[:, j]
+    if columns:
+        out.obsm[GENE_MEANS] = pd.DataFrame(columns, index=out.obs_names)
 
 
 def _composition(samples: pd.Series, compartment: pd.Series, labels: pd.Series | None, min_cells: int = 10) -> pd.DataFrame:
@@ -238,7 +331,7 @@ def _signature_compartments(names: Sequence[str]) -> pd.DataFrame:
     for name in names:
         try:
             meta = get_signature(name).meta
-        except Exception:  # user signatures: meaningful everywhere unless they say otherwise
+        except SignatureError:  # user signatures: meaningful everywhere unless they say otherwise
             meta = {}
         rows.append({"compartment": meta.get("compartment", "any"), "category": meta.get("category", "user")})
     return pd.DataFrame(rows, index=pd.Index(list(names)))

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,16 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._errors import InputError
+from .._errors import DataWarning, InputError, SignatureError
 from .._utils import closest
+from ..signatures import get as get_signature
+from ._context import ContextInputs, ContextModel, compute_context_inputs, load_context_model, predict_context, robust_scale
 
-MAD_SCALE = 1.4826  # makes the MAD a consistent estimate of the standard deviation for normal data
+#: obsm keys of aggregate()'s output read by classify
+CONTEXT_FEATURES = "immunescape_context_features"
+CONTEXT_RANKS = "immunescape_context_ranks"
+GENE_MEANS = "immunescape_gene_means"
+
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,6 @@ MECHANISMS: dict[str, Rule] = {
                                          "IDO/adenosine/glycolysis metabolism"),
 }  # fmt: skip
 
-INFILTRATION = ("cd8_t_effector_mariathasan2018", "cytolytic_activity_rooney2015", "tis_gep_ayers2017", "ifng_ayers2017", "frac_T")
-EXCLUSION = ("tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020", "bagaev2021_CAF", "frac_fibroblast")
 BAGAEV_IMMUNE = tuple(f"bagaev2021_{n}" for n in (
     "MHCI", "MHCII", "Coactivation_molecules", "Effector_cells", "T_cell_traffic", "NK_cells", "T_cells", "B_cells",
     "M1_signatures", "Th1_signature", "Antitumor_cytokines", "Checkpoint_inhibition", "Treg", "T_reg_traffic",
@@ -59,28 +64,23 @@ BAGAEV_FIBROTIC = tuple(f"bagaev2021_{n}" for n in ("CAF", "Matrix", "Matrix_rem
 class Thresholds:
     """Every number the classifier compares against; pass a dict with any of these keys to override.
 
-    The defaults were read off simulated cohorts (seeds 1-5 of :func:`~immunescape.datasets.simulate_tumor`,
-    not the seeds the tests use): excluded and desert samples have infiltration z below ~0.55, inflamed
-    ones above ~0.65; exclusion z is below ~0.6 outside excluded samples and above ~4.8 inside them.
+    The immune context comes from the shipped model (:func:`load_context_model`), fitted on pathology;
+    only its indeterminate margin is a threshold here. Mechanism thresholds are on the robust z scale
+    of the reference (shipped or cohort): +/-1 (about the 16th/84th percentile of a normal reference),
+    a convention, not a value fitted to any data.
 
     Attributes
     ----------
-    inflamed
-        Infiltration robust z at or above which a sample is ``inflamed``.
-    excluded
-        Exclusion (stroma/TGF-beta) robust z at or above which a non-inflamed sample is ``excluded``
-        (below it, ``desert``).
-    margin
-        A context decided by less than this distance from a threshold is ``indeterminate``.
+    context_margin
+        A context whose top probability leads the next by less is ``indeterminate``; None: the
+        model's own margin (0.1).
     mechanisms
         ``{mechanism: z threshold}``; the sign follows the rule's direction (see ``MECHANISMS``).
     bagaev_clip
         Bagaev 2021 scaling clips robust z at +/- this value before averaging.
     """
 
-    inflamed: float = 0.6
-    excluded: float = 1.0
-    margin: float = 0.05
+    context_margin: float | None = None
     mechanisms: dict[str, float] = field(default_factory=lambda: {k: r.threshold for k, r in MECHANISMS.items()})
     bagaev_clip: float = 2.0
 
@@ -90,21 +90,39 @@ class Thresholds:
             return cls()
         if isinstance(given, Thresholds):
             return given
+        if not isinstance(given, Mapping):
+            raise InputError(f"thresholds must be a dict or a Thresholds, got {type(given).__name__}.")
         base = cls()
+        names = [*MECHANISMS, "context_margin", "bagaev_clip"]
         for key, value in given.items():
             if key in MECHANISMS:
-                base.mechanisms[key] = float(value)
+                base.mechanisms[key] = _number(key, value)
             elif key == "mechanisms":
                 for m, v in value.items():
                     if m not in MECHANISMS:
                         raise InputError(f"Unknown mechanism {m!r}." + closest(m, MECHANISMS))
-                    base.mechanisms[m] = float(v)
-            elif key in ("inflamed", "excluded", "margin", "bagaev_clip"):
-                setattr(base, key, float(value))
+                    base.mechanisms[m] = _number(m, v)
+            elif key in ("context_margin", "bagaev_clip"):
+                setattr(base, key, _number(key, value))
+            elif key in ("inflamed", "excluded", "margin"):
+                raise InputError(f"Threshold {key!r} is gone: the immune context now comes from a model fitted on pathology "
+                                 "(ie.tl.load_context_model()); its only threshold is 'context_margin'.")  # fmt: skip
             else:
-                raise InputError(f"Unknown threshold {key!r}; use inflamed, excluded, margin, bagaev_clip or a mechanism name."
-                                 + closest(key, [*MECHANISMS, "inflamed", "excluded", "margin", "bagaev_clip"]))  # fmt: skip
+                raise InputError(f"Unknown threshold {key!r}; use context_margin, bagaev_clip or a mechanism name."
+                                 + closest(key, names))  # fmt: skip
         return base
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InputError(f"Threshold {name!r} must be a number, got {value!r}.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"Threshold {name!r} must be a number, got {value!r}.") from None
+    if not np.isfinite(number):
+        raise InputError(f"Threshold {name!r} must be finite, got {value!r}.")
+    return number
 
 
 # ------------------------------------------------------------------------------------------ features
@@ -133,27 +151,39 @@ def sample_features(samples: AnnData | pd.DataFrame, key: str = "immunescape") -
 # ------------------------------------------------------------------------------------------ reference
 @dataclass
 class ReferenceProfile:
-    """Per-feature medians, MADs and sorted values of a reference cohort (JSON-serialisable)."""
+    """Per-feature medians, spreads and sorted values of a reference cohort (JSON-serialisable).
+
+    The spread is 1.4826 MAD floored at half the standard deviation (:func:`robust_scale`), so that a
+    feature equal in most samples never gives absurd z-scores.
+    """
 
     median: dict[str, float]
     mad: dict[str, float]
     values: dict[str, list[float]]
     n_samples: int
     description: str = "reference cohort"
+    split: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_features(cls, features: pd.DataFrame, description: str = "reference cohort") -> ReferenceProfile:
-        med, mad, values = {}, {}, {}
+    def from_features(cls, features: pd.DataFrame, description: str = "reference cohort",
+                      directions: Mapping[str, str] | None = None) -> ReferenceProfile:  # fmt: skip
+        """Summarise ``features``; with ``directions`` ({feature: "high" or "low"}), a cohort that falls into
+        two clearly separated groups is judged against the group on the unaffected side (see :func:`unaffected_group`)."""
+        med, mad, values, split = {}, {}, {}, {}
         for col in features.columns:
-            x = features[col].dropna().to_numpy(dtype=float)
+            x = pd.to_numeric(features[col], errors="coerce").dropna().to_numpy(dtype=float)
             if x.size == 0:
                 continue
-            m = float(np.median(x))
-            d = float(np.median(np.abs(x - m))) * MAD_SCALE
-            if d == 0:  # fall back to the standard deviation, then to 1 (a constant feature)
-                d = float(np.std(x)) or 1.0
-            med[col], mad[col], values[col] = m, d, np.sort(x).tolist()
-        return cls(med, mad, values, len(features), description)
+            center, scale = float(np.median(x)), robust_scale(x)
+            direction = (directions or {}).get(col)
+            if direction is not None:
+                group = unaffected_group(x, direction)
+                if group is not None:
+                    center = float(np.median(group))
+                    scale = max(robust_scale(group), 0.5 * float(np.std(x, ddof=1)))
+                    split[col] = f"the cohort splits in two; judged against the {group.size} of {x.size} samples on the {'low' if direction == 'high' else 'high'} side"
+            med[col], mad[col], values[col] = center, (scale if np.isfinite(scale) and scale > 0 else 1.0), np.sort(x).tolist()
+        return cls(med, mad, values, len(features), description, split)
 
     def save(self, path: str | Path) -> None:
         from ..io import atomic_write_text
@@ -162,7 +192,11 @@ class ReferenceProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceProfile:
-        return cls(**json.loads(Path(path).read_text()))
+        try:
+            body = json.loads(Path(path).read_text())
+            return cls(**body)
+        except (OSError, ValueError, TypeError) as err:
+            raise InputError(f"{path} is not a reference profile saved by ReferenceProfile.save ({err}).") from err
 
     def z(self, features: pd.DataFrame) -> pd.DataFrame:
         cols = [c for c in features.columns if c in self.median]
@@ -179,124 +213,391 @@ class ReferenceProfile:
         return 100.0 * (below + 0.5 * equal) / ref.size
 
 
+#: a split is taken when the two groups are this many pooled SDs apart (Ashman's D); under normal, t3 and
+#: log-normal data without groups such splits are rare and move the share of calls by under 2 points
+SPLIT_D = 5.0
+SPLIT_MIN_SAMPLES = 10
+SPLIT_MIN_UNAFFECTED = 0.25
+
+
+def unaffected_group(x: np.ndarray, direction: str) -> np.ndarray | None:
+    """The samples on the unaffected side when a cohort falls into two clearly separated groups, else None.
+
+    Judged against its own median, a cohort in which half the samples carry a mechanism cannot single
+    them out. When the sorted values split into two groups at least ``SPLIT_D`` pooled SDs apart
+    (each of 3 or more samples), the group on the side opposite to the mechanism's direction
+    (the low group for a "high" rule) is the reference, provided it holds at least 25% of the samples.
+    """
+    x = np.sort(np.asarray(x, dtype=float))
+    n = x.size
+    if n < SPLIT_MIN_SAMPLES:
+        return None
+    best_d, best_k = 0.0, 0
+    for k in range(3, n - 2):
+        a, b = x[:k], x[k:]
+        pooled = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+        d = (b.mean() - a.mean()) / pooled if pooled > 0 else np.inf
+        if d > best_d:
+            best_d, best_k = d, k
+    if best_d < SPLIT_D:
+        return None
+    group = x[:best_k] if direction == "high" else x[best_k:]
+    return group if group.size >= SPLIT_MIN_UNAFFECTED * n else None
+
+
 def reference_profile(samples: AnnData | pd.DataFrame, key: str = "immunescape", description: str = "reference cohort") -> ReferenceProfile:
-    """Summarise a cohort as a reference for :func:`classify` (save it with ``.save(path)``)."""
+    """Summarise a cohort as a reference for :func:`classify` (save it with ``.save(path)``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> profile = reference_profile(pd.DataFrame({"cd8": [0.1, 0.2, 0.3, 0.4]}))
+    >>> profile.n_samples, round(profile.median["cd8"], 2)
+    (4, 0.25)
+    """
     return ReferenceProfile.from_features(sample_features(samples, key), description)
 
 
+class _Scale:
+    """Where a sample's features and gene values are placed: z, percentile, and which genes exist."""
+
+    def __init__(self, values: pd.DataFrame, z: pd.DataFrame, pct: pd.DataFrame, genes: pd.DataFrame | None,
+                 gene_pct: pd.DataFrame | None, description: str, kind: str) -> None:  # fmt: skip
+        self.values, self.z, self.pct = values, z, pct
+        self.genes, self.gene_pct = genes, gene_pct
+        self.description, self.kind = description, kind
+        self.split: dict[str, str] = {}
+
+
+def _shipped_scale(inputs: ContextInputs, model: ContextModel) -> _Scale:
+    feats = inputs.features[[c for c in inputs.features.columns if c in model.reference]]
+    z = pd.DataFrame({c: model.reference[c].z(feats[c]) for c in feats.columns}, index=feats.index)
+    pct = pd.DataFrame({c: model.reference[c].percentile(feats[c]) for c in feats.columns}, index=feats.index)
+    genes = inputs.gene_ranks[[g for g in inputs.gene_ranks.columns if g in model.gene_reference]]
+    gene_pct = pd.DataFrame({g: model.gene_reference[g].percentile(genes[g]) for g in genes.columns}, index=genes.index)
+    src = model.provenance.get("data", "")
+    return _Scale(feats, z, pct, genes, gene_pct, f"shipped reference v{model.version} ({src.split(';')[0].split(' (')[0]}, "
+                  f"{model.provenance.get('features', 'within-sample scores')})", "shipped")  # fmt: skip
+
+
+def _cohort_scale(values: pd.DataFrame, profile: ReferenceProfile, genes: pd.DataFrame | None, gene_profile: ReferenceProfile | None,
+                  counts: pd.DataFrame | None = None) -> _Scale:  # fmt: skip
+    z = profile.z(values)
+    for col, n in (counts.items() if counts is not None else ()):
+        if col in z.columns:  # a share counted in few cells: its binomial error joins the cohort's spread
+            p = float(np.clip(profile.median[col], 0.0, 1.0))
+            se = np.sqrt(p * (1 - p) / n.where(n > 0)).to_numpy()
+            z[col] = (values[col] - profile.median[col]) / np.sqrt(profile.mad[col] ** 2 + se**2)
+    pct = pd.DataFrame({c: [profile.percentile(c, v) for v in values[c]] for c in z.columns}, index=values.index)
+    gene_pct = None
+    if genes is not None and gene_profile is not None:
+        cols = [g for g in genes.columns if g in gene_profile.values]
+        gene_pct = pd.DataFrame({g: [gene_profile.percentile(g, v) for v in genes[g]] for g in cols}, index=genes.index)
+    scale = _Scale(values, z, pct, genes, gene_pct, profile.description, "cohort")
+    scale.split = dict(profile.split)
+    return scale
+
+
 # ------------------------------------------------------------------------------------------ classify
+MIN_COHORT = 5  # fewer samples cannot serve as their own reference
+
+
 def classify(
     samples: AnnData | pd.DataFrame,
     *,
     reference: AnnData | pd.DataFrame | ReferenceProfile | str | Path | None = None,
     thresholds: Mapping[str, Any] | Thresholds | None = None,
+    model: ContextModel | str | Path | None = None,
     key: str = "immunescape",
     key_added: str = "immunescape_class",
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    gene_symbols: str | None = None,
     inplace: bool = True,
 ) -> pd.DataFrame:
-    """Call each sample's immune context and escape mechanisms, with the numbers behind every call.
+    """Call each sample's immune context and escape mechanisms, with the numbers and genes behind every call.
 
-    Features are placed on a robust z scale, (value - median) / (1.4826 MAD), against the cohort
-    itself or against ``reference`` (a second cohort, or a saved :class:`ReferenceProfile`), and
-    reported with their percentile in that reference.
+    - **Immune context** (inflamed / excluded / desert, or ``indeterminate``) from the shipped model
+      fitted on pathologists' calls (IMvigor210; :func:`load_context_model`, its cross-validation in
+      ``model.metrics``): class probabilities from within-sample singscore features over the model's
+      gene panel, so a sample's context does not depend on the other samples. ``indeterminate`` when
+      the top class leads the next by less than the margin, or when the data hold too few of the
+      model's genes (the reason says which). Bulk samples and pseudobulks are read from their
+      expression; :func:`aggregate` output carries the features of each sample's pseudobulk.
+    - **Escape mechanisms** (multi-label): each rule in ``MECHANISMS`` averages the robust z of its
+      features and calls the mechanism beyond its threshold. The scale (``reference``):
 
-    - **Immune context** (operational definitions after Mariathasan 2018 and Bagaev 2021):
-      infiltration = mean z of CD8 T-effector, cytolytic activity, T-cell-inflamed GEP, IFN-gamma (and
-      the T-cell fraction for single cells); exclusion = mean z of pan-F-TBRS, ECM-myCAF and CAF (and
-      the fibroblast fraction). ``inflamed`` if infiltration >= ``thresholds.inflamed``; otherwise
-      ``excluded`` if exclusion >= ``thresholds.excluded``, else ``desert``; ``indeterminate`` when
-      the deciding value is within ``thresholds.margin`` of its threshold. This is a transcriptomic
-      stand-in for the spatial definition (T cells in the parenchyma vs. the stroma).
-    - **Escape mechanisms** (multi-label): each rule in ``MECHANISMS`` averages the z of its
-      features and calls the mechanism beyond its threshold (e.g. antigen presentation z <= -1).
-    - **Bagaev 2021 TME class** (IE, IE/F, F, D), re-derived from the paper's description rather
-      than its code (non-commercial licence): the 29 signatures scaled by median/MAD and clipped
-      at +/-2, an immune axis and a fibrotic axis averaged from them, and the four quadrants.
+      - ``None`` (default): bulk and pseudobulk samples against the shipped reference distributions
+        (single-sample; rules whose genes the panel lacks are not assessable, and say so); aggregated
+        single cells against their own cohort (no real single-cell reference ships), which assumes
+        that fewer than half of the samples carry a mechanism and needs at least 5 samples.
+      - ``"shipped"`` or ``"cohort"`` to choose; another cohort (AnnData or DataFrame like
+        ``samples``) or a saved :class:`ReferenceProfile` (or its JSON path) to compare against it.
 
-    Every call comes with its value(s), z, percentile, threshold, a confidence in [0, 1]
-    (distance from the threshold in z units, capped at 1) and a one-line reason.
+      Spreads are 1.4826 MAD floored at half the SD, so small cohorts never give absurd z.
+    - **Bagaev 2021 TME class** (IE, IE/F, F, D), re-derived from the paper's description (29
+      signatures scaled by median/MAD against the cohort, clipped at +/-2, immune and fibrotic axes).
 
-    Calls against the cohort itself assume that a mechanism is present in a minority of its samples:
-    when most samples carry it, the median sits among them and robust z cannot single them out.
-    Pass a ``reference`` cohort (or a saved profile) to judge small or homogeneous cohorts.
+    Every call comes with its z, percentile, confidence, the genes that drive it (``<mechanism>_genes``:
+    the three signature genes furthest in the rule's direction, with their percentiles) and a reason.
 
     Parameters
     ----------
     samples
-        :func:`aggregate` output, a scored bulk AnnData (``obsm[key]``), or a samples x features DataFrame.
+        :func:`aggregate` output, a bulk (or pseudobulk) AnnData of samples x genes, optionally scored
+        (``obsm[key]``), or a samples x features DataFrame (mechanisms only, against the cohort).
     reference
-        Cohort to compare against (AnnData/DataFrame like ``samples``, a ReferenceProfile or its
-        JSON path); default: the samples themselves.
+        See above.
     thresholds
-        Overrides of :class:`Thresholds` fields or mechanism thresholds, e.g. ``{"inflamed": 0.8,
-        "checkpoint_high": 1.5}``. The thresholds used are saved with the result.
+        Overrides of :class:`Thresholds` fields or mechanism thresholds, e.g. ``{"checkpoint_high": 1.5}``.
+    model
+        A :class:`ContextModel` or its JSON path; default: the shipped one.
     key
-        ``obsm`` key of bulk scores.
+        ``obsm`` key of bulk scores (used against a cohort reference).
     key_added
-        With an AnnData and ``inplace``: calls go to ``obs`` (context, mechanisms, Bagaev class) and
-        the full table and thresholds to ``uns[key_added]``.
+        With an AnnData and ``inplace``: calls go to ``obs`` and the full table to ``uns[key_added]``.
+    layer, use_raw, gene_symbols
+        Which expression of a bulk AnnData the model reads, as in :func:`score`.
     inplace
         Write into ``samples`` when it is an AnnData.
 
     Returns
     -------
     pandas.DataFrame
-        One row per sample; ``attrs["thresholds"]`` holds the thresholds used.
+        One row per sample; ``attrs`` hold the thresholds, the reference and the model version.
 
     Examples
     --------
     >>> import immunescape as ie
     >>> cells = ie.datasets.simulate_tumor(n_samples=6, cells_per_sample=150, seed=0)
-    >>> ie.tl.score(cells, "immune_escape")
-    >>> calls = ie.tl.classify(ie.tl.aggregate(cells, "sample", celltype_key="cell_type"))
-    >>> bool(calls["immune_context"].isin(["inflamed", "excluded", "desert", "indeterminate"]).all())
+    >>> bulk = ie.pp.pseudobulk(cells, "sample")
+    >>> calls = ie.tl.classify(bulk)
+    >>> alone = ie.tl.classify(bulk[:1].copy())
+    >>> bool(alone["immune_context"].iloc[0] == calls["immune_context"].iloc[0])
     True
     """
     th = Thresholds.from_user(thresholds)
-    features = sample_features(samples, key)
-    if features.empty:
+    if not isinstance(model, ContextModel):
+        model = load_context_model(model)
+    if th.context_margin is not None:
+        model = replace(model, margin=th.context_margin)
+    kind = _input_kind(samples)
+    inputs = _context_inputs(samples, kind, model, layer, use_raw, gene_symbols)
+    index = _sample_index(samples)
+    if len(index) == 0:
         raise InputError("No samples to classify.")
-    profile = _reference(reference, features, key)
-    z = profile.z(features)
-    out = pd.DataFrame(index=features.index)
-    _context(out, features, z, profile, th)
+    if inputs is not None:
+        out = predict_context(inputs, model)
+    else:
+        out = pd.DataFrame({"immune_context": "indeterminate", "context_confidence": 0.0}, index=index)
+        for c in model.classes:
+            out[f"p_{c}"] = np.nan
+        out["context_reason"] = ("no expression to read the context model from: classify a bulk AnnData (samples x genes), "
+                                 "a pseudobulk, or ie.tl.aggregate output")  # fmt: skip
+    scale = _mechanism_scale(samples, kind, reference, inputs, model, key)
     for name, rule in MECHANISMS.items():
-        _mechanism(out, name, rule, features, z, profile, th.mechanisms[name])
-    called = [m for m in MECHANISMS]
+        _mechanism(out, name, rule, scale, th.mechanisms[name])
+    called = list(MECHANISMS)
     out.insert(1, "mechanisms", out[called].apply(lambda r: ", ".join(m for m in called if r[m] is True), axis=1))
-    _bagaev(out, z, th)
-    out.attrs["thresholds"] = asdict(th)
-    out.attrs["reference"] = profile.description
+    cohort_z = _cohort_z_for_bagaev(samples, kind, key, inputs)
+    _bagaev(out, cohort_z, th)
+    th_record = asdict(th) | {"context_margin": model.margin}
+    out.attrs["thresholds"] = th_record
+    out.attrs["reference"] = scale.description
+    out.attrs["context_model"] = f"immunescape immune-context model v{model.version}"
+    if inputs is not None:
+        out.attrs["context_model_coverage"] = round(inputs.universe_coverage, 4)
     if inplace and isinstance(samples, AnnData):
         for col in ["immune_context", "mechanisms", "bagaev_class", *MECHANISMS]:
             samples.obs[f"{key_added}_{col}" if col != "immune_context" else key_added] = out[col].astype(str).to_numpy()
         samples.uns[key_added] = {"table": out.astype({c: str for c in out.columns if out[c].dtype == object}),
-                                  "thresholds": json.dumps(asdict(th)), "reference": profile.description}  # fmt: skip
+                                  "thresholds": json.dumps(th_record), "reference": scale.description,
+                                  "context_model": out.attrs["context_model"]}  # fmt: skip
     return out
 
 
-def _reference(reference, features, key) -> ReferenceProfile:
-    if reference is None:
-        return ReferenceProfile.from_features(features, "this cohort")
+def _input_kind(samples) -> str:
+    if isinstance(samples, pd.DataFrame):
+        return "table"
+    if not isinstance(samples, AnnData):
+        raise InputError(f"classify takes an AnnData or a DataFrame of sample features, got {type(samples).__name__}.")
+    return "cells" if "immunescape_samples" in samples.uns else "bulk"
+
+
+def _sample_index(samples) -> pd.Index:
+    return samples.index if isinstance(samples, pd.DataFrame) else samples.obs_names
+
+
+def _context_inputs(samples, kind, model, layer, use_raw, gene_symbols) -> ContextInputs | None:
+    if kind == "bulk":
+        return compute_context_inputs(samples, model=model, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
+    if kind == "cells":
+        stored = samples.uns["immunescape_samples"].get("context_model")
+        if CONTEXT_FEATURES not in samples.obsm or not stored:
+            return None
+        if str(stored.get("version")) != model.version:
+            raise InputError(f"These samples carry features of context model v{stored.get('version')}, not v{model.version}; "
+                             "rerun ie.tl.aggregate.")  # fmt: skip
+        coverage = pd.Series(json.loads(stored["feature_coverage"]), dtype=float)
+        ranks = samples.obsm.get(CONTEXT_RANKS)
+        return ContextInputs(samples.obsm[CONTEXT_FEATURES].copy(), ranks.copy() if ranks is not None else pd.DataFrame(index=samples.obs_names),
+                             float(stored["universe_coverage"]), coverage)  # fmt: skip
+    return None
+
+
+def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
+    if isinstance(reference, str) and reference in ("shipped", "cohort"):
+        choice = reference
+    elif reference is None:
+        choice = "shipped" if kind == "bulk" else "cohort"
+    else:
+        choice = "given"
+    if choice == "shipped":
+        if inputs is None:
+            raise InputError("reference='shipped' needs expression: classify a bulk AnnData, a pseudobulk, or ie.tl.aggregate output.")
+        return _shipped_scale(inputs, model)
+    values, genes = _cohort_values(samples, kind, key, inputs)
+    if choice == "cohort":
+        n = len(values)
+        profile = ReferenceProfile.from_features(values, "this cohort", _directions())
+        gene_profile = ReferenceProfile.from_features(genes, "this cohort") if genes is not None else None
+        if n < MIN_COHORT:
+            profile = ReferenceProfile({}, {}, {}, n, f"this cohort ({n} samples: too few to judge against itself)")
+        elif n < 10:
+            warnings.warn(f"Mechanisms are judged against this cohort of {n} samples; with fewer than 10 a reference cohort "
+                          "(reference=...) or the shipped reference (bulk or pseudobulk samples) is more reliable.",
+                          DataWarning, stacklevel=3)  # fmt: skip
+        return _cohort_scale(values, profile, genes, gene_profile, _share_denominators(samples, kind))
     if isinstance(reference, ReferenceProfile):
-        return reference
-    if isinstance(reference, (str, Path)):
-        return ReferenceProfile.load(reference)
-    return ReferenceProfile.from_features(sample_features(reference, key), "given reference cohort")
+        profile, gene_profile = reference, None
+    elif isinstance(reference, (str, Path)):
+        profile, gene_profile = ReferenceProfile.load(reference), None
+    elif isinstance(reference, (AnnData, pd.DataFrame)):
+        ref_kind = _input_kind(reference)
+        ref_inputs = _context_inputs(reference, ref_kind, model, None, None, None)
+        ref_values, ref_genes = _cohort_values(reference, ref_kind, key, ref_inputs)
+        profile = ReferenceProfile.from_features(ref_values, "given reference cohort", _directions())
+        gene_profile = ReferenceProfile.from_features(ref_genes, "given reference cohort") if ref_genes is not None else None
+    else:
+        raise InputError(f"reference must be None, 'shipped', 'cohort', a cohort (AnnData/DataFrame), a ReferenceProfile or "
+                         f"its JSON path; got {type(reference).__name__}.")  # fmt: skip
+    return _cohort_scale(values, profile, genes, gene_profile, _share_denominators(samples, kind))
 
 
-def _combined(z: pd.DataFrame, names) -> tuple[pd.Series, list[str]]:
-    present = [n for n in names if n in z.columns and z[n].notna().any()]
-    if not present:
-        return pd.Series(np.nan, index=z.index), []
-    return z[present].mean(axis=1, skipna=True), present
+def _share_denominators(samples, kind) -> pd.DataFrame | None:
+    """Cells counted behind each composition share of aggregate() output (Tregs among T cells)."""
+    if kind != "cells" or not {"frac_T", "n_cells", "frac_Treg_of_T"} <= set(samples.obs.columns):
+        return None
+    return pd.DataFrame({"frac_Treg_of_T": samples.obs["frac_T"].astype(float) * samples.obs["n_cells"].astype(float)})
 
 
-def _percentile_of_combined(profile: ReferenceProfile, present: list[str], values: pd.Series) -> pd.Series:
-    # the reference's own combined scores, recomputed from its sorted values per feature is not possible
-    # (rows are not kept), so the percentile is the mean of the features' percentiles
-    pct = pd.DataFrame({n: [profile.percentile(n, v) for v in values[n]] for n in present}, index=values.index)
-    return pct.mean(axis=1)
+def _directions() -> dict[str, str]:
+    return {f: rule.direction for rule in MECHANISMS.values() for f in (*rule.features, *rule.fallback)}
+
+
+def _cohort_values(samples, kind, key, inputs) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Features and per-gene values to judge against a cohort: the user's scores where they exist."""
+    if kind == "cells":
+        genes = samples.obsm.get(GENE_MEANS)
+        return sample_features(samples, key), (genes.copy() if genes is not None else None)
+    if kind == "bulk":
+        if key in samples.obsm:
+            return sample_features(samples, key), (inputs.gene_ranks if inputs is not None else None)
+        assert inputs is not None
+        return inputs.features, inputs.gene_ranks
+    return sample_features(samples, key), None
+
+
+def _cohort_z_for_bagaev(samples, kind, key, inputs) -> pd.DataFrame:
+    values, _ = _cohort_values(samples, kind, key, inputs)
+    if len(values) < MIN_COHORT:
+        return pd.DataFrame(index=values.index)
+    return ReferenceProfile.from_features(values).z(values)
+
+
+def _rule_genes(present: list[str], scale: _Scale, compartment_of: Mapping[str, str]) -> list[str]:
+    """Columns of the scale's gene table that belong to the rule's signatures."""
+    if scale.gene_pct is None:
+        return []
+    wanted: list[str] = []
+    for name in present:
+        try:
+            sig = get_signature(name)
+        except SignatureError:  # a user feature such as frac_Treg_of_T has no genes
+            continue
+        comp = compartment_of.get(name)
+        for g in sig.genes_up if sig.genes_up else sig.genes:
+            col = f"{comp}:{g}" if comp else g
+            if col in scale.gene_pct.columns and col not in wanted:
+                wanted.append(col)
+    return wanted
+
+
+def _mechanism(out: pd.DataFrame, name: str, rule: Rule, scale: _Scale, threshold: float) -> None:
+    def usable(names):
+        return [n for n in names if n in scale.z.columns and scale.z[n].notna().any()]
+
+    present = usable(rule.features) or usable(rule.fallback)
+    index = out.index
+    high = rule.direction == "high"
+    compartment_of = _compartments(present) if scale.genes is not None and scale.kind == "cohort" and _has_compartment_genes(scale) else {}
+    gene_cols = _rule_genes(present, scale, compartment_of)
+    score = scale.z[present].mean(axis=1, skipna=True) if present else pd.Series(np.nan, index=index)
+    pct = scale.pct[present].mean(axis=1, skipna=True) if present else pd.Series(np.nan, index=index)
+    calls, reasons, drivers = [], [], []
+    word = "high" if high else "low"
+    for sample in index:
+        s = score.get(sample, np.nan)
+        if not present or not np.isfinite(s):
+            calls.append(np.nan)
+            drivers.append("")
+            reasons.append(f"{rule.label}: not assessable against {scale.description} "
+                           f"(none of {', '.join((*rule.features, *rule.fallback))} available there)")  # fmt: skip
+            continue
+        hit = bool(s >= threshold) if high else bool(s <= threshold)
+        calls.append(hit)
+        genes_text = _driving_genes(scale.gene_pct.loc[sample, gene_cols] if gene_cols else None, high)
+        drivers.append(genes_text)
+        cmp = ">=" if high else "<="
+        verdict = "called" if hit else "not called"
+        weak = " (weak: approximate signature)" if rule.weak and hit else ""
+        lead = f"{rule.label} {word}: {genes_text}; " if genes_text else f"{rule.label}: "
+        split = "".join(f" ({f}: {scale.split[f]})" for f in present if f in scale.split)
+        reasons.append(f"{lead}{', '.join(present)} at {_ordinal(pct[sample])}, robust z {s:+.2f} "
+                       f"({cmp} {threshold:+.2f} to call): {verdict}{weak}{split}")  # fmt: skip
+    out[name] = pd.Series(calls, index=index, dtype=object)
+    out[f"{name}_z"] = score
+    out[f"{name}_percentile"] = pct
+    out[f"{name}_confidence"] = np.clip((score - threshold).abs(), 0, 1)
+    out[f"{name}_genes"] = drivers
+    out[f"{name}_reason"] = reasons
+
+
+def _has_compartment_genes(scale: _Scale) -> bool:
+    return scale.genes is not None and any(":" in str(c) for c in scale.genes.columns)
+
+
+def _compartments(names: list[str]) -> dict[str, str]:
+    from ._aggregate import _signature_compartments
+
+    if not names:
+        return {}
+    table = _signature_compartments(names)
+    return table["compartment"].to_dict()
+
+
+def _driving_genes(pct: pd.Series | None, high: bool, n: int = 3) -> str:
+    """'B2M, HLA-A, TAP1 at the 3rd-8th percentile': the genes furthest in the rule's direction."""
+    if pct is None:
+        return ""
+    pct = pct.dropna()
+    if pct.empty:
+        return ""
+    top = pct.sort_values(ascending=not high).iloc[:n]
+    names = [str(g).split(":", 1)[-1] for g in top.index]
+    lo, hi = sorted((top.min(), top.max()))
+    span = _ordinal(lo) if round(lo) == round(hi) else f"{_ordinal(lo)[:-len(' percentile')]}-{_ordinal(hi)[4:]}"
+    return f"{', '.join(names)} at {span}"
 
 
 def _ordinal(p: float) -> str:
@@ -307,68 +608,6 @@ def _ordinal(p: float) -> str:
     return f"the {n}{suffix} percentile"
 
 
-def _mechanism(out, name, rule: Rule, features, z, profile, threshold):
-    score, present = _combined(z, rule.features)
-    if not present and rule.fallback:
-        score, present = _combined(z, rule.fallback)
-    pct = _percentile_of_combined(profile, present, features) if present else pd.Series(np.nan, index=z.index)
-    high = rule.direction == "high"
-    calls, reasons = [], []
-    for sample in z.index:
-        s = score[sample]
-        if not np.isfinite(s):
-            calls.append(np.nan)
-            reasons.append(f"{rule.label}: not assessable (none of {', '.join(rule.features)} scored)")
-            continue
-        hit = bool(s >= threshold) if high else bool(s <= threshold)
-        calls.append(hit)
-        cmp = ">=" if high else "<="
-        verdict = "called" if hit else "not called"
-        weak = " (weak: approximate signature)" if rule.weak and hit else ""
-        reasons.append(f"{rule.label} ({', '.join(present)}) at {_ordinal(pct[sample])}, robust z {s:+.2f} "
-                       f"({cmp} {threshold:+.2f} to call): {verdict}{weak}")  # fmt: skip
-    out[name] = pd.Series(calls, index=z.index, dtype=object)
-    out[f"{name}_z"] = score
-    out[f"{name}_percentile"] = pct
-    out[f"{name}_confidence"] = np.clip((score - threshold).abs(), 0, 1)
-    out[f"{name}_reason"] = reasons
-
-
-def _context(out, features, z, profile, th: Thresholds):
-    infil, infil_present = _combined(z, INFILTRATION)
-    excl, excl_present = _combined(z, EXCLUSION)
-    contexts, confidence, reasons = [], [], []
-    for sample in z.index:
-        i, e = infil[sample], excl[sample]
-        if not np.isfinite(i):
-            contexts.append("indeterminate")
-            confidence.append(0.0)
-            reasons.append("no T-cell infiltration features scored")
-            continue
-        e = e if np.isfinite(e) else -np.inf
-        if i >= th.inflamed:
-            ctx, dist = "inflamed", i - th.inflamed
-            why = f"T-cell infiltration z {i:+.2f} >= {th.inflamed:+.2f}"
-        elif e >= th.excluded:
-            ctx, dist = "excluded", min(th.inflamed - i, e - th.excluded)
-            why = f"T-cell infiltration z {i:+.2f} < {th.inflamed:+.2f} with stromal/TGF-beta exclusion z {e:+.2f} >= {th.excluded:+.2f}"
-        else:
-            ctx, dist = "desert", min(th.inflamed - i, th.excluded - e if np.isfinite(e) else np.inf)
-            why = f"T-cell infiltration z {i:+.2f} < {th.inflamed:+.2f} and exclusion z {e:+.2f} < {th.excluded:+.2f}"
-        if dist < th.margin:
-            why += f"; within {th.margin} of a threshold, so indeterminate (closest call: {ctx})"
-            ctx = "indeterminate"
-        contexts.append(ctx)
-        confidence.append(float(np.clip(dist, 0, 1)))
-        reasons.append(why)
-    out["immune_context"] = contexts
-    out["context_confidence"] = confidence
-    out["infiltration_z"] = infil
-    out["exclusion_z"] = excl
-    out["context_features"] = f"infiltration: {', '.join(infil_present) or '-'}; exclusion: {', '.join(excl_present) or '-'}"
-    out["context_reason"] = reasons
-
-
 def _bagaev(out, z, th: Thresholds):
     imm = [c for c in BAGAEV_IMMUNE if c in z.columns]
     fib = [c for c in BAGAEV_FIBROTIC if c in z.columns]
@@ -376,7 +615,8 @@ def _bagaev(out, z, th: Thresholds):
         out["bagaev_class"] = "not assessed"
         out["bagaev_immune"] = np.nan
         out["bagaev_fibrotic"] = np.nan
-        out["bagaev_reason"] = "score the 'bagaev2021' collection to get the Bagaev 2021 TME class"
+        out["bagaev_reason"] = ("Bagaev classes are relative to the cohort: they need at least 5 samples" if z.shape[1] == 0 else
+                                "score the 'bagaev2021' collection to get the Bagaev 2021 TME class")  # fmt: skip
         return
     clipped = z.clip(-th.bagaev_clip, th.bagaev_clip)
     immune = clipped[imm].mean(axis=1)
