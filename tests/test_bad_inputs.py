@@ -461,6 +461,51 @@ def _doc_ids() -> list[str]:
     return re.findall(r"^\| (\w+) \|", DOC.read_text(), flags=re.M)[1:]  # skip the header row
 
 
+@case
+def classify_bad_threshold(tmp_path, capsys):
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=1)
+    bulk = ie.pp.pseudobulk(cells, "sample")
+    for bad in ("abc", True, float("nan")):
+        with pytest.raises(InputError, match="checkpoint_high"):
+            ie.tl.classify(bulk, thresholds={"checkpoint_high": bad})
+    with pytest.raises(InputError, match="Unknown threshold"):
+        ie.tl.classify(bulk, thresholds={"nonsense": 1})
+    path = tmp_path / "bulk.h5ad"
+    bulk.write_h5ad(path)
+    out = tmp_path / "calls.csv"
+    assert main(["-q", "classify", str(path), "-o", str(out), "--threshold", "checkpoint_high=abc"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint_high" in err and "Traceback" not in err and not out.exists()
+
+
+@case
+def classify_bad_reference(tmp_path, capsys):
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=1)
+    bulk = ie.pp.pseudobulk(cells, "sample")
+    (tmp_path / "ref.json").write_text('{"not": "a profile"}')
+    with pytest.raises(InputError, match="not a reference profile"):
+        ie.tl.classify(bulk, reference=tmp_path / "ref.json")
+    with pytest.raises(InputError, match="reference must be"):
+        ie.tl.classify(bulk, reference=3.5)
+    path = tmp_path / "bulk.h5ad"
+    bulk.write_h5ad(path)
+    assert main(["-q", "classify", str(path), "-o", str(tmp_path / "c.csv"), "--reference", str(tmp_path / "ref.json")]) == 1
+    err = capsys.readouterr().err
+    assert "not a reference profile" in err and "Traceback" not in err
+
+
+@case
+def classify_no_model_genes(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.poisson(3, (12, 40)).astype(float), index=[f"s{i}" for i in range(12)],
+                         columns=[f"ENSX{i:06d}" for i in range(40)])  # fmt: skip
+    bulk = ad.AnnData(frame.to_numpy(), obs=pd.DataFrame(index=frame.index), var=pd.DataFrame(index=frame.columns))
+    bulk.obsm["immunescape"] = pd.DataFrame(rng.normal(size=(12, 2)), index=frame.index, columns=["apm_mariathasan2018", "immune_checkpoints_curated"])
+    with pytest.warns(ie.DataWarning, match="gene_symbols="):
+        calls = ie.tl.classify(bulk, inplace=False)
+    assert set(calls["immune_context"]) == {"indeterminate"} and calls.attrs["reference"] == "this cohort"
+
+
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30

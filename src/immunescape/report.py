@@ -66,7 +66,9 @@ def build_report(samples: AnnData, calls: pd.DataFrame, *, coverage: pd.DataFram
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p class='note'>immunescape {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. {len(calls)} samples. "
-             "Calls are robust z-scores against " + html.escape(str(calls.attrs.get("reference", "the cohort"))) + ".</p>"]  # fmt: skip
+             "Immune context from " + html.escape(str(calls.attrs.get("context_model", "the context model"))) +
+             " (fitted on IMvigor210 pathology; each sample read alone). Mechanisms are robust z-scores against "
+             + html.escape(str(calls.attrs.get("reference", "the cohort"))) + ".</p>"]  # fmt: skip
     counts = calls["immune_context"].value_counts()
     parts.append("<h2>Summary</h2><p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in counts.items()) + "</p>")
     mech_counts = {m: int((calls[m] == True).sum()) for m in MECHANISMS}  # noqa: E712 (object column of True/False/NaN)

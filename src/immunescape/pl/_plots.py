@@ -145,13 +145,11 @@ def heatmap(
     """
     import matplotlib.pyplot as plt
 
-    from ..tl._classify import MAD_SCALE, sample_features
+    from ..tl._classify import ReferenceProfile, sample_features
 
     frame = sample_features(samples)
     frame = frame[[c for c in frame.columns if not c.startswith("frac_")]] if features is None else frame[_pick(frame.columns, features, "feature")]
-    med = frame.median()
-    mad = (frame - med).abs().median() * MAD_SCALE
-    z = ((frame - med) / mad.replace(0, np.nan)).clip(-3, 3).fillna(0.0)
+    z = ReferenceProfile.from_features(frame).z(frame).reindex(columns=frame.columns).clip(-3, 3).fillna(0.0)
     rows, cols = list(z.index), list(z.columns)
     if cluster and len(rows) > 2 and len(cols) > 2:
         from scipy.cluster.hierarchy import leaves_list, linkage

@@ -221,22 +221,15 @@ def aggregate(
 def _add_context_inputs(out: AnnData, adata: AnnData, samples: pd.Series, keep: np.ndarray, sample_order: list[str],
                         counts_layer: str | None) -> None:  # fmt: skip
     """The context model's features of each sample's pseudobulk (all its cells), for classify."""
-    from ..pp._pseudobulk import summed_profiles
     from ._classify import CONTEXT_FEATURES, CONTEXT_RANKS
     from ._context import compute_context_inputs, load_context_model
 
-    if counts_layer is not None and counts_layer in adata.layers:
-        X = adata.layers[counts_layer]
-    else:  # log-normalised X: undo the log so that cells add up as counts do
-        X = adata.X.copy()
-        if _looks_logged(X):
-            if sp.issparse(X):
-                X.data = np.expm1(X.data)
-            else:
-                X = np.expm1(X)
+    use_counts = counts_layer is not None and counts_layer in adata.layers
+    X = adata.layers[counts_layer] if use_counts else adata.X
+    unlog = not use_counts and _looks_logged(X[: min(adata.n_obs, 2000)])  # log-normalised X: cells add up as counts
     codes = np.full(adata.n_obs, -1, np.int64)
     codes[keep] = pd.Categorical(samples[keep], categories=sample_order).codes
-    summed, _ = summed_profiles(X, codes, len(sample_order))
+    summed = _summed_rows(X, codes, len(sample_order), np.expm1 if unlog else None)
     bulk = AnnData(summed.astype(np.float32), obs=pd.DataFrame(index=pd.Index(sample_order)), var=pd.DataFrame(index=adata.var_names))
     model = load_context_model()
     try:
@@ -249,8 +242,34 @@ def _add_context_inputs(out: AnnData, adata: AnnData, samples: pd.Series, keep: 
     out.uns["immunescape_samples"]["context_model"] = {
         "version": model.version, "universe_coverage": inputs.universe_coverage,
         "feature_coverage": json.dumps(inputs.feature_coverage.to_dict()),
-        "source": f"pseudobulk of all cells per sample ({'layer ' + repr(counts_layer) if counts_layer in adata.layers else 'expm1 of X'})",
+        "source": f"pseudobulk of all cells per sample ({'layer ' + repr(counts_layer) if use_counts else 'expm1 of X' if unlog else 'X'})",
     }  # fmt: skip
+
+
+_ROW_BLOCK = 50_000  # rows summed at once: bounds the copy that expm1 needs (and reads of backed X)
+
+
+def _summed_rows(X, codes: np.ndarray, n_groups: int, transform=None, columns: np.ndarray | None = None) -> np.ndarray:
+    """Sum rows of ``X`` (optionally only ``columns``, after ``transform`` of the stored values) by group code (-1: none)."""
+    n_cols = X.shape[1] if columns is None else columns.size
+    total = np.zeros((n_groups, n_cols))
+    for lo in range(0, X.shape[0], _ROW_BLOCK):
+        hi = min(X.shape[0], lo + _ROW_BLOCK)
+        rows = np.flatnonzero(codes[lo:hi] >= 0)
+        if rows.size == 0:
+            continue
+        block = X[lo:hi]
+        block = block[:, columns] if columns is not None else block
+        if transform is not None:
+            block = block.copy() if sp.issparse(block) else np.asarray(block, dtype=np.float64)
+            if sp.issparse(block):
+                block.data = transform(block.data)
+            else:
+                block = transform(block)
+        indicator = sp.csr_matrix((np.ones(rows.size), (codes[lo:hi][rows], rows)), shape=(n_groups, hi - lo))
+        part = indicator @ block
+        total += part.toarray() if sp.issparse(part) else np.asarray(part)
+    return total
 
 
 def _looks_logged(X) -> bool:
@@ -293,12 +312,10 @@ def _add_gene_means(out: AnnData, adata: AnnData, key: str, samples: pd.Series, 
         todo = [(p, g) for p, g in zip(positions, symbols) if f"{comp}:{g}" not in columns]
         if not todo:
             continue
-        codes = pd.Categorical(samples.iloc[cells], categories=sample_order).codes
+        codes = np.full(adata.n_obs, -1, np.int64)
+        codes[cells] = pd.Categorical(samples.iloc[cells], categories=sample_order).codes
         n = np.bincount(codes[codes >= 0], minlength=len(sample_order)).astype(float)
-        indicator = sp.csr_matrix((np.ones(cells.size), (codes, cells)), shape=(len(sample_order), adata.n_obs))
-        block = matrix[:, [p for p, _ in todo]]
-        sums = indicator @ block
-        sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+        sums = _summed_rows(matrix, codes, len(sample_order), columns=np.asarray([p for p, _ in todo]))
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where((n >= min_cells)[:, None], sums / n[:, None], np.nan)
         for j, (_, g) in enumerate(todo):

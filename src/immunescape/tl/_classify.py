@@ -430,7 +430,13 @@ def _sample_index(samples) -> pd.Index:
 
 def _context_inputs(samples, kind, model, layer, use_raw, gene_symbols) -> ContextInputs | None:
     if kind == "bulk":
-        return compute_context_inputs(samples, model=model, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
+        try:
+            return compute_context_inputs(samples, model=model, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
+        except InputError as err:
+            if "None of the immune-context model's genes" not in str(err):
+                raise
+            warnings.warn(f"{err} Contexts are indeterminate; mechanisms are judged against this cohort.", DataWarning, stacklevel=4)
+            return None
     if kind == "cells":
         stored = samples.uns["immunescape_samples"].get("context_model")
         if CONTEXT_FEATURES not in samples.obsm or not stored:
@@ -449,7 +455,7 @@ def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
     if isinstance(reference, str) and reference in ("shipped", "cohort"):
         choice = reference
     elif reference is None:
-        choice = "shipped" if kind == "bulk" else "cohort"
+        choice = "shipped" if kind == "bulk" and inputs is not None else "cohort"
     else:
         choice = "given"
     if choice == "shipped":
@@ -503,7 +509,9 @@ def _cohort_values(samples, kind, key, inputs) -> tuple[pd.DataFrame, pd.DataFra
     if kind == "bulk":
         if key in samples.obsm:
             return sample_features(samples, key), (inputs.gene_ranks if inputs is not None else None)
-        assert inputs is not None
+        if inputs is None:
+            raise InputError(f"No scores in obsm[{key!r}] and none of the context model's genes: score the samples first "
+                             "(ie.tl.score) to judge their mechanisms against the cohort.")  # fmt: skip
         return inputs.features, inputs.gene_ranks
     return sample_features(samples, key), None
 
@@ -562,7 +570,11 @@ def _mechanism(out: pd.DataFrame, name: str, rule: Rule, scale: _Scale, threshol
         verdict = "called" if hit else "not called"
         weak = " (weak: approximate signature)" if rule.weak and hit else ""
         lead = f"{rule.label} {word}: {genes_text}; " if genes_text else f"{rule.label}: "
-        split = "".join(f" ({f}: {scale.split[f]})" for f in present if f in scale.split)
+        notes: dict[str, list[str]] = {}
+        for f in present:
+            if f in scale.split:
+                notes.setdefault(scale.split[f], []).append(f)
+        split = "".join(f" ({note}: {', '.join(fs)})" for note, fs in notes.items())
         reasons.append(f"{lead}{', '.join(present)} at {_ordinal(pct[sample])}, robust z {s:+.2f} "
                        f"({cmp} {threshold:+.2f} to call): {verdict}{weak}{split}")  # fmt: skip
     out[name] = pd.Series(calls, index=index, dtype=object)

@@ -21,6 +21,7 @@ from anndata import AnnData
 
 from .._anndata import get_expression
 from .._errors import InputError
+from .._utils import quiet_info
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "data" / "immune_context_model.json"
 #: probabilities of the quantiles shipped for each reference distribution (a summary, not the samples)
@@ -238,7 +239,8 @@ def compute_context_inputs(
     scorable = [n for n in wanted if cover.loc[n, "n_found"] >= 1]
     features = pd.DataFrame(np.nan, index=panel_data.obs_names, columns=wanted)
     if scorable:
-        table = score(panel_data, scorable, method="singscore", min_coverage=0.0, inplace=False, progress=False)
+        with quiet_info():
+            table = score(panel_data, scorable, method="singscore", min_coverage=0.0, inplace=False, progress=False)
         features[scorable] = table.to_numpy()
     features.index = index
     ranks = _normalised_ranks(sub)
