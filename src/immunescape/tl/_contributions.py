@@ -14,7 +14,8 @@ from .._errors import InputError
 from .._utils import closest
 from ..genes import resolve
 from ..methods import get_method
-from ..signatures import Signature, SignatureLike, load
+from ..signatures import SignatureLike, load
+from ._context import matched_symbols
 
 #: methods whose score is a sum of per-gene terms (the rest, e.g. ssGSEA's running maximum, are not)
 ADDITIVE = ("mean", "wmean", "ucell", "singscore")
@@ -110,7 +111,7 @@ def contributions(
     positions, weights = resolved.positions[0], resolved.weights[0]
     if positions.size == 0:
         raise InputError(f"None of the genes of {sig.name!r} are in the data." + _hint(names))
-    labels = _gene_labels(sig, positions, names, resolved.coverage.iloc[0]["matched_as"])
+    labels = matched_symbols(positions, names, resolved.coverage.iloc[0]["matched_as"])
     n_missing = int(resolved.coverage.iloc[0]["n_missing"])
     per_cell = _per_cell(matrix, positions, weights, n_missing, method, params, chunk_size)
     if method == "mean":  # (x_g - control mean) / n: the control mean is what the score subtracted
@@ -135,12 +136,6 @@ def contributions(
 
 def _hint(names: pd.Index) -> str:
     return f" The data's genes look like {list(names[:3])}; pass gene_symbols= to name a var column of symbols."
-
-
-def _gene_labels(sig: Signature, positions: np.ndarray, names: pd.Index, matched_as: str) -> list[str]:
-    from ._context import matched_symbols
-
-    return matched_symbols(positions, names, matched_as)
 
 
 def _dense_rows(matrix, lo: int, hi: int) -> np.ndarray:
