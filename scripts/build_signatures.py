@@ -59,6 +59,8 @@ RENAME = {
     "cgas_sting_core_standin": "cgas_sting_core",
     "adenosine_core_standin": "adenosine_core",
     "stat3_axis_core_standin": "stat3_axis_core",
+    # not TIDE's dysfunction signature (see SOURCE_NOTES): named for what it is
+    "t_cell_dysfunction_tide_iobr50": "t_cell_exhaustion_iobr50",
 }
 
 IE = "immune_escape"
@@ -102,8 +104,8 @@ CURATION: dict[str, tuple[str, str, str, list[str], str]] = {
         "Exhausted CD8 T-cell abundance."),
     "tex_inhibitory_receptors_curated": ("Canonical inhibitory receptors of exhausted T cells", "escape_mechanism", "T", [IE],
         "Inhibitory receptor expression on T cells (PD-1, TIM-3, LAG-3, TIGIT, CTLA-4, TOX)."),
-    "t_cell_dysfunction_tide_iobr50": ("T-cell dysfunction, top 50 (TIDE via IOBR)", "cell_state", "T", [],
-        "Genes IOBR attributes to TIDE's dysfunction signature; kept for comparison only."),
+    "t_cell_exhaustion_iobr50": ("T-cell exhaustion, 50 genes (IOBR 'T_cell_exhaustion_Peng_et_al')", "cell_state", "T", [],
+        "Expression of the 50 genes IOBR lists as T-cell exhaustion (origin untraced); kept for comparison only."),
     "treg_chu2023": ("Regulatory T cells (Chu 2023)", "cell_state", "T", [],
         "CD4 Treg programme."),
     "treg_danaher2017": ("Regulatory T cells, FOXP3 (Danaher 2017)", "cell_type", "T", [],
@@ -179,6 +181,7 @@ SOURCE_OVERRIDES = {
     "stat3_axis_core": "Johnson DE, O'Keefe RA, Grandis JR. Targeting the IL-6/JAK/STAT3 signalling axis in cancer. Nat Rev Clin Oncol 2018;15:234-248. doi:10.1038/nrclinonc.2018.8",
     "adenosine_core": "Allard B, Allard D, Buisseret L, Stagg J. The adenosine pathway in immuno-oncology. Nat Rev Clin Oncol 2020;17:611-629. doi:10.1038/s41571-020-0382-2",
     "ribosomal_p_stalk_curated": "Wei J, Kishton RJ, Angel M, et al., Yewdell JW. Ribosomal proteins regulate MHC class I peptide generation for immunosurveillance. Mol Cell 2019;73:1162-1173. doi:10.1016/j.molcel.2018.12.020",
+    "t_cell_exhaustion_iobr50": "Zeng D, Ye Z, Shen R, et al. IOBR: multi-omics immuno-oncology biological research to decode tumor microenvironment and signatures. Front Immunol 2021;12:687975. doi:10.3389/fimmu.2021.687975",
 }  # fmt: skip
 SOURCE_NOTES = {
     "immune_checkpoints_curated": "The reference cited only 'two lung-cancer immune-escape reviews'; we cite Pardoll 2012 for the checkpoint axis.",
@@ -188,6 +191,7 @@ SOURCE_NOTES = {
     "stat3_axis_core": "The reference gave no citation; components from Johnson 2018.",
     "adenosine_core": "The Sidders 2020 adenosine signature named in the reference was not retrieved; components from Allard 2020.",
     "ribosomal_p_stalk_curated": "We disagree with treating this as an established signature: no published P-stalk expression signature was found. Wei 2019 shows ribosomal proteins tune MHC-I peptide supply; the P-stalk link comes from the reviews the reference mentions. The DOI was not checked against the journal page here.",
+    "t_cell_exhaustion_iobr50": "IOBR's 'T_cell_exhaustion_Peng_et_al' (50 genes); heat-shock, NR4A and RGS genes rather than canonical exhaustion markers, so keep it for comparison only. We disagree with the reference file here: it cites this list as TIDE's T-cell dysfunction signature (Jiang 2018), but an independent audit found it shares none of the 50 genes with the largest weights of TIDE's dysfunction model (TIDEpy). It is IOBR's 'T_cell_exhaustion_Peng_et_al', whose original source IOBR does not cite, so IOBR is the source given. Renamed from t_cell_dysfunction_tide_iobr50 (still accepted as an alias).",
 }
 
 EXTRA_NOTES = {
@@ -201,10 +205,11 @@ EXTRA_NOTES = {
         "using 'R-loop low' calls, and load the exact list with ie.signatures.load() when you have it."
     ),
     "tis_gep_ayers2017": (
+        "Final 18-gene T-cell-inflamed GEP (TIS) with the per-gene weights of Cristescu 2018 (CD276 negative). "
         "We disagree with the reference file here: it left the weights null and marked the list unverified. "
-        "The 18 genes and the Cristescu 2018 weights (CD276 negative) agree in two independent public "
-        "implementations, so the list ships as weighted and exact. The source score is a weighted sum of "
-        "housekeeping-normalised log10 NanoString counts; use method='wmean' for the closest analogue."
+        "Genes and weights were checked against the easier R package (compute.Tcell_inflamed) and a Python "
+        "port, which agree with each other, not against the paper's supplement. The source score is a weighted "
+        "sum of housekeeping-normalised log10 NanoString counts; use method='wmean' for the closest analogue."
     ),
     "ifn_type1_rooney2015": (
         "Kept as published. DDX4 (a germ-cell helicase) looks like a transcription slip for DDX58 (RIGI) in the "
@@ -212,6 +217,37 @@ EXTRA_NOTES = {
     ),
     "rloop_rloopbase_tier1": "Tier 1 of R-loopBase v2021-03-31 as redistributed in a public repository; tier meaning undocumented there.",
 }
+
+
+# The reference's notes that ours replace (they describe a state of the file that is no longer true).
+NOTES_REPLACED = {"tis_gep_ayers2017", "t_cell_exhaustion_iobr50"}
+
+# What each list was compared with. An independent audit (2026-11) compared the library with the source
+# authors' code (IMvigor210CoreBiologies, BostonGene/MFP, TIDEpy) and with the intermediaries IOBR and
+# easier: every list equal up to symbol renames. An intermediary is not the paper.
+AUTHORS_CODE = {
+    "mariathasan2018": "IMvigor210CoreBiologies (the source authors' R package)",
+    "bagaev2021_": "BostonGene/MFP signatures/gene_signatures.gmt (the source authors' repository)",
+    "tide_top50": "TIDEpy (the source authors' package), top 50 genes by weight",
+}
+CHECKED_EQUAL = "genes equal up to symbol renames"
+
+
+def _checked_against(name: str, via: str | None) -> str:
+    for key, where in AUTHORS_CODE.items():
+        if key in name:
+            return f"{where}: {CHECKED_EQUAL}"
+    if name == "t_cell_exhaustion_iobr50":
+        return f"IOBR signature_collection ('T_cell_exhaustion_Peng_et_al'), the source given: {CHECKED_EQUAL}"
+    if name.startswith("rloop_rloopbase_"):
+        return "R-loopBase v2021-03-31 as redistributed in a public repository, not R-loopBase itself"
+    if name == "tis_gep_ayers2017":
+        return "easier R package (compute.Tcell_inflamed), an intermediary, and a Python port: genes and weights equal"
+    if via and via.startswith("IOBR"):
+        return f"IOBR signature_collection, an intermediary, not the paper: {CHECKED_EQUAL}"
+    if via:
+        return f"{via.split(' (')[0]}, an intermediary, not the paper"
+    return "not compared with another copy: curated here from the cited source (see notes)"
 
 
 def _doi(text: str) -> str | None:
@@ -275,7 +311,8 @@ def _entry(name: str, ref: dict, update: SymbolUpdater) -> dict:
         weights = dict(GEP_WEIGHTS)
     source_text = SOURCE_OVERRIDES.get(name, ref["source"])
     citation, via = _split_source(source_text)
-    notes = " ".join(filter(None, [ref.get("notes", "").strip(), SOURCE_NOTES.get(name, ""), EXTRA_NOTES.get(name, "")]))
+    ref_notes = "" if name in NOTES_REPLACED else ref.get("notes", "").strip()
+    notes = " ".join(filter(None, [ref_notes, SOURCE_NOTES.get(name, ""), EXTRA_NOTES.get(name, "")]))
     if up_unknown or dn_unknown:
         notes += f" Symbols not recognised as current or previous HGNC symbols: {', '.join(up_unknown + dn_unknown)}."
     exact = bool(ref.get("exact")) or name == "tis_gep_ayers2017"
@@ -300,7 +337,8 @@ def _entry(name: str, ref: dict, update: SymbolUpdater) -> dict:
         if negative:
             entry["genes_down"] = negative
         entry["weights"] = weights
-    entry["source"] = {k: v for k, v in {"citation": citation, "doi": _doi(source_text), "pmid": _pmid(source_text), "via": via}.items() if v}
+    source = {"citation": citation, "doi": _doi(source_text), "pmid": _pmid(source_text), "via": via, "checked_against": _checked_against(name, via)}
+    entry["source"] = {k: v for k, v in source.items() if v}
     entry["exact"] = exact
     entry["exact_note"] = exact_note
     entry["method_in_source"] = ref.get("method_in_source") or "not stated"
@@ -318,7 +356,13 @@ def _entry(name: str, ref: dict, update: SymbolUpdater) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=ROOT.parent / "shared/signatures/reference.json")
+    parser.add_argument("--version", help="new library version (default: keep the one in signatures/VERSION)")
+    parser.add_argument("--stamp", action="store_true", help="only rewrite signatures/VERSION's checksum (after a hand edit)")
     args = parser.parse_args()
+    if args.stamp:
+        stamp_version(args.version)
+        write_citation()
+        return
     ref = json.loads(args.reference.read_text())
     sigs = dict(ref["signatures"])
     rl = ref["rloop_lists"]
@@ -339,6 +383,62 @@ def main() -> None:
             yaml.safe_dump(entry, fh, sort_keys=False, allow_unicode=True, width=100)
         written += 1
     print(f"wrote {written} signature files to {OUT}")
+    stamp_version(args.version)
+    write_citation()
+
+
+def stamp_version(version: str | None) -> None:
+    """Write signatures/VERSION: the library version and the SHA-256 of its files (a test compares them)."""
+    from immunescape.signatures import library_checksum, read_version_file
+
+    old = read_version_file(OUT) if (OUT / "VERSION").exists() else {}
+    version = version or old.get("version")
+    if not version:
+        raise SystemExit("signatures/VERSION is missing: give --version")
+    checksum = library_checksum(OUT)
+    if old.get("sha256") not in (None, checksum) and version == old.get("version"):
+        print(f"warning: the library changed but its version is still {version}; pass --version")
+    (OUT / "VERSION").write_text(f"version: {version}\nsha256: {checksum}\n")
+    print(f"signatures/VERSION: {version}, sha256 {checksum[:12]}")
+
+
+
+# Sources whose citation text is a list of papers, not "Authors. Title. Journal": the first paper, whose DOI the file carries.
+CITATION_OVERRIDES = {
+    "10.1126/science.1232458": ("Sun L, Wu J, Du F, Chen X, Chen ZJ",
+                                "Cyclic GMP-AMP synthase is a cytosolic DNA sensor that activates the type I interferon pathway"),
+}  # fmt: skip
+
+
+def write_citation() -> None:
+    """CITATION.cff: the tool, and as references every source the signature library wraps (one per DOI)."""
+    from immunescape import __version__
+    from immunescape.signatures import library_version
+
+    refs = {}
+    for path in sorted(OUT.glob("*.yaml")):
+        source = yaml.safe_load(path.read_text())["source"]
+        doi = source.get("doi")
+        if doi and doi not in refs:
+            authors, _, rest = source["citation"].partition(". ")
+            title = rest.partition(". ")[0] or source["citation"]
+            authors, title = CITATION_OVERRIDES.get(doi, (authors, title))
+            refs[doi] = {"type": "article", "authors": [{"name": authors.strip()}], "title": title.strip(), "doi": doi}
+    cff = {
+        "cff-version": "1.2.0",
+        "message": "If you use immunescape, cite it and the papers of the signatures you score (listed under references).",
+        "title": "immunescape: tumour immune-escape signatures for bulk and single-cell transcriptomes",
+        "type": "software",
+        "authors": [{"name": "immunescape developers"}],
+        "version": __version__,
+        "license": "BSD-3-Clause",
+        "keywords": ["gene signatures", "single-cell", "immune escape", "scanpy", "anndata"],
+        "notes": f"Signature library {library_version()}",
+        "references": list(refs.values()),
+    }
+    header = "# Written by scripts/build_signatures.py from the signature library; do not edit by hand.\n"
+    (ROOT / "CITATION.cff").write_text(header + yaml.safe_dump(cff, sort_keys=False, allow_unicode=True, width=100))
+    print(f"CITATION.cff: {len(refs)} references")
 
 
 if __name__ == "__main__":

@@ -186,9 +186,11 @@ def below_min_coverage(tmp_path):
     adata, sets = _data()
     thin = {"thin": sets["s"][:2] + ["NOPE1", "NOPE2", "NOPE3"], **sets}
     with pytest.raises(ie.GeneResolutionError, match="thin: 2 of 5.*missing: NOPE1, NOPE2, NOPE3"):
-        ie.tl.score(adata, thin)
-    with pytest.warns(ie.CoverageWarning, match="thin"):
-        table = ie.tl.score(adata, thin, low_coverage="drop", inplace=False)
+        ie.tl.score(adata, thin, low_coverage="raise")
+    with pytest.raises(ie.GeneResolutionError, match="thin: 2 of 5"):  # one signature given alone is named
+        ie.tl.score(adata, ie.signatures.Signature("thin", tuple(thin["thin"])))
+    with pytest.warns(ie.CoverageWarning, match=r"1 of 2 signatures .* left out: thin \(2/5\)"):
+        table = ie.tl.score(adata, thin, inplace=False)  # a set of signatures: "auto" drops it
     assert list(table.columns) == ["s"]
 
 
@@ -237,7 +239,7 @@ def unknown_parameter(tmp_path):
 @case
 def bad_max_rank(tmp_path):
     adata, sets = _data()
-    with pytest.raises(ie.InputError, match="max_rank must be a positive integer"):
+    with pytest.raises(ie.InputError, match="max_rank must be a whole number >= 1"):
         ie.tl.score(adata, sets, max_rank=-5, min_coverage=0)
 
 
@@ -504,6 +506,38 @@ def classify_no_model_genes(tmp_path, capsys):
     with pytest.warns(ie.DataWarning, match="gene_symbols="):
         calls = ie.tl.classify(bulk, inplace=False)
     assert set(calls["immune_context"]) == {"indeterminate"} and calls.attrs["reference"] == "this cohort"
+
+
+@case
+def classify_single_cells(tmp_path, capsys):
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=4)
+    with pytest.raises(ie.InputError, match="look like single cells"):
+        ie.tl.classify(cells)
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "--sample-key" in err and "--rows-are-samples" in err and "added obsm" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
+@case
+def cli_wrong_key(tmp_path, capsys):
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=4)
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    before = path.read_bytes()
+    assert main(["classify", str(path), "-o", str(tmp_path / "c.csv"), "--sample-key", "Sample"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'sample'" in err and "added obsm" not in err and err.count("\n") == 1
+    assert path.read_bytes() == before and not (tmp_path / "c.csv").exists()
+
+
+@case
+def file_named_like_a_collection(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "immune_escape").write_text("")
+    assert [s.name for s in ie.signatures.load("immune_escape")] == [s.name for s in ie.signatures.collection("immune_escape")]
 
 
 def test_every_documented_row_has_a_test():

@@ -182,4 +182,4 @@ def test_cli_classify(tmp_path):
     import anndata as ad
 
     assert "immunescape_class" in ad.read_h5ad(h5).obs
-    assert main(["classify", str(path), "--sample-key", "nope", "-o", str(tmp_path / "x.csv")]) == 1
+    assert main(["classify", str(path), "--sample-key", "nope", "-o", str(tmp_path / "x.csv")]) == 2

@@ -96,11 +96,11 @@ def test_null_equals_explicit_rescoring_of_the_null_sets(method):
             missing = (len(set(filter(None, row["missing"].split(";"))) & set(resolved.signatures[s].genes_up)), 0)
         null_sigs, _ = _null_signatures(adata, resolved, plan, s, missing)
         null_scores = ie.tl.score(adata, null_sigs, method=method, min_coverage=0, inplace=False).to_numpy()
-        observed = res.scores[name].to_numpy()
+        observed = res["score"][name].to_numpy()
         z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), s))
-        np.testing.assert_allclose(res.pval[name], p, rtol=1e-9, atol=1e-12, err_msg=f"{method} {name}")
+        np.testing.assert_allclose(res["pval"][name], p, rtol=1e-9, atol=1e-12, err_msg=f"{method} {name}")
         finite = np.isfinite(z)
-        np.testing.assert_allclose(res.z[name][finite], z[finite], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(res["z"][name][finite], z[finite], rtol=1e-6, atol=1e-9)
 
 
 def test_weighted_signature_null_keeps_the_weights():
@@ -120,7 +120,7 @@ def test_weighted_signature_null_keeps_the_weights():
     res = ie.tl.score(adata, [sig], method="wmean", null="matched", n_null=n_null, min_coverage=0, inplace=False)
     observed = X[:, plan.null.genes[0]] @ plan.null.weights[0]
     z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0))
-    np.testing.assert_allclose(res.pval["weighted"], p, rtol=1e-9)
+    np.testing.assert_allclose(res["pval"]["weighted"], p, rtol=1e-9)
 
 
 def test_mean_null_compares_signature_genes_with_random_genes():
@@ -135,8 +135,8 @@ def test_mean_null_compares_signature_genes_with_random_genes():
     observed = X[:, resolved.positions[0]].mean(1)
     res = ie.tl.score(adata, {"a": sets["s1"]}, method="mean", null="matched", n_null=n_null, inplace=False)
     z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0))
-    np.testing.assert_allclose(res.pval["a"], p, rtol=1e-9)
-    np.testing.assert_allclose(res.z["a"], z, rtol=1e-6)
+    np.testing.assert_allclose(res["pval"]["a"], p, rtol=1e-9)
+    np.testing.assert_allclose(res["z"]["a"], z, rtol=1e-6)
 
 
 def test_zmean_null_equals_wmean_null():
@@ -145,7 +145,7 @@ def test_zmean_null_equals_wmean_null():
     sigs = {k: sets[k] for k in ("s0", "s1", "s2")}
     a = ie.tl.score(adata, sigs, method="wmean", null="matched", n_null=40, inplace=False)
     b = ie.tl.score(adata, sigs, method="zmean", null="matched", n_null=40, inplace=False)
-    pd.testing.assert_frame_equal(a.pval, b.pval)
+    pd.testing.assert_frame_equal(a["pval"], b["pval"])
 
 
 # ------------------------------------------------------------------------------- calibration and power
@@ -185,12 +185,12 @@ def test_pvalues_are_uniform_for_random_signatures(method, null):
         picked = rng.choice(genes, rng.integers(5, 41), replace=False)
         sigs[f"r{j}"] = {"up": list(picked[: len(picked) * 2 // 3]), "down": list(picked[len(picked) * 2 // 3 :])} if j % 4 == 0 else list(picked)
     res = ie.tl.score(adata, sigs, method=method, null=null, n_null=100, min_coverage=0, inplace=False)
-    p = res.pval.to_numpy()[np.arange(400), np.arange(400)]
+    p = res["pval"].to_numpy()[np.arange(400), np.arange(400)]
     assert stats.kstest(p, "uniform").pvalue > 0.01, method
-    assert abs(np.nanmean(res.z.to_numpy()[np.arange(400), np.arange(400)])) < 0.2
+    assert abs(np.nanmean(res["z"].to_numpy()[np.arange(400), np.arange(400)])) < 0.2
     if null == "analytic":
         for alpha in (0.05, 0.01):
-            rate = (res.pval.to_numpy() < alpha).mean()
+            rate = (res["pval"].to_numpy() < alpha).mean()
             assert 0.75 * alpha < rate < 1.25 * alpha, (method, alpha, rate)
 
 
@@ -202,7 +202,7 @@ def test_gsva_pvalues_are_uniform_for_random_signatures():
     genes = np.asarray(adata.var_names)
     sigs = {f"r{j}": list(rng.choice(genes, rng.integers(5, 31), replace=False)) for j in range(150)}
     res = ie.tl.score(adata, sigs, method="gsva", null="matched", n_null=40, min_coverage=0, inplace=False)
-    assert stats.kstest(res.pval.to_numpy()[np.arange(150), np.arange(150)], "uniform").pvalue > 0.01
+    assert stats.kstest(res["pval"].to_numpy()[np.arange(150), np.arange(150)], "uniform").pvalue > 0.01
 
 
 @pytest.mark.parametrize(("method", "null"), [(m, "matched") for m in ["ucell", "aucell", "singscore", *LINEAR_METHODS]]
@@ -218,7 +218,7 @@ def test_pvalues_are_uniform_across_cells_when_genes_are_permuted_within_cells(m
             "signed": {"up": list(rng.choice(genes, 20, replace=False)), "down": list(rng.choice(genes, 10, replace=False))}}  # fmt: skip
     res = ie.tl.score(adata, sigs, method=method, null=null, n_null=100, min_coverage=0, inplace=False)
     for name in sigs:
-        assert stats.kstest(res.pval[name], "uniform").pvalue > 0.01, (method, name)
+        assert stats.kstest(res["pval"][name], "uniform").pvalue > 0.01, (method, name)
 
 
 def planted_programme():
@@ -243,11 +243,11 @@ def test_planted_signature_is_detected_at_fdr_005(method):
     planted and four random signatures) with high sensitivity and few false positives."""
     adata, sigs, active = planted_programme()
     res = ie.tl.score(adata, sigs, method=method, null="matched", n_null=200, min_coverage=0, inplace=False)
-    hit = res.padj["planted"].to_numpy() < 0.05
+    hit = res["padj"]["planted"].to_numpy() < 0.05
     sensitivity, false_rate = hit[active].mean(), hit[~active].mean()
     assert sensitivity > 0.9, (method, sensitivity)
     assert false_rate < 0.1, (method, false_rate)
-    random_hits = (res.padj.drop(columns="planted").to_numpy() < 0.05).mean()
+    random_hits = (res["padj"].drop(columns="planted").to_numpy() < 0.05).mean()
     assert random_hits < 0.05, (method, random_hits)
 
 
@@ -259,12 +259,12 @@ def test_same_seed_same_pvalues_whatever_chunks_and_threads(method):
     base = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=3, inplace=False)
     other = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=3, chunk_size=7,
                         n_jobs=1, inplace=False)  # fmt: skip
-    for a, b in zip(base, other):
+    for a, b in zip(base.values(), other.values()):
         pd.testing.assert_frame_equal(a, b)
     changed = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=4, inplace=False)
-    assert not np.allclose(base.pval, changed.pval)
+    assert not np.allclose(base["pval"], changed["pval"])
     if method != "aucell":  # aucell's tie-breaking order depends on random_state too
-        pd.testing.assert_frame_equal(base.scores, changed.scores)
+        pd.testing.assert_frame_equal(base["score"], changed["score"])
 
 
 @pytest.mark.parametrize("method", ["ucell", "wmean"])
@@ -284,7 +284,7 @@ def test_backed_and_dask_give_the_in_memory_pvalues(tmp_path, method):
     lazy.X = da.from_array(adata.X.toarray(), chunks=(40, -1))
     in_dask = ie.tl.score(lazy, sigs, method=method, null="matched", n_null=40, inplace=False)
     for other in (on_disk, in_dask):
-        for a, b in zip(memory, other):
+        for a, b in zip(memory.values(), other.values()):
             pd.testing.assert_frame_equal(a, b)
 
 
@@ -322,8 +322,8 @@ def test_dataframe_input_returns_the_four_tables():
     adata, sets = synthetic(seed=10, n_cells=40, dense=True)
     frame = adata.to_df()
     res = ie.tl.score(frame, {"a": sets["s1"]}, method="singscore", null="matched", n_null=20)
-    assert isinstance(res, ie.tl.NullScores)
-    assert [t.shape for t in res] == [(40, 1)] * 4
+    assert list(res) == ["score", "z", "pval", "padj"]
+    assert all(isinstance(t, pd.DataFrame) and t.shape == (40, 1) for t in res.values())
 
 
 @pytest.mark.parametrize(
@@ -349,7 +349,7 @@ def test_a_last_bin_of_one_gene_joins_the_bin_before():
     assert np.sum(scanpy_bins == scanpy_bins.max()) == 1  # the case at hand
     sig = [top, *adata.var_names[:4]]
     res = ie.tl.score(adata, {"top": sig}, method="ucell", null="matched", n_null=20, inplace=False)
-    assert np.isfinite(res.pval.to_numpy()).all()
+    assert np.isfinite(res["pval"].to_numpy()).all()
 
 
 def test_signature_larger_than_its_expression_bin_is_refused_with_advice():

@@ -80,7 +80,7 @@ def test_z_and_p_equal_the_enumerated_null_distribution():
             skew = ((scores - mean) ** 3).mean() / var**1.5
             observed = x[g] @ w
             z = (observed - mean) / math.sqrt(var)
-            assert res.z.iloc[cell, s] == pytest.approx(z, rel=1e-9, abs=1e-9)
+            assert res["z"].iloc[cell, s] == pytest.approx(z, rel=1e-9, abs=1e-9)
             pi0 = zero.mean()
             on_atom = bool(np.all(w >= 0))
             if on_atom and np.all(x[g] == 0):
@@ -89,7 +89,7 @@ def test_z_and_p_equal_the_enumerated_null_distribution():
                 p = stats.norm.sf(z) + skew / 6 * (z * z - 1) * stats.norm.pdf(z)
                 p = min(max(p, 0.0), 1.0)
                 p = min(p, 1 - pi0) if on_atom else p
-            assert res.pval.iloc[cell, s] == pytest.approx(p, rel=1e-9, abs=1e-12), (sig.name, cell)
+            assert res["pval"].iloc[cell, s] == pytest.approx(p, rel=1e-9, abs=1e-12), (sig.name, cell)
     assert np.all(Xf[2, _scored_genes(adata, positive)[0]] == 0)  # the atom case was exercised
 
 
@@ -104,8 +104,8 @@ def test_mean_and_zmean_share_wmean_analytic_null():
     sigs = {f"s{j}": list(rng.choice(adata.var_names, size, replace=False)) for j, size in enumerate((5, 12, 30))}
     results = [ie.tl.score(adata, sigs, method=m, null="analytic", inplace=False) for m in LINEAR_METHODS]
     for other in results[1:]:
-        pd.testing.assert_frame_equal(results[0].pval, other.pval)
-        pd.testing.assert_frame_equal(results[0].z, other.z)
+        pd.testing.assert_frame_equal(results[0]["pval"], other["pval"])
+        pd.testing.assert_frame_equal(results[0]["z"], other["z"])
 
 
 def test_analytic_z_and_p_agree_with_many_sampled_random_sets():
@@ -116,19 +116,19 @@ def test_analytic_z_and_p_agree_with_many_sampled_random_sets():
     sigs = {f"r{j}": list(rng.choice(genes, rng.integers(8, 40), replace=False)) for j in range(6)}
     exact = ie.tl.score(adata, sigs, method="wmean", null="analytic", min_coverage=0, inplace=False)
     sampled = ie.tl.score(adata, sigs, method="wmean", null="matched", n_null=3000, min_coverage=0, inplace=False)
-    z, z_hat = exact.z.to_numpy().ravel(), sampled.z.to_numpy().ravel()
+    z, z_hat = exact["z"].to_numpy().ravel(), sampled["z"].to_numpy().ravel()
     assert np.corrcoef(z, z_hat)[0, 1] > 0.995
     assert np.median(np.abs(z - z_hat)) < 0.05
-    assert np.corrcoef(exact.pval.to_numpy().ravel(), sampled.pval.to_numpy().ravel())[0, 1] > 0.99
+    assert np.corrcoef(exact["pval"].to_numpy().ravel(), sampled["pval"].to_numpy().ravel())[0, 1] > 0.99
 
 
 def test_analytic_null_detects_a_planted_signature():
     adata, sigs, active = planted_programme()
     for method in LINEAR_METHODS:
         res = ie.tl.score(adata, sigs, method=method, null="analytic", min_coverage=0, inplace=False)
-        hit = res.padj["planted"].to_numpy() < 0.05
+        hit = res["padj"]["planted"].to_numpy() < 0.05
         assert hit[active].mean() > 0.9 and hit[~active].mean() < 0.1, method
-        assert (res.padj.drop(columns="planted").to_numpy() < 0.05).mean() < 0.05, method
+        assert (res["padj"].drop(columns="planted").to_numpy() < 0.05).mean() < 0.05, method
 
 
 def test_analytic_null_is_the_same_whatever_chunks_threads_backed_or_dask(tmp_path):
@@ -146,9 +146,9 @@ def test_analytic_null_is_the_same_whatever_chunks_threads_backed_or_dask(tmp_pa
     lazy.X = da.from_array(adata.X.toarray(), chunks=(40, -1))
     in_dask = ie.tl.score(lazy, sigs, method="wmean", null="analytic", random_state=3, inplace=False)
     for other in (chunked, on_disk, in_dask):
-        for a, b in zip(memory, other):
+        for a, b in zip(memory.values(), other.values()):
             pd.testing.assert_frame_equal(a, b)
-    p = memory.pval.to_numpy()
+    p = memory["pval"].to_numpy()
     assert np.isfinite(p).all() and ((p > 0) & (p <= 1)).all()
 
 
@@ -172,6 +172,6 @@ def test_sparse_and_dense_input_agree():
     dense = ad.AnnData(adata.X.toarray(), obs=adata.obs, var=adata.var)
     a = ie.tl.score(adata, {"a": sets["s2"]}, method="wmean", null="analytic", inplace=False)
     b = ie.tl.score(dense, {"a": sets["s2"]}, method="wmean", null="analytic", inplace=False)
-    for x, y in zip(a, b):
+    for x, y in zip(a.values(), b.values()):
         pd.testing.assert_frame_equal(x, y)
     assert sp.issparse(adata.X)

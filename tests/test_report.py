@@ -93,11 +93,3 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
                     out.as_uri()], check=True, capture_output=True, timeout=180)  # fmt: skip
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert image.shape[0] > 500 and image.std() > 10  # text and colours, not a blank page
-
-
-@pytest.mark.slow
-def test_demo_runs_the_main_job(tmp_path):
-    assert main(["-q", "demo", "-o", str(tmp_path / "demo")]) == 0
-    names = {p.name for p in (tmp_path / "demo").iterdir()}
-    assert {"tumour_report.html", "tumour_calls.csv", "tumour_heatmap.png", "tumour_samples.h5ad", "scores_pbmc68k.csv"} <= names
-    assert not [n for n in names if n.endswith(".part")]

@@ -170,7 +170,7 @@ def test_bad_inputs_get_clear_errors(data):
         run(adata, sets, "ucel")
     with pytest.raises(ie.InputError, match="no parameter 'maxrank'.*Did you mean 'max_rank'"):
         run(adata, sets, "ucell", maxrank=10)
-    with pytest.raises(ie.InputError, match="max_rank must be a positive integer"):
+    with pytest.raises(ie.InputError, match="max_rank must be a whole number >= 1"):
         run(adata, sets, "ucell", max_rank=0)
     with pytest.raises(ie.InputError, match="chunk_size"):
         run(adata, sets, "ucell", chunk_size=0)
@@ -201,7 +201,7 @@ def test_methods_registry_lists_every_method():
 
 def test_low_coverage_drop_keeps_the_rest(pbmc):
     with pytest.raises(ie.GeneResolutionError, match="wnt_target_mariathasan2018"):
-        ie.tl.score(pbmc, "immune_escape", min_coverage=0.3, inplace=False)
+        ie.tl.score(pbmc, "immune_escape", min_coverage=0.3, low_coverage="raise", inplace=False)
     with pytest.warns(ie.CoverageWarning, match="left out: .*wnt_target_mariathasan2018"):
         table = ie.tl.score(pbmc, "immune_escape", min_coverage=0.3, low_coverage="drop", inplace=False)
     assert "cytolytic_activity_rooney2015" in table and "wnt_target_mariathasan2018" not in table

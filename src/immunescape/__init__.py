@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-import logging
-
-from . import datasets, genes, io, pl, pp, signatures, tl
+from . import _logging, datasets, genes, io, pl, pp, signatures, tl
 from ._errors import (
     CoverageWarning,
     DataWarning,
@@ -23,7 +21,7 @@ from ._errors import (
 from ._version import __version__
 from .signatures import Signature
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logging.follow_scanpy()
 
 __all__ = [
     "CoverageWarning",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ._chunks import check_sparse, read_rows
 from ._errors import InputError
 
 
@@ -43,9 +45,37 @@ def get_expression(
         matrix, var, names = adata.X, adata.var, adata.var_names
     if matrix is None:
         raise InputError("adata.X is None; pass layer= to score a layer.")
+    check_sparse(matrix)  # before scipy or a kernel indexes with what a file stored
     if gene_symbols is not None:
         if gene_symbols not in var.columns:
             where = "adata.raw.var" if use_raw else "adata.var"
             raise InputError(f"gene_symbols={gene_symbols!r} is not a column of {where} (columns: {list(var.columns)[:12]}).")
         names = pd.Index(var[gene_symbols].astype(str))
     return matrix, pd.Index(names.astype(str)), use_raw
+
+
+_EMBEDDINGS = ("X_umap", "X_tsne", "X_pca", "X_scVI", "X_harmony")
+_SAMPLED_ROWS = 500  # rows inspected to tell single cells from bulk samples
+_CELL_DETECTION = 0.35  # median share of genes detected per row below which rows look like single cells
+
+
+def single_cell_evidence(adata: AnnData, *, layer: str | None = None, use_raw: bool | None = None) -> str | None:
+    """Why ``adata``'s rows look like single cells rather than samples, or None when they do not.
+
+    Evidence: a cell embedding or neighbour graph, or (with 20 rows or more) a median share of genes
+    detected per row under 35% (bulk profiles detect most genes; 3' single cells a few percent).
+    """
+    for key in _EMBEDDINGS:
+        if key in adata.obsm:
+            return f"obsm holds a cell embedding ({key})"
+    if "neighbors" in adata.uns:
+        return "uns holds a neighbour graph"
+    if adata.n_obs < 20 or adata.n_vars == 0:
+        return None
+    matrix, _, _ = get_expression(adata, layer=layer, use_raw=use_raw)
+    rows = read_rows(matrix, 0, min(adata.n_obs, _SAMPLED_ROWS))
+    detected = np.asarray((rows != 0).sum(axis=1)).ravel()  # explicit zeros do not count
+    share = float(np.median(detected)) / matrix.shape[1]
+    if share < _CELL_DETECTION:
+        return f"a median {share:.0%} of genes detected per row, where bulk samples detect most"
+    return None

@@ -47,7 +47,41 @@ def check_chunk_size(chunk_size: int | None) -> int:
 
 
 def _float(data: np.ndarray) -> np.ndarray:
-    return data if data.dtype in (np.float32, np.float64) else data.astype(np.float64)
+    if data.dtype in (np.float32, np.float64):
+        return data
+    if data.dtype.kind not in "fiub":  # complex, text, objects: nothing a kernel can rank or add
+        raise InputError(f"Expression values must be real numbers, got dtype {data.dtype}; convert X (or the layer) to float32.")
+    return data.astype(np.float64)
+
+
+def check_compressed(indptr, indices, data, n_major: int, n_minor: int, *, fmt: str = "csr") -> None:
+    """Refuse compressed sparse arrays a kernel could read out of bounds with (vectorised, O(nnz)).
+
+    ``n_major`` is the number of rows (CSR) or columns (CSC); every stored index must lie in
+    ``[0, n_minor)``. A damaged or hostile file can hold anything here, and numba does not check
+    bounds, so this runs before any kernel sees the arrays.
+    """
+    what = "column" if fmt == "csr" else "row"
+    fix = "the file is damaged or was written by a faulty tool; re-create it from its source."
+    if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
+        raise InputError(f"The sparse matrix's arrays are not one-dimensional: {fix}")
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        raise InputError(f"The sparse matrix's index arrays are not integers ({indptr.dtype}, {indices.dtype}): {fix}")
+    if indptr.size != n_major + 1:
+        raise InputError(f"The sparse matrix's indptr has {indptr.size} entries for {n_major} {'rows' if fmt == 'csr' else 'columns'} "
+                         f"(expected {n_major + 1}): {fix}")  # fmt: skip
+    steps = np.diff(indptr)
+    if int(indptr[0]) != 0 or (steps.size and int(steps.min()) < 0):
+        raise InputError(f"The sparse matrix's indptr must start at 0 and never decrease, and does not: {fix}")
+    end = int(indptr[-1])
+    if end > indices.size or end > data.size:
+        raise InputError(f"The sparse matrix's indptr points past its stored values ({end} > {min(indices.size, data.size)}): {fix}")
+    if end:
+        used = indices[:end]
+        low, high = int(used.min()), int(used.max())
+        if low < 0 or high >= n_minor:
+            bad = low if low < 0 else high
+            raise InputError(f"The sparse matrix stores a {what} index {bad} outside [0, {n_minor}): {fix}")
 
 
 def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
@@ -55,6 +89,7 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
     n_rows = matrix.shape[0]
     size = check_chunk_size(chunk_size)
     if sp.issparse(matrix) and matrix.format == "csr":  # views of the matrix's own arrays: no copy
+        check_sparse(matrix)
         data = _float(matrix.data)
         indptr = matrix.indptr.astype(np.int64, copy=False)
         for start in range(0, n_rows, size):
@@ -62,6 +97,7 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
             yield Chunk(data, matrix.indices, indptr, start, stop, start, stop, matrix.shape[1])
         return
     if sp.issparse(matrix) and matrix.format == "csc":
+        check_sparse(matrix)
         if not matrix.has_sorted_indices:
             matrix = matrix.sorted_indices()
         for start in range(0, n_rows, size):
@@ -74,8 +110,7 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
 
     def read(start: int) -> Chunk:
         stop = min(start + size, n_rows)
-        block = matrix[start:stop]
-        block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
+        block = _read_block(matrix, start, stop)
         return Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop, matrix.shape[1])
 
     if in_memory or len(starts) < 2:
@@ -93,3 +128,38 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
             if nxt is not None:
                 pending = pool.submit(read, nxt)
             yield chunk
+
+
+def check_sparse(matrix):
+    """``matrix`` itself, after :func:`check_compressed` when it is an in-memory CSR or CSC matrix.
+
+    Call it before scipy or a kernel touches a matrix that may come from a file: scipy's own
+    arithmetic and slicing do not check the stored indices either.
+    """
+    if sp.issparse(matrix) and matrix.format in ("csr", "csc"):
+        major, minor = matrix.shape if matrix.format == "csr" else matrix.shape[::-1]
+        check_compressed(matrix.indptr, matrix.indices, matrix.data, major, minor, fmt=matrix.format)
+    return matrix
+
+
+def read_rows(matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of any supported matrix (in memory, backed, dask) as a checked CSR matrix."""
+    return _read_block(matrix, start, stop)
+
+
+def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` as a checked CSR matrix (backed files, dask blocks, dense and other formats)."""
+    try:
+        block = matrix[start:stop]
+        if sp.issparse(block):
+            return check_sparse(block).tocsr()
+        dense = np.asarray(block)
+        if dense.dtype.kind not in "fiub":
+            raise InputError(f"Expression values must be real numbers, got dtype {dense.dtype}; convert X (or the layer) to float32.")
+        if dense.dtype == np.float16:  # scipy.sparse has no float16
+            dense = dense.astype(np.float32)
+        return sp.csr_matrix(dense)
+    except InputError:
+        raise
+    except (ValueError, IndexError, TypeError, OSError, KeyError, RuntimeError) as err:  # h5py, anndata and scipy on damaged data
+        raise InputError(f"Could not read rows {start}-{stop} of the matrix: the file looks damaged ({type(err).__name__}: {err}).") from err

@@ -28,6 +28,12 @@ class ImmunescapeIOError(ImmunescapeError, OSError):
     """Reading or writing a file failed."""
 
 
+class UsageError(ImmunescapeError):
+    """A command line that cannot work as given (exit code 2, as argparse's own usage errors)."""
+
+    exit_code = 2
+
+
 class ImmunescapeWarning(UserWarning):
     """Base category of immunescape's warnings (filter with ``warnings.filterwarnings``)."""
 

@@ -24,3 +24,45 @@ def quiet_info(name: str = "immunescape") -> Iterator[None]:
         yield
     finally:
         log.setLevel(before)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions recorded with every result: this package, its signature library and the libraries it runs on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .signatures import library_version
+
+    out = {}
+    for pkg in ("immunescape", "numpy", "scipy", "numba", "anndata", "scanpy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["immunescape signature library"] = library_version()
+    return out
+
+
+def check_key(key: object, what: str = "key_added") -> str:
+    """``key`` if .h5ad can store it as a group or column name, else a clear error (before any work)."""
+    from ._errors import InputError
+
+    if not isinstance(key, str) or not key.strip():
+        raise InputError(f"{what} must be a non-empty name, got {key!r}.")
+    if "/" in key or "\x00" in key or key in (".", ".."):
+        raise InputError(f"{what}={key!r} cannot be stored in an .h5ad file ('/' separates HDF5 groups); choose a name "
+                         "without '/'.")  # fmt: skip
+    if len(key.encode()) > 200:
+        raise InputError(f"{what} is {len(key.encode())} bytes long; keep it under 200.")
+    return key
+
+
+def check_random_state(random_state: object) -> None:
+    """random_state must be None or a whole number >= 0 (numpy's seeds), refused in one line otherwise."""
+    from ._errors import InputError
+
+    import numpy as np
+
+    if random_state is None:
+        return
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
+        raise InputError(f"random_state must be None or a whole number >= 0, got {random_state!r}.")

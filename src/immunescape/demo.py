@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
-from .io import atomic_path, atomic_write_text
+from ._errors import ImmunescapeIOError
+from .io import all_or_nothing, atomic_path, atomic_write_text
 from .pp import coverage
 from .signatures import list_signatures
 from .tl import aggregate, classify, score
@@ -50,7 +51,20 @@ def run_demo(outdir: Path, *, n_samples: int = 12, cells_per_sample: int = 400) 
     Returns the written files by label.
     """
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ImmunescapeIOError(f"{str(outdir)!r} is a file; give the demo a folder (it is created if missing).")
+    created = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with all_or_nothing():  # every file of the demo appears, or none
+            return _write_demo(outdir, n_samples, cells_per_sample)
+    except BaseException:
+        if created and not any(outdir.iterdir()):
+            outdir.rmdir()
+        raise
+
+
+def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
 
     def write_csv(label: str, name: str, frame) -> None:

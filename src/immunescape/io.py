@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ._errors import ImmunescapeIOError
@@ -15,26 +17,229 @@ from ._errors import ImmunescapeIOError
 # (h5py's, for one) can be swallowed; checking this flag before the final rename makes sure an
 # interrupted run never leaves an output behind, whichever code the signal landed in.
 INTERRUPTED = threading.Event()
+# Every output renamed into place by this process, in order (the command line says what an interrupt left).
+WRITTEN: list[Path] = []
 
 
 def check_target(target: str | Path, *, overwrite: bool) -> Path:
     """Fail with a clear message if ``target`` cannot be written (or exists without ``overwrite``); return its folder."""
     target = Path(target)
+    if not target.name or target.name in (".", ".."):
+        raise ImmunescapeIOError(f"Cannot write {str(target)!r}: name a file, not a folder.")
     folder = target.parent if str(target.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
         raise ImmunescapeIOError(f"Cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder.")
     if not folder.is_dir():
         raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
+    if target.is_dir():
+        raise ImmunescapeIOError(f"{str(target)!r} is a folder; name a file inside it instead.")
     if target.exists() and not overwrite:
         raise ImmunescapeIOError(f"{str(target)!r} exists; pass --force (overwrite=True) to replace it.")
     if not os.access(folder, os.W_OK):
         raise ImmunescapeIOError(f"Cannot write to {str(folder)!r}: permission denied. Choose another output folder.")
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
+    if len(os.fsencode(target.name)) > longest:
+        raise ImmunescapeIOError(f"The output name {target.name[:40]!r}... is longer than this file system allows ({longest} bytes); "
+                                 "choose a shorter name.")  # fmt: skip
     return folder
+
+
+def check_outputs(outputs: Sequence[str | Path | None], *, inputs: Sequence[str | Path | None] = (), overwrite: bool) -> list[Path]:
+    """Check a command's outputs before any work: each writable, none an input, no two the same file.
+
+    An output "is" an input when it names the same file by any route: the same path, a symlink to
+    it, or a hard link (same device and inode). Returns the outputs as paths.
+    """
+    paths = [Path(p) for p in outputs if p]
+    for path in paths:
+        check_target(path, overwrite=overwrite)
+        for source in filter(None, inputs):
+            if _same_file(path, Path(source)):
+                raise ImmunescapeIOError(f"The output {str(path)!r} is the input {str(source)!r} (same file); an output never "
+                                         "replaces an input. Choose another output name.")  # fmt: skip
+    for i, path in enumerate(paths):
+        for other in paths[i + 1 :]:
+            if _same_file(path, other):
+                raise ImmunescapeIOError(f"Two outputs name the same file ({str(path)!r}, {str(other)!r}); give each its own name.")
+    return paths
+
+
+def check_updatable(path: str | Path) -> Path:
+    """Fail clearly unless ``path`` is an existing file that may be replaced in place; return it symlink-resolved."""
+    real = Path(os.path.realpath(path))
+    if not real.is_file():
+        raise ImmunescapeIOError(f"Cannot update {str(path)!r} in place: it is not an existing file.")
+    if not os.access(real, os.W_OK):
+        raise ImmunescapeIOError(f"{str(path)!r} is read-only; make it writable (chmod u+w) or write a new file with -o.")
+    check_target(real, overwrite=True)
+    return real
+
+
+# HDF5 keeps a DataFrame's column list in one attribute, and attributes are limited to 64 KiB.
+_COLUMN_LIST_BYTES = 60_000
+
+
+def check_column_names(names: Sequence[str], key: str) -> None:
+    """Refuse, before any work, more score columns than an .h5ad DataFrame can list."""
+    if not names:
+        return
+    longest = max(len(f"{key}_{n}".encode()) for n in names)
+    if len(names) * longest > _COLUMN_LIST_BYTES:
+        raise ImmunescapeIOError(f"{len(names):,} signatures are more columns than an .h5ad DataFrame can list (HDF5 keeps the "
+                                 "list in one 64 KiB attribute); write the scores with --scores-only TABLE.csv (or "
+                                 ".parquet), or score fewer signatures per run.")  # fmt: skip
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+class _Batch:
+    """Temporary files of one command, renamed onto their targets together when all are complete."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+
+
+_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("immunescape_output_batch", default=None)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Outputs written by :func:`atomic_path` inside this block appear together, or none of them.
+
+    Each file is first written under a temporary name; the renames happen only after the block
+    succeeded, with SIGINT/SIGTERM held back, and a failed rename puts back what was there before.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with all_or_nothing():
+    ...     atomic_write_text(folder / "a.txt", "a")
+    ...     atomic_write_text(folder / "b.txt", "b")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['a.txt', 'b.txt']
+    """
+    if _BATCH.get() is not None:  # nested: the outer block decides
+        yield
+        return
+    batch = _Batch()
+    token = _BATCH.set(batch)
+    try:
+        yield
+        _BATCH.reset(token)
+        token = None
+        _commit(batch.pending)
+    finally:
+        if token is not None:
+            _BATCH.reset(token)
+        for tmp, _ in batch.pending:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _commit(pending: list[tuple[Path, Path]]) -> None:
+    """Rename every temporary file onto its target; on any failure put the previous targets back."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+    done: list[tuple[Path, Path | None, bool]] = []  # (target, backup of its old content, existed before)
+    with _signals_held():
+        try:
+            for tmp, target in pending:
+                existed, backup = target.exists(), None
+                if existed and len(pending) > 1:  # a hard link keeps the old content until every rename succeeded
+                    backup = target.with_name(f".ie-{os.getpid()}-{len(done)}.bak")
+                    try:
+                        os.link(target, backup)
+                    except OSError:  # no hard links on this file system: the old content cannot come back
+                        backup = None
+                os.replace(tmp, target)
+                done.append((target, backup, existed))
+        except OSError as err:
+            for old_target, backup, existed in reversed(done):
+                if backup is not None:
+                    os.replace(backup, old_target)
+                elif not existed:
+                    old_target.unlink(missing_ok=True)
+            raise ImmunescapeIOError(f"Writing {str(target)!r} failed ({err}); nothing was written.") from err
+        finally:
+            for _, backup, _ in done:
+                if backup is not None and backup.exists():
+                    backup.unlink()
+    WRITTEN.extend(target for _, target in pending)
+
+
+@contextlib.contextmanager
+def exclusive_update(path: str | Path) -> Iterator[None]:
+    """Hold a lock while ``path`` is read, changed and replaced, so that a second immunescape run
+    updating the same file fails with a clear message instead of silently losing one update.
+
+    The lock is a short-lived hidden file beside the (symlink-resolved) file, removed at the end.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    import hashlib
+
+    real = Path(os.path.realpath(path))
+    lock = real.with_name(".ie-lock-" + hashlib.sha1(str(real).encode()).hexdigest()[:16])
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise ImmunescapeIOError(f"Cannot update {str(path)!r} in place: {err.strerror} in its folder.") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            raise ImmunescapeIOError(f"Another immunescape run is updating {str(path)!r}; wait until it has finished, "
+                                     "then run again.") from err  # fmt: skip
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # the previous holder removed it between our open and our lock
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # before unlocking: a waiting run re-checks the name and starts afresh
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the few renames that must happen together (main thread only)."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # no pthread_sigmask on this platform
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+
+    A symlink ``target`` keeps pointing where it did, and the file it points to is replaced; an
+    existing target's permission bits are kept. Inside :func:`all_or_nothing`, the rename waits
+    for the end of that block.
 
     Examples
     --------
@@ -46,10 +251,15 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     'done'
     """
     target = Path(target)
+    check_target(target, overwrite=overwrite)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     folder = check_target(target, overwrite=overwrite)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    fd, tmp_name = tempfile.mkstemp(prefix=".ie-", suffix=".part", dir=folder)  # short: any allowed target name fits
     os.close(fd)
     tmp = Path(tmp_name)
+    batch = _BATCH.get()
+    handed_over = False
     try:
         try:
             yield tmp
@@ -64,13 +274,21 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
             time.sleep(pause)
         if INTERRUPTED.is_set():
             raise KeyboardInterrupt
-        if tmp.is_file():  # mkstemp makes 0600 files; give the output the usual permissions
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
+        if tmp.is_file():  # mkstemp makes 0600 files: keep the replaced file's mode, else the usual one
+            if target.exists():
+                mode = stat.S_IMODE(target.stat().st_mode)
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.chmod(tmp, mode)
+        if batch is not None:
+            batch.pending.append((tmp, target))
+            handed_over = True
+        else:
+            _commit([(tmp, target)])
     finally:
-        if tmp.exists():
+        if not handed_over and tmp.exists():
             tmp.unlink()
 
 
@@ -104,9 +322,26 @@ def read_h5ad(path: str | Path, *, backed: bool = False):
             "AnnData.write_h5ad."
         )
     try:
-        return ad.read_h5ad(path, backed="r" if backed else None)
+        adata = ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for damaged files
         raise ImmunescapeIOError(f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err}).") from err
+    _check_matrices(adata, path)
+    return adata
+
+
+def _check_matrices(adata, path: Path) -> None:
+    """Refuse damaged sparse matrices right after reading, before scipy or a kernel indexes with them."""
+    from ._chunks import check_sparse
+    from ._errors import InputError
+
+    matrices = {"X": adata.X, **{f"layers[{k!r}]": v for k, v in adata.layers.items()}}
+    if adata.raw is not None:
+        matrices["raw.X"] = adata.raw.X
+    for where, matrix in matrices.items():
+        try:
+            check_sparse(matrix)
+        except InputError as err:
+            raise ImmunescapeIOError(f"{str(path)!r}: {where} is damaged. {err}") from err
 
 
 def write_h5ad(adata, target: str | Path, *, overwrite: bool = False) -> None:
@@ -123,9 +358,11 @@ def add_to_h5ad(
     obs_columns: dict | None = None,
     obs=None,
     uns: dict | None = None,
+    obsm_removed: Sequence[str] = (),
     overwrite: bool = False,
 ) -> None:
-    """Copy ``source`` to ``target`` with new ``obsm``/``obs``/``uns`` elements, without loading X.
+    """Copy ``source`` to ``target`` with new ``obsm``/``obs``/``uns`` elements (and ``obsm_removed`` deleted),
+    without loading X.
 
     The copy is made byte for byte into a temporary file beside ``target``, the new elements are
     written into it, and it is renamed onto ``target`` only when all of that succeeded; ``target``
@@ -145,6 +382,9 @@ def add_to_h5ad(
                     frame[name] = values
                 del handle["obs"]
                 write_elem(handle, "obs", frame)
+            for key in obsm_removed:
+                if "obsm" in handle and key in handle["obsm"]:
+                    del handle["obsm"][key]
             for group, items in (("obsm", obsm or {}), ("uns", uns or {})):
                 if not items:
                     continue

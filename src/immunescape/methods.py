@@ -85,8 +85,11 @@ class Method:
     value_range: str
     prepare: Callable[..., Plan]
     null_bins: int = 25  # expression bins of the null's random genes (scanpy's control bins: 25)
+    # what each parameter accepts, beyond the type of its default: {name: (kind, lowest value or choices)}
+    rules: dict[str, tuple[str, Any]] = field(default_factory=dict)
 
     def check_params(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The method's parameters with ``given`` applied, each checked by type and range before any work."""
         unknown = set(given) - set(self.params)
         if unknown:
             name = sorted(unknown)[0]
@@ -94,7 +97,43 @@ class Method:
                 f"Method {self.name!r} has no parameter {name!r}; its parameters are {sorted(self.params) or 'none'}."
                 + closest(name, self.params)
             )
+        for name, value in given.items():
+            kind, bound = self.rules.get(name, (_kind_of(self.params[name]), None))
+            problem = _param_problem(value, kind, bound)
+            if problem:
+                raise InputError(f"Method {self.name!r}: {name}={value!r} is not valid; {name} must be {problem}.")
         return {**self.params, **given}
+
+
+def _kind_of(default: Any) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "number"
+    return "str" if isinstance(default, str) else "any"
+
+
+def _param_problem(value: Any, kind: str, bound: Any) -> str | None:
+    """What ``value`` should have been (None when it is fine). Booleans are never numbers here."""
+    optional = kind.startswith("optional ")
+    kind = kind.removeprefix("optional ")
+    if optional and value is None:
+        return None
+    or_none = ", or None" if optional else ""
+    if kind == "bool":
+        return None if isinstance(value, (bool, np.bool_)) else "True or False" + or_none
+    if kind in ("int", "number"):
+        wanted = ("a whole number" if kind == "int" else "a number") + (f" >= {bound}" if bound is not None else "") + or_none
+        numeric = isinstance(value, (int, np.integer)) or (kind == "number" and isinstance(value, (float, np.floating)))
+        if isinstance(value, (bool, np.bool_)) or not numeric or not math.isfinite(value):
+            return wanted
+        return wanted if bound is not None and value < bound else None
+    if kind == "str":
+        choices = list(bound or ())
+        return None if isinstance(value, str) and (not choices or value in choices) else f"one of {choices}{or_none}"
+    return None
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -103,6 +142,11 @@ _REGISTRY: dict[str, Method] = {}
 def register(method: Method) -> Method:
     _REGISTRY[method.name] = method
     return method
+
+
+def method_names() -> list[str]:
+    """Names of the registered methods, in registration order (the CLI's choices and the docs' lists)."""
+    return list(_REGISTRY)
 
 
 def get_method(name: str) -> Method:
@@ -290,6 +334,7 @@ register(Method(
     equals="scanpy.tl.score_genes (Seurat AddModuleScore); same controls for the same random_state",
     reference="Tirosh et al., Science 2016, doi:10.1126/science.aad0501; Satija et al. 2015",
     params={"ctrl_size": 50, "n_bins": 25, "ctrl_as_ref": True, "gene_pool": None},
+    rules={"ctrl_size": ("int", 1), "n_bins": ("int", 2), "gene_pool": ("any", None)},
     needs=("means",),
     signed="up minus down, each against its own controls",
     weighted=False,
@@ -329,6 +374,7 @@ register(Method(
     equals="pyUCell 0.8 compute_ucell_scores (ties averaged; zeros and missing genes at max_rank)",
     reference="Andreatta & Carmona, Comput Struct Biotechnol J 2021, doi:10.1016/j.csbj.2021.06.043",
     params={"max_rank": 1500, "w_neg": 1.0, "missing_genes": "impute"},
+    rules={"max_rank": ("int", 1), "w_neg": ("number", 0), "missing_genes": ("str", ("impute", "skip"))},
     needs=("unique_entries",),
     signed="up score minus w_neg * down score, clipped at 0 (UCell's +/- sets)",
     weighted=False,
@@ -389,6 +435,7 @@ register(Method(
     equals="decoupler 2.x mt.aucell (ordinal ranks, ties broken by decoupler's seeded shuffle; n_up = 5% of genes)",
     reference="Aibar et al., Nat Methods 2017, doi:10.1038/nmeth.4463",
     params={"n_up": None, "drop_empty_genes": True},
+    rules={"n_up": ("optional int", 2)},
     needs=("nonempty", "unique_entries"),
     signed="AUC(up) minus AUC(down)",
     weighted=False,
@@ -438,6 +485,7 @@ register(Method(
     equals="gseapy.ssgsea ES (normalize=True: NES, i.e. GSVA's ssgsea.norm, divided by the range over all cells and sets)",
     reference="Barbie et al., Nature 2009, doi:10.1038/nature08460; Hanzelmann et al. 2013 (GSVA)",
     params={"alpha": 0.25, "sample_norm": "rank", "normalize": False},
+    rules={"alpha": ("number", 0), "sample_norm": ("optional str", ("rank", "none", "log_rank", "log"))},
     needs=("unique_entries",),
     signed="ES(up) minus ES(down)",
     weighted=False,
@@ -542,6 +590,7 @@ register(Method(
     equals="decoupler 2.x mt.zscore (flavor='RoKAI' default, 'KSEA')",
     reference="Yilmaz et al., Nat Commun 2021 (RoKAI), doi:10.1038/s41467-021-21211-6",
     params={"flavor": "RoKAI", "drop_empty_genes": True},
+    rules={"flavor": ("str", ("RoKAI", "KSEA"))},
     needs=("nonempty",),
     signed="weights' signs (+1 up, -1 down without weights)",
     weighted=True,
@@ -609,6 +658,7 @@ register(Method(
     equals="gseapy.gsva ES (delegated); bulk and pseudobulk only, slower than the per-cell methods",
     reference="Hanzelmann, Castelo & Guinney, BMC Bioinformatics 2013, doi:10.1186/1471-2105-14-7",
     params={"kcdf": "Gaussian", "tau": 1.0, "mx_diff": True, "max_samples": 5000, "threads": 2},
+    rules={"kcdf": ("optional str", ("Gaussian", "Poisson")), "tau": ("number", 0), "max_samples": ("int", 1), "threads": ("int", 1)},
     needs=(),
     signed="ES(up) minus ES(down)",
     weighted=False,

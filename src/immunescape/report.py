@@ -17,6 +17,7 @@ import pandas as pd
 from anndata import AnnData
 
 from . import __version__
+from ._utils import package_versions
 from .io import atomic_write_text
 
 _STYLE = """
@@ -107,9 +108,7 @@ def build_report(samples: AnnData, calls: pd.DataFrame, *, coverage: pd.DataFram
 
 
 def _versions() -> dict[str, str]:
-    from .tl._score import _versions as versions
-
-    return {f"version {k}": v for k, v in versions().items()}
+    return {f"version {k}": v for k, v in package_versions().items()}
 
 
 def write_report(path: str | Path, samples: AnnData, calls: pd.DataFrame, *, overwrite: bool = False, **kwargs) -> Path:

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -212,6 +213,35 @@ def _library() -> dict[str, Signature]:
 
 
 @lru_cache(maxsize=1)
+def library_version() -> str:
+    """Version of the built-in signature library with the SHA-256 of its files, recorded in every result.
+
+    The version is in ``signatures/VERSION`` beside the files; a test fails when the files change and
+    the checksum there does not, so an edited library always carries a new version.
+
+    Examples
+    --------
+    >>> library_version().startswith("20")
+    True
+    """
+    return f"{read_version_file(library_path())['version']} (sha256 {library_checksum()[:12]})"
+
+
+def read_version_file(folder: str | Path) -> dict[str, str]:
+    """The ``version`` and ``sha256`` fields of a library folder's ``VERSION`` file."""
+    lines = (Path(folder) / "VERSION").read_text().splitlines()
+    return {key.strip(): value.strip() for key, sep, value in (line.partition(":") for line in lines) if sep}
+
+
+def library_checksum(folder: str | Path | None = None) -> str:
+    """SHA-256 over the library's YAML files (names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder or library_path()).glob("*.yaml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
 def _aliases() -> dict[str, str]:
     return {alias: sig.name for sig in _library().values() for alias in sig.meta.get("aliases", [])}
 
@@ -305,7 +335,7 @@ def load(source: SignatureLike, *, fmt: str | None = None) -> list[Signature]:
         return [source]
     if isinstance(source, pd.DataFrame):
         return _from_long_frame(source)
-    if isinstance(source, Path) or (isinstance(source, str) and (fmt or _looks_like_path(source))):
+    if isinstance(source, Path) or (isinstance(source, str) and (fmt or _is_file_source(source))):
         return load_file(source, fmt=fmt)
     if isinstance(source, str):
         out: list[Signature] = []
@@ -315,12 +345,47 @@ def load(source: SignatureLike, *, fmt: str | None = None) -> list[Signature]:
             raise SignatureError("No signature named: pass a name, a collection or a file.")
         return _unique(out)
     if isinstance(source, Mapping):
-        if "name" in source and ("genes_up" in source or "genes" in source or "weights" in source):
+        if _single_entry(source):
             return [_from_mapping(str(source["name"]), source)]
         return _unique([_from_mapping(str(name), body) for name, body in source.items()])
     if isinstance(source, Sequence):
         return _unique([sig for item in source for sig in load(item)])
     raise SignatureError(f"Cannot load signatures from a {type(source).__name__}; see ie.signatures.load's docstring.")
+
+
+def named_explicitly(source: SignatureLike) -> set[str]:
+    """Names of the signatures ``source`` names one by one (not through a collection, a file or a table).
+
+    :func:`immunescape.tl.score` drops members of a collection that the data barely cover, but
+    raises for a signature the user asked for by name.
+
+    Examples
+    --------
+    >>> sorted(named_explicitly("immune_escape,cytolytic_activity_rooney2015"))
+    ['cytolytic_activity_rooney2015']
+    """
+    if isinstance(source, Signature):
+        return {source.name}
+    if isinstance(source, str) and not _is_file_source(source):
+        return {get(part).name for part in filter(None, (p.strip() for p in source.split(","))) if part not in COLLECTIONS}
+    if isinstance(source, Mapping) and _single_entry(source):
+        return {str(source["name"])}
+    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        return set().union(*(named_explicitly(item) for item in source)) if len(source) else set()
+    return set()
+
+
+def _single_entry(source: Mapping) -> bool:
+    """A mapping that is one signature's entry (``{"name": ..., "genes_up": ...}``), not ``{name: genes}``."""
+    return "name" in source and ("genes_up" in source or "genes" in source or "weights" in source)
+
+
+def _is_file_source(text: str) -> bool:
+    """A string names a file when it is not a built-in name or collection and looks like a path; a file
+    in the working folder never shadows a collection or signature of the same name."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    builtin = parts and all(p in COLLECTIONS or p in _library() or p in _aliases() for p in parts)
+    return not builtin and _looks_like_path(text)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -5,6 +5,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._chunks import check_sparse
 from .._errors import InputError
 from .._utils import closest
 
@@ -40,7 +41,7 @@ def pseudobulk(adata: AnnData, sample_key: str, *, layer: str | None = "counts",
         raise InputError(f"sample_key={sample_key!r} is not an obs column." + closest(sample_key, adata.obs.columns))
     if layer is not None and layer not in adata.layers:
         raise InputError(f"Layer {layer!r} with raw counts not found; pass layer=None to sum X.")
-    X = adata.layers[layer] if layer is not None else adata.X
+    X = check_sparse(adata.layers[layer] if layer is not None else adata.X)
     groups = pd.Categorical(adata.obs[sample_key].astype(str))
     summed, normalised = summed_profiles(X, groups.codes, len(groups.categories), target_sum)
     obs = pd.DataFrame(index=pd.Index(groups.categories.astype(str)))

@@ -6,11 +6,10 @@ from ._context import ContextModel, context_features, load_context_model
 from ._contributions import contributions
 from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
 from ._enrich import enrich
-from ._score import NullScores, compute_scores, methods, score, score_matrix
+from ._score import compute_scores, methods, score, score_matrix
 
 __all__ = [
     "MECHANISMS",
-    "NullScores",
     "ReferenceProfile",
     "Thresholds",
     "adjust_pvalues",

@@ -12,8 +12,9 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._chunks import check_sparse
 from .._errors import DataWarning, InputError, SignatureError
-from .._utils import closest
+from .._utils import closest, package_versions
 from ..signatures import get as get_signature
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def aggregate(
         out.layers[name] = frame.loc[sample_order].to_numpy(dtype=np.float64)
     out.uns["immunescape_samples"] = {
         "mode": mode, "sample_key": sample_key, "celltype_key": str(celltype_key), "compartments_from": source,
-        "min_cells": min_cells, "key": key,
+        "min_cells": min_cells, "key": key, "versions": package_versions(),
     }  # fmt: skip
     _add_context_inputs(out, adata, samples, keep, sample_order, counts_layer)
     _add_gene_means(out, adata, key, samples, compartment, keep, sample_order, min_cells)
@@ -225,7 +226,7 @@ def _add_context_inputs(out: AnnData, adata: AnnData, samples: pd.Series, keep: 
     from ._context import compute_context_inputs, load_context_model
 
     use_counts = counts_layer is not None and counts_layer in adata.layers
-    X = adata.layers[counts_layer] if use_counts else adata.X
+    X = check_sparse(adata.layers[counts_layer] if use_counts else adata.X)
     unlog = not use_counts and _looks_logged(X[: min(adata.n_obs, 2000)])  # log-normalised X: cells add up as counts
     codes = np.full(adata.n_obs, -1, np.int64)
     codes[keep] = pd.Categorical(samples[keep], categories=sample_order).codes
@@ -388,7 +389,7 @@ def _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_ce
 
     if counts_layer is not None and counts_layer not in adata.layers:
         raise InputError(f"Pseudobulk needs raw counts: layer {counts_layer!r} not found; pass counts_layer= (None uses X).")
-    X = adata.layers[counts_layer] if counts_layer is not None else adata.X
+    X = check_sparse(adata.layers[counts_layer] if counts_layer is not None else adata.X)
     sigs = load(signatures)
     var = _signature_compartments([s.name for s in sigs])
     features = pd.DataFrame(np.nan, index=sample_order, columns=var.index)

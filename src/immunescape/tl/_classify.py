@@ -12,7 +12,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .._errors import DataWarning, InputError, SignatureError
-from .._utils import closest
+from .._anndata import single_cell_evidence
+from .._utils import check_key, closest, package_versions
 from ..signatures import get as get_signature
 from ._context import ContextInputs, ContextModel, compute_context_inputs, load_context_model, predict_context, robust_scale
 
@@ -313,6 +314,7 @@ def classify(
     layer: str | None = None,
     use_raw: bool | None = None,
     gene_symbols: str | None = None,
+    rows_are_samples: bool = False,
     inplace: bool = True,
 ) -> pd.DataFrame:
     """Call each sample's immune context and escape mechanisms, with the numbers and genes behind every call.
@@ -358,6 +360,10 @@ def classify(
         With an AnnData and ``inplace``: calls go to ``obs`` and the full table to ``uns[key_added]``.
     layer, use_raw, gene_symbols
         Which expression of a bulk AnnData the model reads, as in :func:`score`.
+    rows_are_samples
+        An AnnData whose rows look like single cells (a cell embedding, a neighbour graph, or few
+        genes detected per row) is refused: aggregate the cells into samples first. True classifies
+        each row as a sample anyway (with a warning saying so).
     inplace
         Write into ``samples`` when it is an AnnData.
 
@@ -377,11 +383,15 @@ def classify(
     True
     """
     th = Thresholds.from_user(thresholds)
+    if inplace and isinstance(samples, AnnData):
+        check_key(key_added)
     if not isinstance(model, ContextModel):
         model = load_context_model(model)
     if th.context_margin is not None:
         model = replace(model, margin=th.context_margin)
     kind = _input_kind(samples)
+    if kind == "bulk":
+        _check_rows_are_samples(samples, rows_are_samples, layer, use_raw)
     inputs = _context_inputs(samples, kind, model, layer, use_raw, gene_symbols)
     index = _sample_index(samples)
     if len(index) == 0:
@@ -412,7 +422,7 @@ def classify(
             samples.obs[f"{key_added}_{col}" if col != "immune_context" else key_added] = out[col].astype(str).to_numpy()
         samples.uns[key_added] = {"table": out.astype({c: str for c in out.columns if out[c].dtype == object}),
                                   "thresholds": json.dumps(th_record), "reference": scale.description,
-                                  "context_model": out.attrs["context_model"]}  # fmt: skip
+                                  "context_model": out.attrs["context_model"], "versions": package_versions()}  # fmt: skip
     return out
 
 
@@ -422,6 +432,18 @@ def _input_kind(samples) -> str:
     if not isinstance(samples, AnnData):
         raise InputError(f"classify takes an AnnData or a DataFrame of sample features, got {type(samples).__name__}.")
     return "cells" if "immunescape_samples" in samples.uns else "bulk"
+
+
+def _check_rows_are_samples(samples: AnnData, rows_are_samples: bool, layer, use_raw) -> None:
+    evidence = single_cell_evidence(samples, layer=layer, use_raw=use_raw)
+    if evidence is None:
+        return
+    if not rows_are_samples:
+        raise InputError(f"These rows look like single cells ({evidence}), and classify calls samples: aggregate them first "
+                         "with ie.tl.aggregate(adata, sample_key, celltype_key=...) (CLI: --sample-key), or pass "
+                         "rows_are_samples=True (CLI: --rows-are-samples) to classify each row as a sample.")  # fmt: skip
+    warnings.warn(f"Classifying each of the {samples.n_obs} rows as a sample although they look like single cells ({evidence}).",
+                  DataWarning, stacklevel=4)  # fmt: skip
 
 
 def _sample_index(samples) -> pd.Index:

@@ -229,6 +229,28 @@ def _numeric(parts: list[pd.Series], groups: list[str], test: str, n_permutation
     return {**row, "test": "permutation (Kruskal-Wallis H)", "statistic": res.statistic, "pval": res.pvalue}
 
 
+_PERMUTATION_BLOCK = 2_000_000  # group labels held at once (permutations x observations)
+
+
+def _permuted_chi2(codes: np.ndarray, groups: np.ndarray, n_levels: int, n_permutations: int, seed: int) -> np.ndarray:
+    """Pearson chi-squared of the groups x levels table after each random relabelling of the groups.
+
+    Group sizes and level counts do not change under relabelling, so the expected table is fixed and
+    every permuted table is one bincount: vectorised over blocks of permutations."""
+    n_groups, n = int(groups.max()) + 1, codes.size
+    expected = np.bincount(groups, minlength=n_groups)[:, None] * np.bincount(codes, minlength=n_levels)[None, :] / n
+    rng = np.random.default_rng(seed)
+    per_block = max(1, _PERMUTATION_BLOCK // n)
+    out = []
+    for start in range(0, n_permutations, per_block):
+        size = min(per_block, n_permutations - start)
+        shuffled = rng.permuted(np.broadcast_to(groups, (size, n)), axis=1)
+        cells = (np.arange(size)[:, None] * n_groups + shuffled) * n_levels + codes[None, :]
+        tables = np.bincount(cells.ravel(), minlength=size * n_groups * n_levels).reshape(size, n_groups, n_levels)
+        out.append((((tables - expected) ** 2) / expected).sum(axis=(1, 2)))
+    return np.concatenate(out)
+
+
 def _categorical(parts: list[pd.Series], groups: list[str], test: str, n_permutations: int, seed: int) -> dict:
     levels = sorted(pd.concat(parts).astype(str).unique())
     counts = np.asarray([[int((p.astype(str) == lev).sum()) for lev in levels] for p in parts])
@@ -254,14 +276,7 @@ def _categorical(parts: list[pd.Series], groups: list[str], test: str, n_permuta
             return {**row, "test": "Fisher exact", "statistic": fisher.statistic, "pval": fisher.pvalue}
         return {**row, "test": "chi-squared", "statistic": chi2.statistic, "pval": chi2.pvalue}
     pooled = np.concatenate([p.astype(str).to_numpy() for p in parts])
-    sizes = np.cumsum([p.size for p in parts])[:-1]
-
-    def statistic(order):
-        shuffled = np.split(pooled[order], sizes)
-        table = np.asarray([[int((s == lev).sum()) for lev in levels] for s in shuffled])
-        return stats.chi2_contingency(table, correction=False).statistic
-
-    rng = np.random.default_rng(seed)
-    null = np.asarray([statistic(rng.permutation(pooled.size)) for _ in range(n_permutations)])
+    null = _permuted_chi2(np.searchsorted(levels, pooled), np.repeat(np.arange(len(parts)), [p.size for p in parts]),
+                          len(levels), n_permutations, seed)  # fmt: skip
     pval = (1 + np.sum(null >= chi2.statistic - 1e-12)) / (n_permutations + 1)
     return {**row, "test": "permutation (chi-squared)", "statistic": chi2.statistic, "pval": pval}

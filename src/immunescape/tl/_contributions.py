@@ -42,7 +42,7 @@ def contributions(
 
     - ``mean`` (scanpy's score_genes): (x_g - mean of the control genes) / n, the controls being the
       ones the score drew (``random_state``, ``ctrl_size`` as in :func:`score`);
-    - ``wmean``: w_g x_g / sum |w|;
+    - ``wmean``: ``w_g x_g / sum(|w|)``;
     - ``ucell``: 1/n - (rank_g - (n + 1) / 2) / (n max_rank - n (n + 1) / 2), with UCell's ranks
       (descending, zeros and ranks beyond ``max_rank`` at ``max_rank``; genes absent from the data,
       counted at ``max_rank``, form one row);

@@ -3,9 +3,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
 import pandas as pd
 from anndata import AnnData
 

@@ -6,7 +6,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numba
 import numpy as np
@@ -20,9 +20,10 @@ from .._chunks import check_chunk_size, iter_chunks
 from .._errors import DataWarning, InputError
 from .._kernels import scan
 from .._null import benjamini_hochberg, check_null_args
+from .._utils import check_key, check_random_state, package_versions
 from ..genes import ResolvedSignatures, resolve
 from ..methods import GeneStats, Method, NullSpec, get_method, methods_table
-from ..signatures import SignatureLike, load
+from ..signatures import SignatureLike, load, named_explicitly
 
 logger = logging.getLogger(__name__)
 _SCAN_BLOCK = 4_000_000  # stored values per block of the validation scan
@@ -41,16 +42,9 @@ def methods() -> pd.DataFrame:
     return methods_table()
 
 
-class NullScores(NamedTuple):
-    """Scores with their significance against random gene sets (``score(..., null="matched")``)."""
+LOW_COVERAGE = ("auto", "drop", "raise")
 
-    scores: pd.DataFrame
-    z: pd.DataFrame
-    pval: pd.DataFrame
-    padj: pd.DataFrame
-
-
-#: obsm key suffixes of the null statistics, in the order of :class:`NullScores` after the scores
+#: obsm key suffixes of the null statistics (the keys of ``score(..., inplace=False)``'s dict without the "_")
 NULL_SUFFIXES = ("_z", "_pval", "_padj")
 
 
@@ -68,7 +62,7 @@ def score(
     key_added: str = "immunescape",
     obs: bool = True,
     min_coverage: float = 0.5,
-    low_coverage: str = "raise",
+    low_coverage: str = "auto",
     organism: str | None = None,
     chunk_size: int | None = None,
     n_jobs: int | None = None,
@@ -77,7 +71,7 @@ def score(
     inplace: bool = True,
     copy: bool = False,
     **method_params: Any,
-) -> AnnData | pd.DataFrame | NullScores | None:
+) -> AnnData | pd.DataFrame | dict[str, pd.DataFrame] | None:
     """Score every cell (or sample) with every requested signature in one pass over the matrix.
 
     Parameters
@@ -134,7 +128,9 @@ def score(
         Column of ``var`` (``raw.var``) with gene symbols, when ``var_names`` are other ids.
     key_added
         Scores go to ``obsm[key_added]`` and, with ``obs=True``, to ``obs[f"{key_added}_{name}"]``;
-        parameters, versions and the gene coverage report to ``uns[key_added]``.
+        parameters, versions and the gene coverage report to ``uns[key_added]``. Scoring again with
+        the same key replaces everything the earlier run wrote: its ``obs`` columns and null tables
+        that this run does not rewrite are removed (listed in ``uns[key_added]["removed_previous"]``).
     obs
         Also write one ``obs`` column per signature.
     min_coverage
@@ -142,8 +138,10 @@ def score(
         :func:`immunescape.genes.resolve`).
     low_coverage
         What to do with signatures below ``min_coverage``: ``"raise"`` an error naming the missing
-        genes, or ``"drop"`` them with a :class:`~immunescape.CoverageWarning` (useful for a whole
-        collection on a targeted gene panel).
+        genes; ``"drop"`` them with one :class:`~immunescape.CoverageWarning` naming each with its
+        coverage (recorded in ``uns[key_added]["left_out"]``); ``"auto"`` (default) drops members of
+        a collection, a file or a table of sets (a targeted gene panel covers some of them) but
+        raises for a signature named one by one. Nothing left to score is always an error.
     organism
         ``"human"`` or ``"mouse"``; None detects it from the gene names.
     chunk_size
@@ -166,7 +164,7 @@ def score(
     Returns
     -------
     None, the scored copy (``copy=True``) or the score DataFrame (``inplace=False`` or DataFrame input;
-    with a null, a :class:`NullScores` tuple ``(scores, z, pval, padj)`` of DataFrames).
+    with a null, a dict of DataFrames ``{"score", "z", "pval", "padj"}``, cells x signatures each).
 
     Examples
     --------
@@ -184,6 +182,8 @@ def score(
         adata = AnnData(X=frame.to_numpy(), obs=pd.DataFrame(index=frame.index.astype(str)),
                         var=pd.DataFrame(index=frame.columns.astype(str)))  # fmt: skip
         inplace, copy = False, False
+    if inplace:
+        check_key(key_added)
     if copy:
         adata = adata.copy()
     table, record, null_tables = compute_scores(
@@ -192,16 +192,45 @@ def score(
         chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress, **method_params,
     )  # fmt: skip
     if not inplace:
-        return NullScores(table, *null_tables.values()) if null_tables else table
+        return {"score": table, **{suffix[1:]: frame for suffix, frame in null_tables.items()}} if null_tables else table
+    store_scores(adata, table, record, null_tables, key_added, obs=obs)
+    logger.info("added obsm[%r] (%d signatures, method %s)", key_added, table.shape[1], record["method"])
+    return adata if copy else None
+
+
+def store_scores(adata: AnnData, table: pd.DataFrame, record: dict, null_tables: dict[str, pd.DataFrame], key_added: str,
+                 *, obs: bool = True) -> None:  # fmt: skip
+    """Write scores, null tables and the record into ``adata`` as :func:`score` does, first removing what an
+    earlier run with the same ``key_added`` wrote and this one does not rewrite."""
+    new_obs = obs_columns(table, key_added) if obs else {}
+    stale_obs, stale_obsm = previous_outputs(adata, key_added, new_obs, [key_added + s for s in null_tables])
+    adata.obs.drop(columns=stale_obs, inplace=True)
+    for name in stale_obsm:
+        del adata.obsm[name]
     adata.obsm[key_added] = table
     for suffix, frame in null_tables.items():
         adata.obsm[key_added + suffix] = frame
-    if obs:
-        for name, values in obs_columns(table, key_added).items():
-            adata.obs[name] = values
+    for name, values in new_obs.items():
+        adata.obs[name] = values
+    record["removed_previous"] = removed_record(stale_obs, stale_obsm)
     adata.uns[key_added] = record
-    logger.info("added obsm[%r] (%d signatures, method %s)", key_added, table.shape[1], record["method"])
-    return adata if copy else None
+
+
+def removed_record(stale_obs: list[str], stale_obsm: list[str]) -> dict[str, np.ndarray]:
+    """How ``uns[key_added]["removed_previous"]`` lists what a re-run removed."""
+    return {"obs": np.asarray(stale_obs, dtype=str), "obsm": np.asarray(stale_obsm, dtype=str)}
+
+
+def previous_outputs(adata: AnnData, key_added: str, new_obs, new_obsm) -> tuple[list[str], list[str]]:
+    """The ``obs`` columns and ``obsm`` entries an earlier ``score`` run with ``key_added`` wrote that this
+    run does not rewrite: removed, so obs and obsm never disagree (the run's ``uns`` lists them)."""
+    previous = adata.uns.get(key_added)
+    names = previous.get("signatures", []) if isinstance(previous, dict) else []
+    stale_obs = [c for c in (f"{key_added}_{n}" for n in np.asarray(names, dtype=str).ravel()) if c in adata.obs and c not in new_obs]
+    stale_obsm = [k for k in (key_added + s for s in NULL_SUFFIXES) if k in adata.obsm and k not in new_obsm]
+    if stale_obs or stale_obsm:
+        logger.info("removed %d obs column(s) and %d obsm entr(ies) of the previous %r run", len(stale_obs), len(stale_obsm), key_added)
+    return stale_obs, stale_obsm
 
 
 def obs_columns(table: pd.DataFrame, key_added: str) -> dict[str, np.ndarray]:
@@ -211,7 +240,7 @@ def obs_columns(table: pd.DataFrame, key_added: str) -> dict[str, np.ndarray]:
 
 def compute_scores(
     adata: AnnData, signatures: SignatureLike, method: str, *, null=None, n_null=100, null_bins=None, layer=None,
-    use_raw=None, gene_symbols=None, min_coverage=0.5, low_coverage="raise", organism=None, chunk_size=None, n_jobs=None,
+    use_raw=None, gene_symbols=None, min_coverage=0.5, low_coverage="auto", organism=None, chunk_size=None, n_jobs=None,
     random_state=0, progress=None, **method_params: Any,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:  # fmt: skip
     """Scores, the provenance record ``score`` stores in ``uns``, and (with a null) the z, p and
@@ -219,21 +248,24 @@ def compute_scores(
     m = get_method(method)
     params = m.check_params(method_params)
     check_null_args(null, n_null, null_bins)
+    check_random_state(random_state)
     spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
         raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
     if not adata.obs_names.is_unique:
         warnings.warn("obs names are not unique; scores are still per row, but call adata.obs_names_make_unique() before "
                       "joining them with other tables.", DataWarning, stacklevel=3)  # fmt: skip
-    if low_coverage not in ("raise", "drop"):
-        raise InputError(f"low_coverage must be 'raise' or 'drop', got {low_coverage!r}.")
+    if low_coverage not in LOW_COVERAGE:
+        raise InputError(f"low_coverage must be one of {LOW_COVERAGE}, got {low_coverage!r}.")
     matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
     sigs = load(signatures)
-    if low_coverage == "drop":
-        sigs = _drop_low_coverage(sigs, names, min_coverage, organism)
+    left_out = pd.DataFrame(columns=["name", "n_found", "n_genes", "coverage"])
+    if low_coverage != "raise":
+        keep = named_explicitly(signatures) if low_coverage == "auto" else set()
+        sigs, left_out = _drop_low_coverage(sigs, names, min_coverage, organism, keep=keep)
     resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
     scores, details, null_stats = score_matrix(
-        matrix, resolved, m, params, null=spec, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
+        matrix, resolved, m, _kernel_params(params, names), null=spec, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
         progress=progress,
     )  # fmt: skip
 
@@ -260,25 +292,46 @@ def compute_scores(
             "gene_id_type": resolved.id_type,
             "random_state": random_state,
             "min_coverage": min_coverage,
+            "low_coverage": low_coverage,
+            "left_out": left_out,
             "details": details,
-            "versions": _versions(),
+            "versions": package_versions(),
         }
     )
     return table, record, null_tables
 
 
-def _drop_low_coverage(sigs, names, min_coverage, organism):
-    from .._errors import CoverageWarning, GeneResolutionError
+def _kernel_params(params: dict[str, Any], names: pd.Index) -> dict[str, Any]:
+    """The parameters as the kernels take them: ``gene_pool`` (gene names, as in scanpy) as column positions."""
+    pool = params.get("gene_pool")
+    if pool is None:
+        return params
+    if isinstance(pool, str) or not all(isinstance(g, str) for g in pool):
+        raise InputError("gene_pool must be a list of gene names (as in scanpy.tl.score_genes).")
+    position = pd.Series(np.arange(len(names)), index=names)
+    position = position[~position.index.duplicated()]
+    missing = [g for g in pool if g not in position.index]
+    if missing or not len(pool):
+        raise InputError(f"gene_pool names {len(missing)} gene(s) not in the data ({', '.join(missing[:5])}...)"
+                         if missing else "gene_pool is empty; give gene names or None for all genes.")  # fmt: skip
+    return {**params, "gene_pool": position.loc[list(dict.fromkeys(pool))].to_numpy(np.int64)}
+
+
+def _drop_low_coverage(sigs, names, min_coverage, organism, *, keep=frozenset()):
+    """The signatures that reach ``min_coverage`` (and those in ``keep``, left for ``resolve`` to judge),
+    and a table of the ones left out, announced in one warning."""
+    from .._errors import CoverageWarning
 
     cover = resolve(sigs, names, min_coverage=min_coverage, organism=organism, check=False).coverage
-    low = cover[(cover["coverage"] < min_coverage) | (cover["n_found"] == 0)]
-    if len(low) == len(cover):
-        raise GeneResolutionError(f"No signature reaches min_coverage={min_coverage:.0%} in these data; check the gene names "
-                                  "(gene_symbols=, use_raw=) or lower min_coverage.")  # fmt: skip
+    low = cover[((cover["coverage"] < min_coverage) | (cover["n_found"] == 0)) & ~cover.index.isin(list(keep))]
+    if len(low) == len(cover):  # nothing would be left: resolve's error names every signature and its missing genes
+        return sigs, low.iloc[:0][["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
     if len(low):
-        warnings.warn(f"{len(low)} signature(s) below min_coverage={min_coverage:.0%} were left out: "
-                      + ", ".join(f"{n} ({r.n_found}/{r.n_genes})" for n, r in low.iterrows()), CoverageWarning, stacklevel=4)  # fmt: skip
-    return [s for s in sigs if s.name not in set(low.index)]
+        warnings.warn(f"{len(low)} of {len(cover)} signatures below min_coverage={min_coverage:.0%} were left out: "
+                      + ", ".join(f"{n} ({r.n_found}/{r.n_genes})" for n, r in low.iterrows())
+                      + " (low_coverage='raise' to stop instead).", CoverageWarning, stacklevel=4)  # fmt: skip
+    table = low[["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
+    return [s for s in sigs if s.name not in set(low.index)], table
 
 
 def score_matrix(
@@ -533,18 +586,6 @@ def _nonempty_genes(matrix) -> np.ndarray:
     rows = max(1, _SCAN_BLOCK // max(n_genes, 1))
     for start in range(0, matrix.shape[0], rows):
         out |= np.asarray(matrix[start : start + rows] != 0).any(axis=0)
-    return out
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("immunescape", "numpy", "scipy", "numba", "anndata", "scanpy", "pandas"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
     return out
 
 
