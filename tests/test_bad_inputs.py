@@ -114,7 +114,7 @@ def integer_counts(tmp_path):
 @case
 def non_numeric(tmp_path):
     adata = ad.AnnData(np.array([["a", "b"], ["c", "d"]], dtype=object), var=pd.DataFrame(index=["G1", "G2"]))
-    with pytest.raises(ie.InputError, match="numeric"):
+    with pytest.raises(ie.InputError, match="must be real numbers"):
         ie.tl.score(adata, {"s": ["G1", "G2"]}, min_coverage=0)
 
 
@@ -538,6 +538,327 @@ def file_named_like_a_collection(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "immune_escape").write_text("")
     assert [s.name for s in ie.signatures.load("immune_escape")] == [s.name for s in ie.signatures.collection("immune_escape")]
+
+
+
+def _damage(matrix: sp.csr_matrix, how: str) -> sp.csr_matrix:
+    m = matrix.copy()
+    if how == "index_too_large":
+        m.indices[5] = m.shape[1] + 7
+    elif how == "index_negative":
+        m.indices[5] = -3
+    elif how == "indptr_decreases":
+        m.indptr[3] = m.indptr[5] + 10
+    elif how == "indptr_past_values":
+        m.indptr[-1] += 1000
+    return m
+
+
+@case
+def damaged_sparse_matrix(tmp_path, capsys):
+    import dask.array as da
+
+    adata, sigs = _data()
+    for how in ("index_too_large", "index_negative", "indptr_decreases", "indptr_past_values"):
+        bad = adata.copy()
+        bad.X = _damage(adata.X.tocsr(), how)
+        for method in ("ucell", "mean", "wmean", "aucell"):
+            with pytest.raises(InputError, match="sparse matrix"):
+                ie.tl.score(bad, sigs, method=method)
+        with pytest.raises(InputError, match="sparse matrix"):
+            ie.pp.pseudobulk(_with_samples(bad), "sample", layer=None)
+        # each dask block damaged after slicing (scipy's own row slicing silently drops bad column indices)
+        if how != "indptr_past_values":  # scipy itself refuses to carry such a block through dask
+            dask_x = da.from_array(adata.X.tocsr(), chunks=(25, bad.n_vars), asarray=False).map_blocks(
+                _damage, how, dtype=np.float32, meta=sp.csr_matrix((0, bad.n_vars), dtype=np.float32))
+            with pytest.raises(InputError, match="sparse matrix"):
+                ie.tl.score(ad.AnnData(dask_x, obs=bad.obs, var=bad.var), sigs)
+        path = tmp_path / f"{how}.h5ad"
+        ad.AnnData(bad.X, obs=bad.obs, var=bad.var).write_h5ad(path)
+        for backed in ([], ["--backed"]):
+            out = tmp_path / "o.h5ad"
+            assert main(["-q", "score", str(path), "-o", str(out), *backed, "-s", str(_sets_file(tmp_path))]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "damaged" in err, err
+            assert not out.exists()
+    # a CSC matrix whose row index is out of range
+    good = adata.X.tocsc()
+    good.indices[2] = adata.n_obs + 5
+    with pytest.raises(InputError, match="row index"):
+        ie.tl.score(ad.AnnData(good, obs=adata.obs, var=adata.var), sigs)
+    # 4 KiB of garbage inside the stored column indices
+    import h5py
+
+    path = tmp_path / "garbage.h5ad"
+    adata.write_h5ad(path)
+    with h5py.File(path) as f:
+        ds = f["X/indices"]
+        offset = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(np.random.default_rng(0).integers(2**20, 2**30, 1024, dtype=np.int32).tobytes())
+    for backed in ([], ["--backed"]):
+        assert main(["-q", "score", str(path), "-o", str(tmp_path / "g.h5ad"), *backed, "-s", str(_sets_file(tmp_path))]) == 1
+        assert "damaged" in capsys.readouterr().err
+
+
+def _with_samples(adata):
+    adata.obs["sample"] = np.where(np.arange(adata.n_obs) % 2, "a", "b")
+    return adata
+
+
+@case
+def unusual_dtypes(tmp_path):
+    adata, sigs = _data()
+    reference = ie.tl.score(adata, sigs, inplace=False)
+    half = ad.AnnData(adata.X.toarray().astype(np.float16), obs=adata.obs, var=adata.var)
+    expected = ie.tl.score(ad.AnnData(half.X.astype(np.float32), obs=adata.obs, var=adata.var), sigs, inplace=False)
+    pd.testing.assert_frame_equal(ie.tl.score(half, sigs, inplace=False), expected)
+    path = tmp_path / "half.h5ad"
+    half.write_h5ad(path)
+    pd.testing.assert_frame_equal(ie.tl.score(ad.read_h5ad(path, backed="r"), sigs, inplace=False), expected)
+    assert np.abs(expected.to_numpy() - reference.to_numpy()).max() < 0.05
+    for values in (adata.X.toarray().astype(np.complex128), adata.X.toarray().astype(str)):
+        with pytest.raises(InputError, match="real numbers"):
+            ie.tl.score(ad.AnnData(values, obs=adata.obs, var=adata.var), sigs)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@case
+def output_is_an_input(tmp_path, capsys):
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=2)
+    path = tmp_path / "in.h5ad"
+    cells.write_h5ad(path)
+    (tmp_path / "link.h5ad").symlink_to(path)
+    import os
+
+    os.link(path, tmp_path / "hard.h5ad")
+    before = _sha(path)
+    for out in ("in.h5ad", "link.h5ad", "hard.h5ad"):
+        for command in (["classify", str(path), "--sample-key", "sample"], ["score", str(path), "-s", "cytolytic_activity_rooney2015"],
+                        ["enrich", str(path), "--groupby", "sample", "-s", "cytolytic_activity_rooney2015"]):  # fmt: skip
+            assert main(["-q", *command, "-o", str(tmp_path / out), "--force"]) == 1
+            assert "is the input" in capsys.readouterr().err
+    assert main(["-q", "report", str(path), "--sample-key", "sample", "-o", str(path), "--force"]) == 2
+    sets = _sets_file(tmp_path)
+    assert main(["-q", "score", str(path), "-s", str(sets), "--scores-only", str(sets), "--force"]) == 1  # the signature file
+    assert main(["-q", "score", str(path), "--scores-only", str(tmp_path / "x.csv"), "-o", str(tmp_path / "x.csv"), "--force"]) == 2
+    assert main(["-q", "score", str(path), "--scores-only", str(tmp_path / "x.csv"), "-o", str(tmp_path / "./x.csv")]) == 2
+    capsys.readouterr()
+    assert _sha(path) == before and not (tmp_path / "x.csv").exists()
+
+
+@case
+def output_path_unusable(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    (tmp_path / "folder.h5ad").mkdir()
+    sets = str(_sets_file(tmp_path))
+    assert main(["-q", "score", str(path), "-s", sets, "-o", str(tmp_path / "folder.h5ad"), "--force"]) == 1
+    assert "is a folder" in capsys.readouterr().err
+    assert (tmp_path / "folder.h5ad").is_dir()
+    assert main(["-q", "score", str(path), "-s", sets, "-o", str(tmp_path / ("a" * 300 + ".h5ad"))]) == 1
+    assert "longer than this file system allows" in capsys.readouterr().err
+    long_ok = tmp_path / ("b" * 245 + ".h5ad")  # 250 characters: allowed, and the temporary name must fit too
+    assert main(["-q", "score", str(path), "-s", sets, "-o", str(long_ok)]) == 0
+    assert long_ok.exists()
+    assert main(["-q", "score", str(path), "-s", sets, "-o", str(tmp_path / "missing" / "o.h5ad")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+@case
+def inplace_update(tmp_path, capsys):
+    import os
+    import stat
+
+    from immunescape.io import exclusive_update
+
+    path = _h5ad(tmp_path)
+    os.chmod(path, 0o600)
+    link = tmp_path / "link.h5ad"
+    link.symlink_to(path)
+    sets = str(_sets_file(tmp_path))
+    assert main(["-q", "score", str(link), "--inplace", "-s", sets, "--key-added", "first"]) == 0
+    assert link.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    with exclusive_update(path):  # another run holds the file
+        assert main(["-q", "score", str(path), "--inplace", "-s", sets, "--key-added", "second"]) == 1
+        assert "Another immunescape run is updating" in capsys.readouterr().err
+    assert main(["-q", "score", str(path), "--inplace", "-s", sets, "--key-added", "second"]) == 0
+    assert {"first", "second"} <= set(ad.read_h5ad(path).obsm)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ie-")] == []
+    os.chmod(path, 0o400)
+    before = _sha(path)
+    assert main(["-q", "score", str(path), "--inplace", "-s", sets, "--key-added", "third"]) == 1
+    assert "read-only" in capsys.readouterr().err and _sha(path) == before
+
+
+@case
+def outputs_together(tmp_path, monkeypatch):
+    from immunescape import io
+
+    path = _h5ad(tmp_path)
+    table, out = tmp_path / "t.csv", tmp_path / "o.h5ad"
+    original = io.write_h5ad
+
+    def fail_second(*args, **kwargs):
+        raise io.ImmunescapeIOError("simulated failure of the second output")
+
+    monkeypatch.setattr(io, "write_h5ad", fail_second)
+    assert main(["-q", "score", str(path), "-s", str(_sets_file(tmp_path)), "--scores-only", str(table), "-o", str(out)]) == 1
+    assert not table.exists() and not out.exists()
+    monkeypatch.setattr(io, "write_h5ad", original)
+    # a failed rename puts back what was there before
+    (tmp_path / "a.txt").write_text("old a")
+    import os
+
+    real_replace = os.replace
+
+    def replace_fails_on_b(src, dst):
+        if str(dst).endswith("b.txt"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", replace_fails_on_b)
+    with pytest.raises(io.ImmunescapeIOError, match="nothing was written"):
+        with io.all_or_nothing():
+            io.atomic_write_text(tmp_path / "a.txt", "new a")
+            io.atomic_write_text(tmp_path / "b.txt", "new b")
+    monkeypatch.setattr(io.os, "replace", real_replace)
+    assert (tmp_path / "a.txt").read_text() == "old a" and not (tmp_path / "b.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ie-")) == []
+
+
+@case
+def write_fails(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    path = _h5ad(tmp_path)
+    size = path.stat().st_size
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    for extra in ([], ["--backed"]):
+        out = tmp_path / "o.h5ad"
+        proc = subprocess.run([sys.executable, "-m", "immunescape.cli", "-q", "score", str(path), "-o", str(out), *extra, "-s",
+                               str(_sets_file(tmp_path))], capture_output=True, text=True, preexec_fn=limit, timeout=300)  # fmt: skip
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert proc.stderr.count("\n") == 1 and "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ie-")]
+    from immunescape.io import check_free_space
+
+    with pytest.raises(ie.ImmunescapeIOError, match="free some space"):
+        check_free_space(tmp_path, 2**62, "The test output")
+
+
+@case
+def bad_method_param_types(tmp_path):
+    adata, sigs = _data()
+    for method, params in (("mean", {"ctrl_size": "abc"}), ("mean", {"ctrl_size": True}), ("ucell", {"max_rank": True}),
+                           ("ucell", {"w_neg": "abc"}), ("ucell", {"w_neg": float("nan")}), ("aucell", {"n_up": "abc"}),
+                           ("ssgsea", {"alpha": "abc"}), ("ssgsea", {"alpha": -1}), ("singscore", {"center": "yes"}),
+                           ("ucell", {"missing_genes": 3})):  # fmt: skip
+        with pytest.raises(InputError, match="is not valid"):
+            ie.tl.score(adata, sigs, method=method, **params)
+    with pytest.raises(InputError, match="random_state"):
+        ie.tl.score(adata, sigs, random_state=-1)
+    path = _h5ad(tmp_path)
+    for argv in (["-p", "ctrl_size=abc", "-m", "mean"], ["-p", "max_rank=true"]):
+        assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), *argv]) == 1
+    for argv in (["--seed", "-1"], ["--n-jobs", "0"], ["--min-coverage", "2"], ["--chunk-size", "x"], ["--n-null", "1"]):
+        assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), *argv]) == 2
+    assert main(["-q", "enrich", str(path), "--groupby", "group", "-o", str(tmp_path / "e.csv"), "--permutations", "0"]) == 2
+    assert not (tmp_path / "o.h5ad").exists()
+
+
+@case
+def bad_key_added(tmp_path):
+    adata, sigs = _data()
+    for key in ("", "a/b", ".", 3):
+        with pytest.raises(InputError, match="key_added"):
+            ie.tl.score(adata, sigs, key_added=key)
+    assert main(["-q", "score", str(_h5ad(tmp_path)), "-o", str(tmp_path / "o.h5ad"), "--key-added", "a/b"]) == 2
+
+
+@case
+def enrich_one_group():
+    adata, sigs = _data()
+    adata.obs["one"] = "x"
+    adata.obs["pair"] = ["a"] + ["b"] * (adata.n_obs - 1)
+    with pytest.raises(InputError, match="single value"):
+        ie.tl.enrich(adata, "one", signatures=sigs)
+    with pytest.raises(InputError, match="fewer than two observations"):
+        ie.tl.enrich(adata, "pair", signatures=sigs)
+    adata.obs["two"] = np.where(np.arange(adata.n_obs) % 2, "a", "b")
+    with pytest.raises(InputError, match="both tested and the reference"):
+        ie.tl.enrich(adata, "two", groups=["a"], reference="a", signatures=sigs)
+
+
+@case
+def hostile_signature_file(tmp_path):
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        bomb += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]\n"
+    cases = {"bomb.yaml": (bomb, "expands to more than"), "deep.yaml": ("x: " + "[" * 3000 + "]" * 3000, "nested"),
+             "dup.yaml": ("s: [CD8A]\ns: [GZMB]\n", "appears twice"), "dup.json": ('{"s": ["CD8A"], "s": ["GZMB"]}', "appears twice"),
+             "deep.json": ('{"s": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested")}  # fmt: skip
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ie.SignatureError, match=message):
+            ie.signatures.load(str(tmp_path / name))
+    import immunescape.signatures as signatures
+
+    big = tmp_path / "big.yaml"
+    big.write_text("s: [CD8A]\n")
+    original = signatures.MAX_FILE_BYTES
+    signatures.MAX_FILE_BYTES = 4
+    try:
+        with pytest.raises(ie.SignatureError, match="larger than any signature library"):
+            ie.signatures.load(str(big))
+    finally:
+        signatures.MAX_FILE_BYTES = original
+
+
+@case
+def too_many_signatures(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    adata, _ = _data()
+    gmt = tmp_path / "many.gmt"
+    gmt.write_text("".join(f"signature_with_a_rather_long_name_{i:05d}\tx\t{adata.var_names[i % 50]}\n" for i in range(3000)))
+    out = tmp_path / "o.h5ad"
+    assert main(["-q", "score", str(path), "-s", str(gmt), "-o", str(out)]) == 1
+    assert "--scores-only" in capsys.readouterr().err and not out.exists()
+    assert main(["-q", "score", str(path), "-s", str(gmt), "--scores-only", str(tmp_path / "t.csv"), "--min-coverage", "0"]) == 0
+    adata, sigs = _data()
+    with pytest.raises(InputError, match="n_null=.*GiB"):
+        ie.tl.score(adata, sigs, null="matched", n_null=10**12, null_bins=5)
+
+
+@case
+def celltype_label_words():
+    labels = pd.Series(["Tumor-infiltrating CD8+ T cells", "Cancer-associated fibroblasts", "Tumor-associated macrophages",
+                        "Tumour cells", "T/NK cells", "TILs", "NKT cells", "Plasma cells"])  # fmt: skip
+    with pytest.warns(ie.DataWarning, match="'T/NK cells' \\(T, NK\\).*'TILs'"):
+        mapped = ie.tl.compartments_from_labels(labels)
+    assert mapped.tolist() == ["T", "fibroblast", "myeloid", "malignant", "other", "other", "T", "B"]
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=1)
+    ie.tl.score(cells, "immune_escape")
+    samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    table = samples.uns["immunescape_samples"]["compartment_map"]
+    assert set(table["label"]) == set(cells.obs["cell_type"].astype(str)) and "compartment" in table
+
+
+@case
+def backed_without_x(tmp_path, capsys):
+    adata, _ = _data()
+    path = tmp_path / "nox.h5ad"
+    ad.AnnData(obs=adata.obs, var=adata.var).write_h5ad(path)
+    assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), "--backed"]) == 1
+    assert "stores no X" in capsys.readouterr().err
 
 
 def test_every_documented_row_has_a_test():

@@ -54,7 +54,7 @@ def test_a_signature_named_one_by_one_still_raises(panel):
 
 
 def test_nothing_left_to_score_is_an_error(panel):
-    with pytest.raises(ie.GeneResolutionError, match="No signature reaches"):
+    with pytest.raises(ie.GeneResolutionError, match=r"29 signature\(s\) below min_coverage=50%:\n  bagaev2021_Angiogenesis: 0 of 15"):
         ie.tl.score(panel, "bagaev2021")
     with pytest.raises(ie.InputError, match="low_coverage"):
         ie.tl.score(panel, "immune_escape", low_coverage="ignore")
@@ -142,7 +142,8 @@ def test_cli_gives_back_the_library_logging(panel, tmp_path):
     panel.write_h5ad(path)
     assert main(["-q", "score", str(path), "-s", "cytolytic_activity_rooney2015", "--inplace"]) == 0
     logger = logging.getLogger("immunescape")
-    assert logger.propagate is False and [type(h).__name__ for h in logger.handlers] == ["_ScanpyVerbosity"]
+    ours = [type(h).__name__ for h in logger.handlers if type(h).__module__ == "immunescape._logging"]
+    assert logger.propagate is False and ours == ["_ScanpyVerbosity"]  # pytest >= 9.2 may add capture handlers of its own
 
 
 def test_cli_warnings_are_one_line(tmp_path):

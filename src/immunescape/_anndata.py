@@ -24,9 +24,12 @@ def resolve_use_raw(adata: AnnData, use_raw: bool | None, layer: str | None) -> 
 
 
 def get_expression(
-    adata: AnnData, *, layer: str | None = None, use_raw: bool | None = None, gene_symbols: str | None = None
+    adata: AnnData, *, layer: str | None = None, use_raw: bool | None = None, gene_symbols: str | None = None,
+    check: bool = True,
 ) -> tuple[Any, pd.Index, bool]:
     """Return the matrix to score, its gene names and whether ``.raw`` was used.
+
+    ``check=False`` leaves the sparse structure check to the caller (``score_matrix`` makes it once).
 
     ``gene_symbols`` names a column of ``var`` (``raw.var`` with ``use_raw``) that holds the gene names
     to match, as in scanpy's plotting functions.
@@ -42,10 +45,18 @@ def get_expression(
             raise InputError(f"Layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'no layers'}.")
         matrix, var, names = adata.layers[layer], adata.var, adata.var_names
     else:
-        matrix, var, names = adata.X, adata.var, adata.var_names
+        try:
+            matrix = adata.X
+        except KeyError:  # a backed file stored without X
+            matrix = None
+        var, names = adata.var, adata.var_names
     if matrix is None:
-        raise InputError("adata.X is None; pass layer= to score a layer.")
-    check_sparse(matrix)  # before scipy or a kernel indexes with what a file stored
+        raise InputError("adata.X is None (the file stores no X); pass layer= (--layer) to score a layer.")
+    if tuple(matrix.shape) != (adata.n_obs, len(names)):  # a damaged or hand-made file: rows and names must line up
+        raise InputError(f"The matrix is {matrix.shape[0]:,} x {matrix.shape[1]:,} but the data name {adata.n_obs:,} rows and "
+                         f"{len(names):,} genes; the file is damaged or inconsistent.")  # fmt: skip
+    if check:
+        check_sparse(matrix)  # before scipy or a kernel indexes with what a file stored
     if gene_symbols is not None:
         if gene_symbols not in var.columns:
             where = "adata.raw.var" if use_raw else "adata.var"

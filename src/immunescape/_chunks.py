@@ -6,6 +6,8 @@ converted one chunk at a time, so memory is bounded by the chunk, not by the mat
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -136,10 +138,25 @@ def check_sparse(matrix):
     Call it before scipy or a kernel touches a matrix that may come from a file: scipy's own
     arithmetic and slicing do not check the stored indices either.
     """
-    if sp.issparse(matrix) and matrix.format in ("csr", "csc"):
+    if sp.issparse(matrix) and matrix.format in ("csr", "csc") and id(matrix) not in _VERIFIED.get():
         major, minor = matrix.shape if matrix.format == "csr" else matrix.shape[::-1]
         check_compressed(matrix.indptr, matrix.indices, matrix.data, major, minor, fmt=matrix.format)
     return matrix
+
+
+# Matrices checked once for the whole of one scoring call; its passes over the rows skip the check.
+_VERIFIED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("immunescape_verified", default=frozenset())
+
+
+@contextlib.contextmanager
+def verified(matrix) -> Iterator[None]:
+    """Check ``matrix`` now and not again inside the block (one scoring call that reads it several times)."""
+    check_sparse(matrix)
+    token = _VERIFIED.set(_VERIFIED.get() | {id(matrix)})
+    try:
+        yield
+    finally:
+        _VERIFIED.reset(token)
 
 
 def read_rows(matrix, start: int, stop: int) -> sp.csr_matrix:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._errors import InputError
 from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL, bh_rows
+from ._utils import physical_memory
 
 NULL_KINDS = ("matched", "analytic")
 
@@ -60,6 +61,15 @@ def check_null_args(null: str | None, n_null: int, null_bins: int | None) -> Non
         raise InputError(f"n_null must be an integer >= 2 (random gene sets per signature), got {n_null!r}; 100 to 1000 is usual.")
     if null_bins is not None and (not isinstance(null_bins, (int, np.integer)) or isinstance(null_bins, bool) or null_bins < 2):
         raise InputError(f"null_bins must be an integer >= 2 (expression bins the random genes are matched in), got {null_bins!r}.")
+
+
+def _check_null_memory(n_null: int, n_slots: int) -> None:
+    """Refuse, before drawing, random gene sets that would not fit in half of this machine's memory."""
+    need = 8 * int(n_null) * max(int(n_slots), 1)
+    if need > physical_memory() // 2:
+        raise InputError(f"n_null={n_null:,} random sets of {n_slots:,} genes need {need / 2**30:,.1f} GiB, more than half of this "
+                         f"machine's memory; lower n_null (100 to 10,000 is usual), or use null='analytic' with mean, wmean "
+                         "or zmean.")  # fmt: skip
 
 
 def expression_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +132,7 @@ def build_null_sets(
     used = sorted(demand)
     offset = dict(zip(used, np.concatenate([[0], np.cumsum([demand[b] for b in used])[:-1]]).astype(int)))
     n_slots = int(sum(demand.values()))
+    _check_null_memory(n_null, n_slots)
     rng, seed = null_seeds(random_state)
     slot_gene = np.empty((n_null, n_slots), np.int64)
     for k in range(n_null):

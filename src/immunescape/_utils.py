@@ -66,3 +66,13 @@ def check_random_state(random_state: object) -> None:
         return
     if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
         raise InputError(f"random_state must be None or a whole number >= 0, got {random_state!r}.")
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (16 GiB when the system will not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30

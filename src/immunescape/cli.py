@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -208,17 +209,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)  # other libraries: warnings only
     use_stderr(logging.WARNING if args.quiet else logging.INFO)
     _interrupt_on_sigterm()
+    from . import io
+
+    io.WRITE_FAILED.clear()
+    if argv is None:  # the console script, not an in-process caller
+        io.HOLD_NATIVE_STDERR.set()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
-            return _run(args)
+            code = _run(args)
     finally:
+        io.HOLD_NATIVE_STDERR.clear()
         follow_scanpy()  # an in-process caller (a test, a notebook) gets the library's logging back
+    if io.WRITE_FAILED.is_set() and argv is None:  # HDF5's exit-time cleanup can crash on a failed file: skip it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .io import INTERRUPTED
+    from .io import INTERRUPTED, WRITTEN
 
+    WRITTEN.clear()
     try:
         code = _COMMANDS[args.command](args)
         if INTERRUPTED.is_set():  # the interrupt was swallowed somewhere, but no output was renamed into place
@@ -231,7 +244,9 @@ def _run(args: argparse.Namespace) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         INTERRUPTED.clear()  # handled: later writes in this process must not see a stale flag
-        print("immunescape: interrupted; no output was written.", file=sys.stderr)
+        written = ", ".join(map(str, WRITTEN)) if WRITTEN else ""
+        print(f"immunescape: interrupted after writing {written}." if written else "immunescape: interrupted; no output was written.",
+              file=sys.stderr)  # fmt: skip
         return 130
 
 
@@ -314,9 +329,12 @@ def _method_params(pairs: list[str], option: str = "--param") -> dict:
     params = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise UsageError(f"{option} takes NAME=VALUE, got {pair!r}.")
-        params[name.strip()] = yaml.safe_load(value)
+        try:
+            params[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"{option} {pair!r}: cannot read {value!r} as a value; quote text, e.g. NAME='text'.") from None
     return params
 
 
@@ -335,16 +353,30 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.inplace:
         check_updatable(args.input)
     params = _method_params(args.param)
+    n_signatures = len(names := _signature_names(args.signatures))
     if args.output or args.inplace:
-        check_column_names(_signature_names(args.signatures), args.key_added)
+        check_column_names(names, args.key_added)
     with contextlib.ExitStack() as stack:
         if args.inplace:
             stack.enter_context(exclusive_update(args.input))
         stack.enter_context(all_or_nothing())  # the table and the .h5ad appear together, or neither
-        return _score_and_write(args, params)
+        return _score_and_write(args, params, n_signatures)
 
 
-def _score_and_write(args: argparse.Namespace, params: dict) -> int:
+def _check_space_for_scores(args: argparse.Namespace, n_obs: int, n_signatures: int) -> None:
+    """Refuse a run whose outputs cannot fit on their disk, before scoring (a full disk mid-write helps nobody)."""
+    from .io import check_free_space
+
+    tables = 4 if args.null else 1  # scores, z, p, adjusted p
+    target = args.input if args.inplace else args.output
+    if target:
+        need = Path(args.input).stat().st_size + 2 * 8 * n_obs * n_signatures * tables + 2**20
+        check_free_space(Path(os.path.realpath(target)).parent, need, "The .h5ad output")
+    if args.scores_only:
+        check_free_space(Path(args.scores_only).parent, 25 * n_obs * n_signatures * tables + 2**20, "The score table")
+
+
+def _score_and_write(args: argparse.Namespace, params: dict, n_signatures: int) -> int:
     import pandas as pd
 
     from .io import add_to_h5ad, read_h5ad, write_h5ad, write_table
@@ -352,6 +384,7 @@ def _score_and_write(args: argparse.Namespace, params: dict) -> int:
     from .tl._score import obs_columns, previous_outputs, removed_record, store_scores
 
     adata = read_h5ad(args.input, backed=args.backed)
+    _check_space_for_scores(args, adata.n_obs, n_signatures)
     table, record, null_tables = compute_scores(
         adata, args.signatures, args.method, null=args.null, n_null=args.n_null, null_bins=args.null_bins,
         layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols, min_coverage=args.min_coverage,

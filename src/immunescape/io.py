@@ -19,6 +19,12 @@ from ._errors import ImmunescapeIOError
 INTERRUPTED = threading.Event()
 # Every output renamed into place by this process, in order (the command line says what an interrupt left).
 WRITTEN: list[Path] = []
+# Set by the command line: while an output is written, native libraries' messages on file descriptor 2
+# are held back (a failed HDF5 write makes h5py print dozens of tracebacks); our one-line error says it.
+HOLD_NATIVE_STDERR = threading.Event()
+# Set when writing an output failed: HDF5 may hold broken file handles that crash its exit-time cleanup,
+# so the command line ends the process without running it.
+WRITE_FAILED = threading.Event()
 
 
 def check_target(target: str | Path, *, overwrite: bool) -> Path:
@@ -31,12 +37,6 @@ def check_target(target: str | Path, *, overwrite: bool) -> Path:
         raise ImmunescapeIOError(f"Cannot write {str(target)!r}: {str(folder)!r} is a file, not a folder.")
     if not folder.is_dir():
         raise ImmunescapeIOError(f"Output folder {str(folder)!r} does not exist; create it first.")
-    if target.is_dir():
-        raise ImmunescapeIOError(f"{str(target)!r} is a folder; name a file inside it instead.")
-    if target.exists() and not overwrite:
-        raise ImmunescapeIOError(f"{str(target)!r} exists; pass --force (overwrite=True) to replace it.")
-    if not os.access(folder, os.W_OK):
-        raise ImmunescapeIOError(f"Cannot write to {str(folder)!r}: permission denied. Choose another output folder.")
     try:
         longest = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -44,6 +44,12 @@ def check_target(target: str | Path, *, overwrite: bool) -> Path:
     if len(os.fsencode(target.name)) > longest:
         raise ImmunescapeIOError(f"The output name {target.name[:40]!r}... is longer than this file system allows ({longest} bytes); "
                                  "choose a shorter name.")  # fmt: skip
+    if target.is_dir():
+        raise ImmunescapeIOError(f"{str(target)!r} is a folder; name a file inside it instead.")
+    if target.exists() and not overwrite:
+        raise ImmunescapeIOError(f"{str(target)!r} exists; pass --force (overwrite=True) to replace it.")
+    if not os.access(folder, os.W_OK):
+        raise ImmunescapeIOError(f"Cannot write to {str(folder)!r}: permission denied. Choose another output folder.")
     return folder
 
 
@@ -72,7 +78,7 @@ def check_updatable(path: str | Path) -> Path:
     real = Path(os.path.realpath(path))
     if not real.is_file():
         raise ImmunescapeIOError(f"Cannot update {str(path)!r} in place: it is not an existing file.")
-    if not os.access(real, os.W_OK):
+    if not os.access(real, os.W_OK) or not real.stat().st_mode & stat.S_IWUSR:  # mode bits count, even for root
         raise ImmunescapeIOError(f"{str(path)!r} is read-only; make it writable (chmod u+w) or write a new file with -o.")
     check_target(real, overwrite=True)
     return real
@@ -233,6 +239,45 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _first_line(err: BaseException) -> str:
+    return str(err).split(" (file write failed")[0].splitlines()[0] if str(err) else type(err).__name__
+
+
+@contextlib.contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    """With ``HOLD_NATIVE_STDERR`` set, point file descriptor 2 at /dev/null for the block (main thread only)."""
+    if not HOLD_NATIVE_STDERR.is_set() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import gc
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 2)
+    try:
+        yield
+    finally:
+        gc.collect()  # h5py objects of a failed write complain when freed: free them while descriptor 2 is quiet
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(quiet)
+
+
+def check_free_space(folder: str | Path, need: int, what: str) -> None:
+    """Refuse, before any work, to write ``need`` bytes into a folder that has less free space."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if need > free:
+        raise ImmunescapeIOError(f"{what} needs about {need / 2**20:,.0f} MiB but {str(folder)!r} has {free / 2**20:,.0f} MiB "
+                                 "free; free some space or write elsewhere.")  # fmt: skip
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
@@ -262,11 +307,14 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
     handed_over = False
     try:
         try:
-            yield tmp
+            with _native_stderr_held():
+                yield tmp
         except ImmunescapeIOError:
+            WRITE_FAILED.set()
             raise
-        except OSError as err:  # disk full, quota, I/O error: one clear message, and nothing left behind
-            raise ImmunescapeIOError(f"Writing {str(target)!r} failed ({err}); nothing was written.") from err
+        except (OSError, RuntimeError) as err:  # disk full, quota, I/O error: one clear message, and nothing left behind
+            WRITE_FAILED.set()
+            raise ImmunescapeIOError(f"Writing {str(target)!r} failed ({_first_line(err)}); nothing was written.") from err
         pause = float(os.environ.get("IMMUNESCAPE_TEST_PAUSE_BEFORE_RENAME", "0"))  # test hook: widen the window
         if pause:
             import time
@@ -334,7 +382,11 @@ def _check_matrices(adata, path: Path) -> None:
     from ._chunks import check_sparse
     from ._errors import InputError
 
-    matrices = {"X": adata.X, **{f"layers[{k!r}]": v for k, v in adata.layers.items()}}
+    try:
+        x = adata.X
+    except KeyError:  # a backed file without X: get_expression says what to do when X is needed
+        x = None
+    matrices = {"X": x, **{f"layers[{k!r}]": v for k, v in adata.layers.items()}}
     if adata.raw is not None:
         matrices["raw.X"] = adata.raw.X
     for where, matrix in matrices.items():

@@ -78,6 +78,9 @@ class Signature:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise SignatureError("A signature needs a non-empty string name.")
+        if "/" in self.name or "\x00" in self.name or self.name.strip() in (".", ".."):
+            raise SignatureError(f"Signature name {self.name!r} cannot be a score column in an .h5ad file ('/' separates "
+                                 "HDF5 groups); rename it, e.g. with '_' for '/'.")  # fmt: skip
         object.__setattr__(self, "genes_up", _clean_genes(self.genes_up, self.name))
         object.__setattr__(self, "genes_down", _clean_genes(self.genes_down, self.name))
         if self.weights is not None:
@@ -440,21 +443,86 @@ def _from_long_frame(frame: pd.DataFrame) -> list[Signature]:
     return out
 
 
+# Limits of what a signature file may make the parser build: far above any real gene-set library
+# (all of MSigDB is ~35,000 sets, ~4 million genes), far below what a hostile file could ask for.
+MAX_FILE_BYTES = 200 * 2**20
+MAX_NODES = 20_000_000  # YAML/JSON values after aliases are expanded
+MAX_DEPTH = 64
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicated keys and documents whose aliases expand beyond ``MAX_NODES``."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node, depth: int = 0, sizes: dict | None = None) -> int:
+    """Number of values ``node`` stands for once every alias is expanded (memoised: shared nodes count once per use)."""
+    sizes = {} if sizes is None else sizes
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if depth > MAX_DEPTH:
+        raise SignatureError(f"values nested more than {MAX_DEPTH} levels deep; a signature file needs three.")
+    children = node.value if isinstance(node.value, _list) else []
+    total = 1
+    for child in children:
+        for part in child if isinstance(child, tuple) else (child,):
+            total += _expanded_size(part, depth + 1, sizes)
+            if total > MAX_NODES:
+                raise SignatureError(f"the file expands to more than {MAX_NODES:,} values (YAML aliases?); refusing to build it.")
+    sizes[id(node)] = total
+    return total
+
+
+def _parse_yaml(text: str):
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _json_object(pairs):
+    keys = [k for k, _ in pairs]
+    repeated = next((k for k in keys if keys.count(k) > 1), None)
+    if repeated is not None:
+        raise SignatureError(f"the key {repeated!r} appears twice")
+    return dict(pairs)
+
+
 def load_file(path: str | Path, *, fmt: str | None = None) -> list[Signature]:
     """Load a YAML, JSON or GMT signature file (see :func:`load`)."""
     path = Path(path)
     if not path.is_file():
         raise SignatureError(f"Signature file {str(path)!r} does not exist.")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise SignatureError(f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is larger than any signature library "
+                             f"({MAX_FILE_BYTES // 2**20} MiB at most); is this the right file?")  # fmt: skip
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     text = path.read_text(errors="replace")
     if fmt == "gmt" or fmt == "txt":
         return read_gmt(text, where=str(path))
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        data = json.loads(text, object_pairs_hook=_json_object) if fmt == "json" else _parse_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         line = line + 1 if line is not None else getattr(err, "lineno", "?")
         raise SignatureError(f"{path}: not valid {fmt.upper()} (line {line}): {str(err).splitlines()[0]}") from err
+    except SignatureError as err:
+        raise SignatureError(f"{path}: {err}") from err
+    except RecursionError as err:
+        raise SignatureError(f"{path}: values nested too deeply to be a signature file.") from err
     if data is None:
         raise SignatureError(f"{path}: the file is empty.")
     if not isinstance(data, (Mapping, _list)):

@@ -1,6 +1,6 @@
 """Tools: scoring, per-sample aggregation and immune-escape classification."""
 
-from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers
+from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers, label_compartments
 from ._compare import adjust_pvalues, compare
 from ._context import ContextModel, context_features, load_context_model
 from ._contributions import contributions
@@ -20,6 +20,7 @@ __all__ = [
     "ContextModel",
     "context_features",
     "contributions",
+    "label_compartments",
     "load_context_model",
     "compartments_from_markers",
     "compute_scores",

@@ -20,16 +20,23 @@ from ..signatures import get as get_signature
 logger = logging.getLogger(__name__)
 
 COMPARTMENTS = ("malignant", "T", "NK", "B", "myeloid", "fibroblast", "endothelial")
-# cell-type label patterns -> compartment (case-insensitive, first match wins)
-_LABEL_RULES: list[tuple[str, str]] = [
-    (r"malignan|tumou?r|cancer|epithel|carcinom|neoplast", "malignant"),
-    (r"\bnk\b|natural killer|cd56", "NK"),
-    (r"treg|regulatory t|foxp3|\bt\b|t[ _-]?cell|cd8|cd4|cd3|lymphocyte t|\bth\d", "T"),
-    (r"\bb\b|b[ _-]?cell|plasma|cd19", "B"),
-    (r"myeloid|mono|macro|\bdc\b|dendritic|neutro|mast|tam\b|mdsc|cd14|cd68|granulocyte", "myeloid"),
-    (r"fibro|caf\b|stroma|mesenchym|pericyte|smooth muscle|myofib", "fibroblast"),
-    (r"endothel|vascular|\bec\b", "endothelial"),
-]
+# Cell-type words, matched against whole words of a label (lower-cased, split at anything but letters,
+# digits and "+"). A cell-type word always wins over a location word: "Tumour-infiltrating CD8+ T cells"
+# are T cells, "Cancer-associated fibroblasts" fibroblasts.
+_CELL_WORDS: dict[str, str] = {
+    "T": r"t|tcells?|tregs?|tfh|th\d+|thelper|tex|tem|tcm|trm|tconv|tn|cd[348]\+?|cd[48]t\w*|mait|nkt|gdt|gammadelta|foxp3\+?",
+    "NK": r"nk|nks|nkcells?|killer|cd56\+?|cd56(?:bright|dim)\w*",
+    "B": r"b|bcells?|plasma|plasmablasts?|plasmacytes?|cd19\+?|cd20\+?",
+    "myeloid": r"myeloid|monocytes?|monos?|macrophages?|macros?|dcs?|cdc\d*|pdcs?|moc?dcs?|dendritic|neutrophils?|neutros?|mast|"
+               r"tams?|mdscs?|cd14\+?|cd68\+?|granulocytes?|kupffer|microglia|histiocytes?|langerhans",
+    "fibroblast": r"fibroblasts?|fibros?|cafs?|mycafs?|icafs?|stroma|stromal|mesenchymal|pericytes?|smooth|myofibroblasts?|vsmcs?",
+    "endothelial": r"endothelial|endothelium|ecs?|lymphatic|hevs?",
+}
+# Words of tumour cells themselves; only used when no cell-type word is present.
+_MALIGNANT_WORDS = r"malignant|tumou?rs?|cancers?|cancerous|epithelial|epithelium|carcinomas?|adenocarcinomas?|neoplastic|aneuploid"
+# Words that place a cell in or near the tumour without saying what it is ("tumour-infiltrating lymphocytes").
+_PLACE_WORDS = r"infiltrating|associated|derived|resident|adjacent|educated|tils?|lymphocytes?|immune|leukocytes?"
+_WORD_SPLIT = re.compile(r"[^a-z0-9+]+")
 # built-in signatures whose markers assign coarse compartments when no labels exist
 FALLBACK_MARKERS = {
     "T": ("bagaev2021_T_cells",),
@@ -41,21 +48,30 @@ FALLBACK_MARKERS = {
 }
 
 
-def _compartment_of_label(label: str) -> str:
-    text = str(label).lower()
-    for pattern, compartment in _LABEL_RULES:
-        if re.search(pattern, text):
-            return compartment
-    return "other"
+def _compartment_of_label(label: str) -> tuple[str, tuple[str, ...]]:
+    """The compartment of one label, and every compartment whose cell-type words it holds (more than one: ambiguous)."""
+    words = [w for w in _WORD_SPLIT.split(str(label).lower()) if w]
+    found = tuple(c for c, pattern in _CELL_WORDS.items() if any(re.fullmatch(pattern, w) for w in words))
+    if len(found) == 1:
+        return found[0], found
+    if found:
+        return "other", found
+    if any(re.fullmatch(_MALIGNANT_WORDS, w) for w in words) and not any(re.fullmatch(_PLACE_WORDS, w) for w in words):
+        return "malignant", ()
+    return "other", ()
 
 
-def compartments_from_labels(labels: pd.Series, mapping: Mapping[str, Sequence[str]] | None = None) -> pd.Series:
-    """Map cell-type labels to compartments: an explicit ``{compartment: [labels]}`` mapping first, then name rules.
+def label_compartments(labels: Sequence[str], mapping: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """How each distinct label maps to a compartment, and why: one row per label.
+
+    Columns ``compartment``, ``rule`` (``"mapping"`` for ``mapping``, ``"words"`` for the name rules,
+    ``"ambiguous"`` when the label names cell types of several compartments, ``"unmapped"``) and
+    ``matched`` (the compartments its words name).
 
     Examples
     --------
-    >>> compartments_from_labels(pd.Series(["CD8 T", "Malignant", "TAM", "CAF", "weird"])).tolist()
-    ['T', 'malignant', 'myeloid', 'fibroblast', 'other']
+    >>> label_compartments(["Tumour-infiltrating CD8+ T cells", "Cancer-associated fibroblasts", "NK/T"])["compartment"].tolist()
+    ['T', 'fibroblast', 'other']
     """
     explicit: dict[str, str] = {}
     for compartment, members in (mapping or {}).items():
@@ -63,9 +79,42 @@ def compartments_from_labels(labels: pd.Series, mapping: Mapping[str, Sequence[s
             raise InputError(f"Unknown compartment {compartment!r}; use one of {COMPARTMENTS}." + closest(compartment, COMPARTMENTS))
         for label in [members] if isinstance(members, str) else members:
             explicit[str(label)] = compartment
-    uniques = pd.Series(pd.unique(labels.astype(str)))
-    table = {u: explicit.get(u, _compartment_of_label(u)) for u in uniques}
-    return labels.astype(str).map(table)
+    rows = []
+    for label in pd.unique(pd.Series([str(x) for x in labels], dtype=object)):
+        if label in explicit:
+            rows.append((label, explicit[label], "mapping", ""))
+            continue
+        compartment, found = _compartment_of_label(label)
+        rule = "ambiguous" if len(found) > 1 else ("unmapped" if compartment == "other" else "words")
+        rows.append((label, compartment, rule, ", ".join(found)))
+    return pd.DataFrame(rows, columns=["label", "compartment", "rule", "matched"]).set_index("label")
+
+
+def compartments_from_labels(labels: pd.Series, mapping: Mapping[str, Sequence[str]] | None = None) -> pd.Series:
+    """Map cell-type labels to compartments: an explicit ``{compartment: [labels]}`` mapping first, then
+    whole-word rules in which cell-type words outrank location words (:func:`label_compartments`).
+
+    Labels that name no compartment, or cell types of several (``"NK/T"``), become ``"other"``, with
+    one warning naming them; pass ``mapping`` to place them.
+
+    Examples
+    --------
+    >>> compartments_from_labels(pd.Series(["CD8 T", "Malignant", "TAM", "CAF", "weird"])).tolist()
+    ['T', 'malignant', 'myeloid', 'fibroblast', 'other']
+    """
+    text = labels.astype(str)
+    table = label_compartments(pd.unique(text), mapping)
+    ambiguous = table[table["rule"] == "ambiguous"]
+    unmapped = table[table["rule"] == "unmapped"]
+    if len(ambiguous) or len(unmapped):
+        parts = [f"ambiguous (several cell types): {', '.join(f'{k!r} ({v})' for k, v in ambiguous['matched'].items())}"] if len(ambiguous) else []
+        if len(unmapped):
+            parts.append(f"unrecognised: {', '.join(map(repr, unmapped.index[:20]))}{' ...' if len(unmapped) > 20 else ''}")
+        warnings.warn("Cell-type labels left in compartment 'other': " + "; ".join(parts)
+                      + ". Place them with compartments={'T': [...], ...} (ie.tl.aggregate) if they belong to one.",
+                      DataWarning, stacklevel=3)  # fmt: skip
+    logger.info("cell-type labels -> compartments: %s", "; ".join(f"{k} -> {v}" for k, v in table["compartment"].items()))
+    return text.map(table["compartment"]).rename(labels.name)
 
 
 def compartments_from_markers(adata: AnnData, *, layer=None, use_raw=None, min_z: float = 1.5, min_gap: float = 0.5,
@@ -181,8 +230,10 @@ def aggregate(
         raise InputError(f"mode must be 'scores' or 'pseudobulk', got {mode!r}.")
     if celltype_key is not None and celltype_key not in adata.obs:
         raise InputError(f"celltype_key={celltype_key!r} is not an obs column." + closest(celltype_key, adata.obs.columns))
+    label_map = None
     if celltype_key is not None:
         compartment = compartments_from_labels(adata.obs[celltype_key], compartments)
+        label_map = label_compartments(pd.unique(adata.obs[celltype_key].astype(str)), compartments)
         source = f"labels in obs[{celltype_key!r}]"
     else:
         compartment = compartments_from_markers(adata)
@@ -213,6 +264,7 @@ def aggregate(
     out.uns["immunescape_samples"] = {
         "mode": mode, "sample_key": sample_key, "celltype_key": str(celltype_key), "compartments_from": source,
         "min_cells": min_cells, "key": key, "versions": package_versions(),
+        **({"compartment_map": label_map.reset_index()} if label_map is not None else {}),
     }  # fmt: skip
     _add_context_inputs(out, adata, samples, keep, sample_order, counts_layer)
     _add_gene_means(out, adata, key, samples, compartment, keep, sample_order, min_cells)
@@ -332,9 +384,10 @@ def _composition(samples: pd.Series, compartment: pd.Series, labels: pd.Series |
     for c in COMPARTMENTS:
         out[f"frac_{c}"] = frame[c] if c in frame else 0.0
     if labels is not None:
-        text = labels.astype(str).str.lower()
-        for name, pattern in (("CD8", r"cd8"), ("Treg", r"treg|regulatory|foxp3")):
-            hits = text.str.contains(pattern)
+        distinct = pd.unique(labels.astype(str))
+        for name, pattern in (("CD8", r"cd8[ab]?\+?|cd8t\w*"), ("Treg", r"tregs?|regulatory|foxp3\+?")):  # whole words: not CD80
+            has = {u: any(re.fullmatch(pattern, w) for w in _WORD_SPLIT.split(u.lower()) if w) for u in distinct}
+            hits = labels.astype(str).map(has).astype(bool)
             if hits.any():
                 out[f"frac_{name}"] = hits.groupby(samples).mean().reindex(out.index).fillna(0.0)
         if "frac_Treg" in out:  # Treg share of T cells, independent of infiltration; NaN when T cells are too few to tell

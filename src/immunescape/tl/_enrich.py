@@ -4,12 +4,13 @@ import logging
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from .._anndata import get_expression, resolve_use_raw
 from .._errors import CoverageWarning, InputError
-from .._utils import closest
+from .._utils import check_random_state, closest
 from ..genes import resolve
 from ..signatures import SignatureLike, load
 
@@ -87,6 +88,10 @@ def enrich(
     for g in [*(groups or []), *([reference] if reference != "rest" else [])]:
         if g not in known:
             raise InputError(f"Group {g!r} is not a value of obs[{groupby!r}] (values: {sorted(known)[:12]})." + closest(g, known))
+    _check_comparison(labels, groupby, groups, reference)
+    if isinstance(permutation_num, bool) or not isinstance(permutation_num, (int, np.integer)) or permutation_num < 1:
+        raise InputError(f"permutation_num must be a whole number >= 1, got {permutation_num!r}.")
+    check_random_state(random_state)
     _, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
     sigs = load(signatures)
     cover = resolve(sigs, names, min_coverage=min_coverage, check=False)
@@ -130,3 +135,21 @@ def enrich(
     table = table.sort_values(["group", "fdr", "nes"], ascending=[True, True, False]).reset_index(drop=True)
     adata.uns[key_added] = table
     return table
+
+
+def _check_comparison(labels: pd.Series, groupby: str, groups, reference: str) -> None:
+    """A ranking needs two groups, each of at least two observations; otherwise gseapy would test noise."""
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        raise InputError(f"obs[{groupby!r}] has a single value ({counts.index[0]!r}); a comparison needs two groups or more.")
+    tested = list(groups) if groups else list(counts.index)
+    if reference != "rest" and reference in tested:
+        if groups:
+            raise InputError(f"Group {reference!r} is both tested and the reference; leave it out of groups.")
+        tested.remove(reference)
+    small = [g for g in [*tested, *([reference] if reference != "rest" else [])] if counts[g] < 2]
+    if small:
+        raise InputError(f"Groups with fewer than two observations cannot be ranked: {', '.join(map(repr, small))}; "
+                         "merge them or leave them out with groups=.")  # fmt: skip
+    if reference == "rest" and len(tested) == 1 and counts.drop(tested).sum() < 2:
+        raise InputError("The rest of the observations are fewer than two; nothing to compare with.")

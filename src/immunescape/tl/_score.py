@@ -16,11 +16,11 @@ from anndata import AnnData
 from tqdm.auto import tqdm
 
 from .._anndata import get_expression
-from .._chunks import check_chunk_size, iter_chunks
+from .._chunks import check_chunk_size, iter_chunks, verified
 from .._errors import DataWarning, InputError
 from .._kernels import scan
 from .._null import benjamini_hochberg, check_null_args
-from .._utils import check_key, check_random_state, package_versions
+from .._utils import check_key, check_random_state, package_versions, physical_memory
 from ..genes import ResolvedSignatures, resolve
 from ..methods import GeneStats, Method, NullSpec, get_method, methods_table
 from ..signatures import SignatureLike, load, named_explicitly
@@ -257,7 +257,8 @@ def compute_scores(
                       "joining them with other tables.", DataWarning, stacklevel=3)  # fmt: skip
     if low_coverage not in LOW_COVERAGE:
         raise InputError(f"low_coverage must be one of {LOW_COVERAGE}, got {low_coverage!r}.")
-    matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
+    # score_matrix checks the sparse structure once, before its first pass
+    matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, check=False)
     sigs = load(signatures)
     left_out = pd.DataFrame(columns=["name", "n_found", "n_genes", "coverage"])
     if low_coverage != "raise":
@@ -350,12 +351,25 @@ def score_matrix(
 
     Returns the scores, the method's details and, with a ``null``, ``{"z", "pval", "details"}``
     (an empty dict without)."""
+    with verified(matrix):  # checked once here; the passes over the rows below do not repeat it
+        return _score_matrix(matrix, resolved, method, params, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
+                             progress=progress, null=null)  # fmt: skip
+
+
+def _score_matrix(matrix, resolved: ResolvedSignatures, method: Method, params: dict[str, Any], *, chunk_size, n_jobs, random_state,
+                  progress, null) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:  # fmt: skip
     n_rows, n_genes = matrix.shape
     if n_rows == 0:
         raise InputError("The data have no cells/samples (0 rows); nothing to score.")
     if n_genes == 0:
         raise InputError("The data have no genes (0 columns); nothing to score.")
     check_chunk_size(chunk_size)
+    tables = 3 if null is not None else 1  # scores, and with a null z and p
+    need = 8 * n_rows * len(resolved.signatures) * tables
+    if need > physical_memory() // 2:
+        raise InputError(f"{n_rows:,} rows x {len(resolved.signatures):,} signatures of scores{' with a null' if null else ''} need "
+                         f"{need / 2**30:,.1f} GiB, more than half of this machine's memory; score fewer signatures per run "
+                         "or a subset of the rows.")  # fmt: skip
     show = progress if progress is not None else n_rows > 100_000
     if null is not None:  # the null's expression bins need gene means
         method = dataclasses.replace(method, needs=(*method.needs, "null_means"))
@@ -456,7 +470,9 @@ class ValueSummary:
         if values.size == 0:
             return
         if values.dtype.kind not in "fiub":
-            raise InputError(f"Expression values must be numeric, got dtype {values.dtype}.")
+            raise InputError(f"Expression values must be real numbers, got dtype {values.dtype}; convert X (or the layer) to float32.")
+        if values.dtype == np.float16:  # the kernels take float32/float64
+            values = values.astype(np.float32)
         n_bad, block_min, block_int = scan.value_summary(values, 8 * numba.get_num_threads(), max(0, _INT_CHECK - self.checked))
         self.n_bad += int(n_bad)
         self.minimum = min(self.minimum, float(block_min))
@@ -497,7 +513,7 @@ def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, 
 def _value_blocks(matrix) -> Iterator[np.ndarray]:
     """The stored values, in blocks that never copy more than ``_SCAN_BLOCK`` values at once."""
     if sp.issparse(matrix):
-        yield matrix.data
+        yield matrix.data[: int(matrix.indptr[-1])] if matrix.format in ("csr", "csc") else matrix.data
         return
     rows = max(1, _SCAN_BLOCK // max(matrix.shape[1], 1))
     for start in range(0, matrix.shape[0], rows):
@@ -578,7 +594,8 @@ def _nonempty_genes(matrix) -> np.ndarray:
     """Genes with a non-zero value in some row (decoupler drops the others)."""
     n_genes = matrix.shape[1]
     if sp.issparse(matrix) and matrix.format == "csr":
-        return scan.nonzero_genes(matrix.data, matrix.indices, n_genes)
+        end = int(matrix.indptr[-1])  # arrays may hold slack past the last row's values
+        return scan.nonzero_genes(matrix.data[:end], matrix.indices[:end], n_genes)
     if sp.issparse(matrix):
         csc = matrix if matrix.format == "csc" else matrix.tocsc()
         return scan.nonzero_columns_csc(csc.data, csc.indptr)

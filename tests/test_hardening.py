@@ -1,0 +1,153 @@
+"""Fuzz tests (hypothesis) of what stands between hostile input and the numba kernels: the sparse
+structure check, the method-parameter check and the command line's NAME=VALUE parser."""
+
+from __future__ import annotations
+
+import math
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import immunescape as ie
+from immunescape._chunks import check_compressed, iter_chunks
+from immunescape._errors import InputError, UsageError
+from immunescape.cli import _method_params
+from immunescape.methods import get_method, method_names
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def compressed_arrays(draw):
+    """CSR arrays, often valid, often damaged in one of the ways a file can be."""
+    n_rows = draw(st.integers(0, 6))
+    n_cols = draw(st.integers(1, 6))
+    counts = draw(st.lists(st.integers(0, n_cols), min_size=n_rows, max_size=n_rows))
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    nnz = int(indptr[-1])
+    indices = np.asarray(draw(st.lists(st.integers(0, n_cols - 1), min_size=nnz, max_size=nnz)), np.int64)
+    damage = draw(st.sampled_from(["none", "index", "indptr_value", "indptr_length", "indptr_start"]))
+    if damage == "index" and nnz:
+        indices[draw(st.integers(0, nnz - 1))] = draw(st.one_of(st.integers(-(2**40), -1), st.integers(n_cols, 2**40)))
+    elif damage == "indptr_value" and n_rows:
+        indptr[draw(st.integers(1, n_rows))] = draw(st.integers(-5, nnz + 5))
+    elif damage == "indptr_length":
+        indptr = indptr[:-1] if draw(st.booleans()) and len(indptr) > 1 else np.append(indptr, nnz)
+    elif damage == "indptr_start":
+        indptr = indptr + draw(st.integers(1, 3))
+    data = np.ones(indices.size, np.float32)
+    return data, indices, indptr, n_rows, n_cols
+
+
+def _scipy_accepts(data, indices, indptr, n_rows, n_cols) -> bool:
+    try:
+        matrix = sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+        matrix.data, matrix.indices, matrix.indptr = data, indices, indptr  # no checks on assignment
+        matrix.check_format(full_check=True)
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def _safe(data, indices, indptr, n_rows, n_cols) -> bool:
+    """The plain-Python reading of "a kernel walking these arrays stays in bounds"."""
+    if len(indptr) != n_rows + 1 or indptr[0] != 0:
+        return False
+    if any(indptr[r + 1] < indptr[r] for r in range(n_rows)) or indptr[-1] > min(len(indices), len(data)):
+        return False
+    return all(0 <= indices[j] < n_cols for j in range(indptr[-1]))
+
+
+@FUZZ
+@given(compressed_arrays())
+def test_structure_check_accepts_exactly_the_safe_arrays(arrays):
+    try:
+        check_compressed(arrays[2], arrays[1], arrays[0], arrays[3], arrays[4])
+        ours = True
+    except InputError:
+        ours = False
+    assert ours == _safe(*arrays)
+    if not _scipy_accepts(*arrays):  # scipy's full check is weaker (it skips indptr when nothing is stored)
+        assert not ours
+
+
+@FUZZ
+@given(compressed_arrays())
+def test_kernels_only_ever_see_checked_arrays(arrays):
+    """Whatever the arrays, scoring either refuses them with InputError or equals scoring the dense matrix."""
+    data, indices, indptr, n_rows, n_cols = arrays
+    if n_rows == 0:
+        return
+    matrix = sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+    matrix.data, matrix.indices, matrix.indptr = data, indices, indptr
+    sets = {"a": [f"g{i}" for i in range(min(2, n_cols))]}
+    adata = ad.AnnData(matrix)
+    adata.var_names = [f"g{i}" for i in range(n_cols)]
+    try:
+        scores = ie.tl.score(adata, sets, method="wmean", min_coverage=0, inplace=False)
+    except InputError:
+        assert not _safe(*arrays)
+        return
+    assert _safe(*arrays)
+    dense = ad.AnnData(matrix.toarray())
+    dense.var_names = adata.var_names
+    np.testing.assert_allclose(scores.to_numpy(), ie.tl.score(dense, sets, method="wmean", min_coverage=0, inplace=False).to_numpy())
+
+
+def test_chunks_of_a_checked_matrix_cover_every_row():
+    matrix = sp.random(57, 9, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    rows = sum(chunk.stop - chunk.start for chunk in iter_chunks(matrix, 10))
+    assert rows == 57
+
+
+_ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@FUZZ
+@given(st.sampled_from([m for m in method_names() if m != "gsva"]), st.data())
+def test_parameter_check_refuses_or_returns_the_right_types(method_name, data):
+    method = get_method(method_name)
+    if not method.params:
+        return
+    name = data.draw(st.sampled_from(sorted(method.params)))
+    value = data.draw(_ANY_VALUE)
+    try:
+        params = method.check_params({name: value})
+    except InputError:
+        return
+    default = method.params[name]
+    kind = method.rules.get(name, (None,))[0] or ""
+    if isinstance(default, bool) or kind == "bool":
+        assert isinstance(params[name], (bool, np.bool_))
+    elif kind.endswith("int") or (isinstance(default, int) and not kind):
+        assert params[name] is None and kind.startswith("optional") or (
+            isinstance(params[name], int) and not isinstance(params[name], bool)
+        )
+    elif kind.endswith("number") or isinstance(default, float):
+        assert not isinstance(params[name], bool) and math.isfinite(params[name])
+
+
+@FUZZ
+@given(st.lists(st.text(max_size=20), max_size=4))
+def test_command_line_parameters_parse_or_fail_in_one_line(pairs):
+    try:
+        params = _method_params(pairs)
+    except UsageError as err:
+        assert "\n" not in str(err)
+        return
+    assert set(params) == {p.partition("=")[0].strip() for p in pairs}
+
+
+@pytest.mark.parametrize("value", ["abc", "true", "[1, 2]", "{a: 1}", "1e400", "-5", ".nan"])
+def test_command_line_values_reach_the_parameter_check(value):
+    """YAML turns text into values; whatever comes out, the method's check decides, in one line."""
+    params = _method_params([f"max_rank={value}"])
+    with pytest.raises(InputError, match="max_rank must be a whole number"):
+        get_method("ucell").check_params(params)
