@@ -861,6 +861,24 @@ def backed_without_x(tmp_path, capsys):
     assert "stores no X" in capsys.readouterr().err
 
 
+
+@case
+def missing_sample_labels():
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=1)
+    cells.obs["sample"] = cells.obs["sample"].astype(object)
+    cells.obs.iloc[:10, cells.obs.columns.get_loc("sample")] = np.nan
+    cells.obs.iloc[10:12, cells.obs.columns.get_loc("sample")] = ""
+    with pytest.warns(ie.DataWarning, match="12 of 180 rows have no label"):
+        bulk = ie.pp.pseudobulk(cells, "sample")
+    assert "nan" not in bulk.obs_names and bulk.obs["n_cells"].sum() == 168
+    ie.tl.score(cells, "cytolytic_activity_rooney2015")
+    with pytest.warns(ie.DataWarning, match="no label"):
+        samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    assert "nan" not in samples.obs_names and samples.obs["n_cells"].sum() == 168
+    cells.obs["sample"] = np.nan
+    with pytest.raises(InputError, match="all missing"), pytest.warns(ie.DataWarning):
+        ie.pp.pseudobulk(cells, "sample")
+
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30

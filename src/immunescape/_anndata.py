@@ -90,3 +90,23 @@ def single_cell_evidence(adata: AnnData, *, layer: str | None = None, use_raw: b
     if share < _CELL_DETECTION:
         return f"a median {share:.0%} of genes detected per row, where bulk samples detect most"
     return None
+
+
+def sample_labels(adata: AnnData, sample_key: str) -> pd.Series:
+    """``obs[sample_key]`` as text, with missing labels (NaN, None, empty) as None and one warning counting them.
+
+    A cell without a sample must not become a sample called "nan": callers leave the None rows out.
+    """
+    import warnings
+
+    from ._errors import DataWarning
+
+    raw = adata.obs[sample_key]
+    missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    labels = raw.astype(str).where(~missing, None)
+    if missing.any():
+        warnings.warn(f"{int(missing.sum()):,} of {adata.n_obs:,} rows have no label in obs[{sample_key!r}] and are left out.",
+                      DataWarning, stacklevel=3)  # fmt: skip
+    if missing.all():
+        raise InputError(f"obs[{sample_key!r}] holds no sample labels (all missing).")
+    return labels

@@ -5,6 +5,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._anndata import sample_labels
 from .._chunks import check_sparse
 from .._errors import InputError
 from .._utils import closest
@@ -42,16 +43,17 @@ def pseudobulk(adata: AnnData, sample_key: str, *, layer: str | None = "counts",
     if layer is not None and layer not in adata.layers:
         raise InputError(f"Layer {layer!r} with raw counts not found; pass layer=None to sum X.")
     X = check_sparse(adata.layers[layer] if layer is not None else adata.X)
-    groups = pd.Categorical(adata.obs[sample_key].astype(str))
+    groups = pd.Categorical(sample_labels(adata, sample_key))  # missing labels: code -1, left out
     summed, normalised = summed_profiles(X, groups.codes, len(groups.categories), target_sum)
     obs = pd.DataFrame(index=pd.Index(groups.categories.astype(str)))
-    obs["n_cells"] = np.bincount(groups.codes, minlength=len(groups.categories))
+    labelled = groups.codes >= 0
+    obs["n_cells"] = np.bincount(groups.codes[labelled], minlength=len(groups.categories))
     for col in adata.obs.columns:
         if col == sample_key:
             continue
-        per = adata.obs[col].astype(str).groupby(groups.codes).nunique()
-        if (per == 1).all():
-            obs[col] = adata.obs[col].astype(str).groupby(groups.codes).first().to_numpy()
+        values = adata.obs[col].astype(str)[labelled].groupby(groups.codes[labelled])
+        if (values.nunique() == 1).all():
+            obs[col] = values.first().to_numpy()
     out = AnnData(normalised.astype(np.float32), obs=obs, var=adata.var[[]].copy())
     out.layers["counts"] = summed.astype(np.float32)
     return out

@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from .._anndata import sample_labels
 from .._chunks import check_sparse
 from .._errors import DataWarning, InputError, SignatureError
 from .._utils import closest, package_versions
@@ -239,8 +240,8 @@ def aggregate(
         compartment = compartments_from_markers(adata)
         source = "fallback: built-in marker signatures (no cell-type labels given)"
         logger.warning("no celltype_key: compartments assigned from marker signatures (coarse)")
-    samples = adata.obs[sample_key].astype(str)
-    counts = samples.value_counts()
+    samples = sample_labels(adata, sample_key)
+    counts = samples.value_counts()  # missing labels (None) are not counted, so never kept
     small = counts[counts < min_cells]
     if len(small):
         warnings.warn(f"{len(small)} sample(s) have fewer than min_cells={min_cells} cells and are left out: "
