@@ -20,7 +20,7 @@ from immunescape._null import benjamini_hochberg, expression_bins
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method
 from immunescape.signatures import load
-from immunescape.tl._score import _scan
+from immunescape._engine import gene_stats as _scan
 
 from ._synthetic import synthetic
 

@@ -22,7 +22,7 @@ from immunescape._null import _null_bins, null_seeds
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method
 from immunescape.signatures import load
-from immunescape.tl._score import _scan
+from immunescape._engine import gene_stats as _scan
 
 from ._synthetic import synthetic
 from .test_null import LINEAR_METHODS, _counts, _lognorm, planted_programme

@@ -381,7 +381,7 @@ def _score_and_write(args: argparse.Namespace, params: dict, n_signatures: int) 
 
     from .io import add_to_h5ad, read_h5ad, write_h5ad, write_table
     from .tl import compute_scores
-    from .tl._score import obs_columns, previous_outputs, removed_record, store_scores
+    from ._engine import obs_columns, previous_outputs, removed_record, store_scores
 
     adata = read_h5ad(args.input, backed=args.backed)
     _check_space_for_scores(args, adata.n_obs, n_signatures)

@@ -12,22 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from ._chunks import iter_chunks
-from ._errors import InputError
-from .genes import ResolvedSignatures
-from .methods import Method
+from .._chunks import iter_chunks
+from .._errors import InputError
+from ..genes import ResolvedSignatures
+from ..methods import Method
+from .chunk import score_chunk
+from .values import ValueSummary, report_values, stats_from_summary, summarize_chunks
 
 
 def _block_summary(block, needs: tuple[str, ...], chunk_size: int | None):
-    from .tl._score import summarize_chunks
-
     return summarize_chunks(block, needs, chunk_size)
 
 
 def _score_block(block, plan, method: Method, n_sig: int, chunk_size: int | None, block_info=None) -> np.ndarray:
     """Scores of one row block; with a null, [scores | z | p] side by side."""
-    from .tl._score import score_chunk
-
     with_null = plan.null is not None
     first_row = block_info[0]["array-location"][0][0] if block_info else 0  # the null's tie-breaking uses row numbers
     out = np.empty((block.shape[0], n_sig * (3 if with_null else 1)), dtype=np.float64)
@@ -47,8 +45,6 @@ def score_dask(
     import dask
     import dask.array as da
 
-    from .tl._score import ValueSummary, _report, _stats_from_summary
-
     if matrix.ndim != 2:
         raise InputError(f"Expected a 2-D cells x genes dask array, got {matrix.ndim} dimensions.")
     if len(matrix.chunks[1]) > 1:  # kernels need whole rows
@@ -58,8 +54,8 @@ def score_dask(
     summary = ValueSummary(n_rows=0)
     for part in parts:  # block order: deterministic combination
         summary.merge(part)
-    _report(summary, method)
-    stats = _stats_from_summary(summary, matrix.shape[1], method)
+    report_values(summary, method)
+    stats = stats_from_summary(summary, matrix.shape[1], method)
     plan = method.prepare(resolved, stats, params, random_state, null)
     n_sig = len(resolved.signatures)
     width = n_sig * (3 if null is not None else 1)

@@ -1,0 +1,179 @@
+"""One pass over the stored values: checks (NaN, negatives, counts for methods that expect logs) and
+the gene statistics some methods need (means, non-empty genes, the null's expression bins)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .._chunks import iter_chunks
+from .._errors import DataWarning, InputError
+from .._kernels import scan
+from ..methods import GeneStats, Method
+
+logger = logging.getLogger(__name__)
+_SCAN_BLOCK = 4_000_000  # stored values per block of the validation scan
+_INT_CHECK = 1_000_000  # values inspected to tell integer counts from normalised data
+
+
+def is_in_memory(matrix) -> bool:
+    return isinstance(matrix, np.ndarray) or sp.issparse(matrix)
+
+
+@dataclass
+class ValueSummary:
+    """What one pass over the stored values found (combinable across blocks in order)."""
+
+    n_bad: int = 0
+    minimum: float = np.inf
+    integer_like: bool = True
+    checked: int = 0
+    sums: np.ndarray | None = None
+    nonempty: np.ndarray | None = None
+    n_rows: int = 0
+
+    def add_values(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        if values.dtype.kind not in "fiub":
+            raise InputError(f"Expression values must be real numbers, got dtype {values.dtype}; convert X (or the layer) to float32.")
+        if values.dtype == np.float16:  # the kernels take float32/float64
+            values = values.astype(np.float32)
+        n_bad, block_min, block_int = scan.value_summary(values, 8 * numba.get_num_threads(), max(0, _INT_CHECK - self.checked))
+        self.n_bad += int(n_bad)
+        self.minimum = min(self.minimum, float(block_min))
+        self.integer_like = self.integer_like and (bool(block_int) or self.checked >= _INT_CHECK)
+        self.checked += min(values.size, _INT_CHECK)
+
+    def merge(self, other: ValueSummary) -> None:
+        self.n_bad += other.n_bad
+        self.minimum = min(self.minimum, other.minimum)
+        if self.checked < _INT_CHECK:
+            self.integer_like = self.integer_like and other.integer_like
+            self.checked += other.checked
+        self.n_rows += other.n_rows
+        if other.sums is not None:
+            self.sums = other.sums.copy() if self.sums is None else self.sums + other.sums
+        if other.nonempty is not None:
+            self.nonempty = other.nonempty.copy() if self.nonempty is None else self.nonempty | other.nonempty
+
+
+def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, progress: bool = False) -> ValueSummary:
+    """Stream the rows once: validate values and collect gene sums and non-empty genes."""
+    n_genes = matrix.shape[1]
+    summary = ValueSummary(n_rows=matrix.shape[0])
+    summary.sums = np.zeros(n_genes) if {"means", "null_means"} & set(needs) else None
+    summary.nonempty = np.zeros(n_genes, np.bool_) if "nonempty" in needs else None
+    with tqdm(total=matrix.shape[0], unit="cells", disable=not progress, desc="checking values") as bar:
+        for chunk in iter_chunks(matrix, chunk_size):
+            lo, hi = chunk.indptr[chunk.r0], chunk.indptr[chunk.r1]
+            summary.add_values(chunk.data[lo:hi])
+            if summary.sums is not None:
+                scan.add_column_sums(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, summary.sums)
+            if summary.nonempty is not None:
+                scan.mark_nonzero(chunk.data, chunk.indices, lo, hi, summary.nonempty)
+            bar.update(chunk.stop - chunk.start)
+    return summary
+
+
+def value_blocks(matrix) -> Iterator[np.ndarray]:
+    """The stored values, in blocks that never copy more than ``_SCAN_BLOCK`` values at once."""
+    if sp.issparse(matrix):
+        yield matrix.data[: int(matrix.indptr[-1])] if matrix.format in ("csr", "csc") else matrix.data
+        return
+    rows = max(1, _SCAN_BLOCK // max(matrix.shape[1], 1))
+    for start in range(0, matrix.shape[0], rows):
+        yield np.ascontiguousarray(matrix[start : start + rows]).ravel()
+
+
+def gene_stats(matrix, method: Method, chunk_size: int | None = None, progress: bool = False) -> GeneStats:
+    """Validate the values and compute the gene statistics the method needs.
+
+    In-memory matrices are read in place; backed (on-disk) matrices are streamed once in row chunks.
+    """
+    n_rows, n_genes = matrix.shape
+    stats = GeneStats(n_rows=n_rows, n_genes=n_genes)
+    if is_in_memory(matrix):
+        summary = ValueSummary(n_rows=n_rows)
+        for block in value_blocks(matrix):
+            summary.add_values(block)
+        report_values(summary, method)
+        if "means" in method.needs:
+            stats.means = scanpy_gene_means(matrix)
+        if "nonempty" in method.needs:
+            stats.nonempty = nonempty_genes(matrix)
+        if "null_means" in method.needs:
+            stats.null_means = streamed_gene_means(matrix)
+        return stats
+    summary = summarize_chunks(matrix, method.needs, chunk_size, progress=progress)
+    report_values(summary, method)
+    return stats_from_summary(summary, n_genes, method)
+
+
+def stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> GeneStats:
+    stats = GeneStats(n_rows=summary.n_rows, n_genes=n_genes)
+    if "means" in method.needs:
+        stats.means = summary.sums / summary.n_rows
+    if "nonempty" in method.needs:
+        stats.nonempty = summary.nonempty
+    if "null_means" in method.needs:
+        stats.null_means = summary.sums / summary.n_rows
+    return stats
+
+
+def report_values(summary: ValueSummary, method: Method) -> None:
+    if summary.n_bad:
+        raise InputError("The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
+                         "or remove the affected cells/genes before scoring.")  # fmt: skip
+    if summary.minimum < 0:
+        warnings.warn(
+            f"The matrix has negative values (minimum {summary.minimum:.3g}); scaled or centred data change what rank "
+            "methods and means measure. Score log-normalised values (adata.raw, or a layer) unless this is intended.",
+            DataWarning,
+            stacklevel=4,
+        )
+    if method.expects_log and summary.integer_like and summary.checked > 0:
+        warnings.warn(
+            f"The matrix holds integer counts, but '{method.name}' expects log-normalised expression. Run "
+            "sc.pp.normalize_total(adata) and sc.pp.log1p(adata) first, or pass the normalised layer.",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def scanpy_gene_means(matrix) -> np.ndarray:
+    """Gene means computed exactly as scanpy.tl.score_genes does (its bins depend on ties)."""
+    if sp.issparse(matrix):
+        return np.asarray(matrix.sum(axis=0, dtype="float64")).ravel() / matrix.shape[0]
+    return np.nanmean(np.asarray(matrix), axis=0)
+
+
+def streamed_gene_means(matrix) -> np.ndarray:
+    """Gene means from float64 sums added row after row, as :func:`summarize_chunks` adds them."""
+    sums = np.zeros(matrix.shape[1])
+    for chunk in iter_chunks(matrix):
+        scan.add_column_sums(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, sums)
+    return sums / matrix.shape[0]
+
+
+def nonempty_genes(matrix) -> np.ndarray:
+    """Genes with a non-zero value in some row (decoupler drops the others)."""
+    n_genes = matrix.shape[1]
+    if sp.issparse(matrix) and matrix.format == "csr":
+        end = int(matrix.indptr[-1])  # arrays may hold slack past the last row's values
+        return scan.nonzero_genes(matrix.data[:end], matrix.indices[:end], n_genes)
+    if sp.issparse(matrix):
+        csc = matrix if matrix.format == "csc" else matrix.tocsc()
+        return scan.nonzero_columns_csc(csc.data, csc.indptr)
+    out = np.zeros(n_genes, bool)
+    rows = max(1, _SCAN_BLOCK // max(n_genes, 1))
+    for start in range(0, matrix.shape[0], rows):
+        out |= np.asarray(matrix[start : start + rows] != 0).any(axis=0)
+    return out

@@ -1,0 +1,98 @@
+"""Architecture rules that a refactor must keep (issue 18): the module-level import graph has no cycle,
+and no module imports another module's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "immunescape"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(module: str, is_package: bool, level: int, target: str | None) -> str:
+    base = module.split(".")
+    if not is_package:
+        base = base[:-1]
+    base = base[: len(base) - (level - 1)] if level > 1 else base
+    return ".".join([*base, *([target] if target else [])])
+
+
+def _top_level_imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(imported module, imported names) of the statements run at import time (not inside functions)."""
+    module = _module_name(path)
+    is_package = path.name == "__init__.py"
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            target = _resolve(module, is_package, node.level, node.module)
+            found.append((target, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("immunescape"):
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for target, names in _top_level_imports(path):
+            submodules = [f"{target}.{item}" for item in names if f"{target}.{item}" in modules]  # `from . import x`
+            graph[name].update(submodules)
+            if target in modules and target != name and len(submodules) < len(names):
+                graph[name].add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            # a package's __init__ importing its own submodules is the package being built, not a cycle
+            if nxt.startswith(node + "."):
+                continue
+            if state.get(nxt) == 1 and not node.startswith(nxt + "."):
+                return stack[stack.index(nxt) :] + [nxt]
+            if not state.get(nxt):
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if not state.get(node):
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_module_level_imports_have_no_cycle():
+    assert _cycle(_graph()) is None, " -> ".join(_cycle(_graph()) or [])
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("folder", ["_engine", "tl"])
+def test_no_private_names_cross_modules(folder):
+    """Modules import each other's public names; a private helper needed elsewhere gets a public name."""
+    offenders = []
+    for path in (PACKAGE / folder).rglob("*.py"):
+        for target, names in _top_level_imports(path):
+            offenders += [f"{_module_name(path)}: {target}.{n}" for n in names if n.startswith("_") and n != "__version__"]
+    assert offenders == []
