@@ -371,20 +371,33 @@ def main() -> None:
         sigs[name] = {"genes_up": src["genes"], "genes_down": [], "weights": None, "source": src["source"], "exact": key == "rloopbase_human_regulators",
                       "method_in_source": "curation list (literature mining + multi-omics), not a scoring signature", "notes": src.get("notes", "")}  # fmt: skip
     update = SymbolUpdater()
-    for old in OUT.glob("*.yaml"):
-        old.unlink()
-    written = 0
-    for key, body in sigs.items():
-        if key in SKIP or key in DUPLICATES:
-            continue
-        name = RENAME.get(key, key)
-        entry = _entry(name, body, update)
-        with open(OUT / f"{name}.yaml", "w") as fh:
-            yaml.safe_dump(entry, fh, sort_keys=False, allow_unicode=True, width=100)
-        written += 1
-    print(f"wrote {written} signature files to {OUT}")
+    entries = {RENAME.get(key, key): body for key, body in sigs.items() if key not in SKIP and key not in DUPLICATES}
+    generated = write_generated({name: _entry(name, body, update) for name, body in entries.items()})
+    print(f"wrote {len(generated)} signature files to {OUT}")
     stamp_version(args.version)
     write_citation()
+
+
+MANIFEST = "GENERATED.txt"  # the files this script wrote last time; every other file is hand-written and never touched
+
+
+def write_generated(entries: dict[str, dict]) -> list[str]:
+    """Write the generated signature files; remove only files this script generated before and no longer
+    generates. A hand-written file (not in the manifest) is never deleted, and never overwritten."""
+    manifest = OUT / MANIFEST
+    before = set(manifest.read_text().split()) if manifest.exists() else set()
+    names = [f"{name}.yaml" for name in entries]
+    clash = [n for n in names if (OUT / n).exists() and n not in before]
+    if clash and before:
+        raise SystemExit(f"hand-written signature files would be overwritten: {', '.join(clash)}; rename them or the sources")
+    for name, entry in entries.items():
+        with open(OUT / f"{name}.yaml", "w") as fh:
+            yaml.safe_dump(entry, fh, sort_keys=False, allow_unicode=True, width=100)
+    for stale in sorted(before - set(names)):
+        (OUT / stale).unlink(missing_ok=True)
+        print(f"removed {stale} (generated before, no longer in the reference)")
+    manifest.write_text("".join(f"{n}\n" for n in sorted(names)))
+    return names
 
 
 def stamp_version(version: str | None) -> None:

@@ -96,3 +96,52 @@ def test_no_private_names_cross_modules(folder):
         for target, names in _top_level_imports(path):
             offenders += [f"{_module_name(path)}: {target}.{n}" for n in names if n.startswith("_") and n != "__version__"]
     assert offenders == []
+
+
+def test_a_new_method_is_one_module_the_rest_reads_the_registry(tmp_path):
+    """A toy method (the largest value among a signature's genes) registered from outside the package is
+    scored by ie.tl.score, offered by the CLI, listed by ie.tl.methods() and picked up by the registry
+    lists the tests parametrise over."""
+    import anndata as ad
+    import numpy as np
+
+    import immunescape as ie
+    from immunescape.cli import _parser, main
+    from immunescape.methods import Method, Plan, method_names, register, unregister
+
+    def prepare(resolved, stats, params, random_state, null=None):
+        genes = [np.asarray(p) for p in resolved.positions]
+
+        def run(chunk, out, null_out=None):
+            for row in range(chunk.r0, chunk.r1):
+                lo, hi = chunk.indptr[row], chunk.indptr[row + 1]
+                values = dict(zip(chunk.indices[lo:hi].tolist(), chunk.data[lo:hi].tolist()))
+                for s, g in enumerate(genes):
+                    out[row - chunk.r0, s] = max(values.get(int(i), 0.0) for i in g)
+
+        return Plan(run=run)
+
+    toy = Method(name="toy_max", description="largest value among the genes", equals="numpy max", reference="test",
+                 params={}, needs=(), signed="up only", weighted=False, expects_log=False, value_range="[0, max]",
+                 prepare=prepare)  # fmt: skip
+    register(toy)
+    try:
+        assert "toy_max" in method_names(chunked=True) and "toy_max" not in method_names(null="analytic")
+        assert "toy_max" in ie.tl.methods().index
+        score_help = _parser()._subparsers._group_actions[0].choices["score"].format_help()
+        assert "toy_max" in score_help
+        adata = ad.AnnData(np.arange(12, dtype=np.float32).reshape(3, 4))
+        adata.var_names = ["A", "B", "C", "D"]
+        table = ie.tl.score(adata, {"s": ["A", "C"]}, method="toy_max", inplace=False, min_coverage=0)
+        np.testing.assert_array_equal(table["s"].to_numpy(), [2.0, 6.0, 10.0])
+        path = tmp_path / "x.h5ad"
+        adata.write_h5ad(path)
+        sets = tmp_path / "sets.yaml"
+        ie.signatures.to_yaml({"s": ["A", "C"]}, sets)
+        assert main(["-q", "score", str(path), "-m", "toy_max", "-s", str(sets), "--scores-only", str(tmp_path / "t.csv")]) == 0
+        import pandas as pd
+
+        np.testing.assert_array_equal(pd.read_csv(tmp_path / "t.csv", index_col=0)["s"].to_numpy(), [2.0, 6.0, 10.0])
+    finally:
+        unregister("toy_max")
+    assert "toy_max" not in method_names()

@@ -18,14 +18,15 @@ from immunescape._errors import InputError
 from immunescape._kernels.nulls import TIE_TOLERANCE, uniform
 from immunescape._null import benjamini_hochberg, expression_bins
 from immunescape.genes import resolve
-from immunescape.methods import NullSpec, get_method
+from immunescape.methods import NullSpec, get_method, method_names
 from immunescape.signatures import load
 from immunescape._engine import gene_stats as _scan
 
 from ._synthetic import synthetic
 
-RANK_METHODS = ["ucell", "aucell", "singscore", "ssgsea"]
-LINEAR_METHODS = ["mean", "wmean", "zmean"]
+# from the registry, so a new method is tested without editing these lists
+LINEAR_METHODS = method_names(null="analytic")
+RANK_METHODS = [m for m in method_names(chunked=True) if m not in LINEAR_METHODS]
 ALL_METHODS = [*RANK_METHODS, *LINEAR_METHODS]
 
 

@@ -8,10 +8,11 @@ import pytest
 import scipy.sparse as sp
 
 import immunescape as ie
+from immunescape.methods import method_names
 
 from ._synthetic import synthetic
 
-METHODS = ["mean", "ucell", "aucell", "ssgsea", "singscore", "wmean", "zmean"]
+METHODS = method_names(chunked=True)  # every row-independent method in the registry
 
 
 @pytest.fixture(scope="module")

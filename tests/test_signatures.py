@@ -151,3 +151,23 @@ def test_malformed_files_name_the_line(tmp_path):
 def test_bad_user_sets_raise_signature_errors(body):
     with pytest.raises(ie.SignatureError):
         ie.signatures.load(body)
+
+
+def test_build_script_never_deletes_or_overwrites_a_hand_written_file(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_signatures.py"
+    if not script.exists():
+        pytest.skip("not a source checkout")
+    spec = importlib.util.spec_from_file_location("build_signatures", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    monkeypatch.setattr(build, "OUT", tmp_path)
+    (tmp_path / "mine.yaml").write_text("name: mine\n")
+    assert build.write_generated({"a": {"name": "a"}, "b": {"name": "b"}}) == ["a.yaml", "b.yaml"]
+    assert build.write_generated({"a": {"name": "a"}}) == ["a.yaml"]  # b is no longer generated: removed
+    assert sorted(p.name for p in tmp_path.glob("*.yaml")) == ["a.yaml", "mine.yaml"]
+    with pytest.raises(SystemExit, match="hand-written signature files would be overwritten: mine.yaml"):
+        build.write_generated({"a": {"name": "a"}, "mine": {"name": "mine"}})
+    assert (tmp_path / "mine.yaml").read_text() == "name: mine\n"

@@ -42,6 +42,7 @@ def _add_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ._null import NULL_KINDS
     from .methods import method_names
 
     methods = method_names()
@@ -83,9 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     sc_.add_argument("--n-jobs", type=_whole(1, also=(-1,)), help="threads of the numba kernels, -1 for all; results do not "
                      "depend on it (default: all cores)")  # fmt: skip
     sc_.add_argument("--seed", type=_whole(0), default=0, help="random_state of the method and of the null")
-    sc_.add_argument("--null", choices=["matched", "analytic"], help="also test each score against random gene sets "
+    sc_.add_argument("--null", choices=list(NULL_KINDS), help="also test each score against random gene sets "
                      "matched in size and expression (z, p-value, BH-adjusted p-value per cell); 'analytic': their exact "
-                     "moments instead of n-null draws (mean, wmean, zmean) (default: no test)")  # fmt: skip
+                     f"moments instead of n-null draws ({', '.join(method_names(null='analytic'))}) (default: no test)")  # fmt: skip
     sc_.add_argument("--n-null", type=_whole(2), default=100, help="random gene sets per signature with --null")
     sc_.add_argument("--null-bins", type=_whole(2), help="expression bins of the null genes (default: 25; aucell 50)")
     sc_.add_argument("--key-added", default="immunescape", help="obsm key of the scores (obs columns KEY_<signature>)")

@@ -17,20 +17,10 @@ from anndata import AnnData
 
 from .genes import gene_tables
 from .signatures import get
+from .tl import MECHANISMS as RULES
 
 CONTEXTS = ("inflamed", "excluded", "desert")
-MECHANISMS = (
-    "antigen_presentation_loss",
-    "checkpoint_high",
-    "suppressive_myeloid",
-    "t_cell_exhaustion",
-    "ifn_sting_silenced",
-    "rloop_low",
-    "wnt_active",
-    "tgfb_stromal_exclusion",
-    "treg_high",
-    "immunosuppressive_metabolism",
-)
+MECHANISMS = tuple(RULES)  # the classifier's table is the one list of mechanisms
 
 # cell type -> (compartment, marker genes raised in it)
 CELL_TYPES = {
@@ -51,19 +41,21 @@ PROPORTIONS = {
     "excluded": {"malignant": 0.45, "CD8 T": 0.045, "CD4 T": 0.03, "Treg": 0.008, "NK": 0.01, "B": 0.02, "myeloid": 0.12, "fibroblast": 0.27, "endothelial": 0.05},
     "desert": {"malignant": 0.78, "CD8 T": 0.012, "CD4 T": 0.008, "Treg": 0.002, "NK": 0.005, "B": 0.01, "myeloid": 0.07, "fibroblast": 0.06, "endothelial": 0.04},
 }  # fmt: skip
-# mechanism -> (signatures whose genes change, cell types affected, fold change)
-PLANTS = {
-    "antigen_presentation_loss": (["apm_mariathasan2018", "bagaev2021_MHCI"], ["malignant"], 0.15),
-    "checkpoint_high": (["immune_checkpoints_curated"], ["malignant", "myeloid"], 5.0),  # ligands on tumour and myeloid cells (PD-L1 TC/IC); receptors on T cells are exhaustion
-    "suppressive_myeloid": (["tam_trem2_xue2022", "tam_spp1_xue2022", "bagaev2021_MDSC"], ["myeloid"], 5.0),
-    "t_cell_exhaustion": (["tex_cd8_chu2023", "tex_inhibitory_receptors_curated"], ["CD8 T"], 5.0),
-    "ifn_sting_silenced": (["ifn_type1_rooney2015", "cgas_sting_core"], ["malignant"], 0.15),
-    "rloop_low": (["rloop_regulators_core"], ["malignant"], 0.2),
-    "wnt_active": (["wnt_target_mariathasan2018"], ["malignant"], 6.0),
-    "tgfb_stromal_exclusion": (["tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020"], ["fibroblast"], 5.0),
-    "treg_high": (["bagaev2021_Treg"], ["Treg"], 1.0),  # acts through cell proportions (see below)
-    "immunosuppressive_metabolism": (["kynurenine_rosario2018", "adenosine_core", "glycolysis_rosario2018"], ["malignant", "myeloid"], 4.0),
+# mechanism -> (cell types whose expression changes, fold change); the genes are those of the classifier's rule
+_TARGETS = {
+    "antigen_presentation_loss": (["malignant"], 0.15),
+    "checkpoint_high": (["malignant", "myeloid"], 5.0),  # ligands on tumour and myeloid cells (PD-L1 TC/IC); receptors on T cells are exhaustion
+    "suppressive_myeloid": (["myeloid"], 5.0),
+    "t_cell_exhaustion": (["CD8 T"], 5.0),
+    "ifn_sting_silenced": (["malignant"], 0.15),
+    "rloop_low": (["malignant"], 0.2),
+    "wnt_active": (["malignant"], 6.0),
+    "tgfb_stromal_exclusion": (["fibroblast"], 5.0),
+    "treg_high": (["Treg"], 1.0),  # acts through cell proportions (see below)
+    "immunosuppressive_metabolism": (["malignant", "myeloid"], 4.0),
 }  # fmt: skip
+# mechanism -> (signatures whose genes change, cell types affected, fold change)
+PLANTS = {m: (list(RULES[m].signatures), *_TARGETS[m]) for m in MECHANISMS}
 
 
 def pbmc68k_reduced() -> AnnData:

@@ -87,6 +87,9 @@ class Method:
     null_bins: int = 25  # expression bins of the null's random genes (scanpy's control bins: 25)
     # what each parameter accepts, beyond the type of its default: {name: (kind, lowest value or choices)}
     rules: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    # capabilities, read by the runner, the checks, the CLI, the docs and the tests' parametrisation
+    nulls: tuple[str, ...] = ("matched",)  # null kinds it supports ("analytic": exact moments of linear scores)
+    chunked: bool = True  # False: scores depend on all rows at once (run_all), so no chunks, backed streaming or dask
 
     def check_params(self, given: dict[str, Any]) -> dict[str, Any]:
         """The method's parameters with ``given`` applied, each checked by type and range before any work."""
@@ -140,13 +143,34 @@ _REGISTRY: dict[str, Method] = {}
 
 
 def register(method: Method) -> Method:
+    """Add a method to the registry: ``score``, the CLI's ``-m``, ``ie.tl.methods()`` and the tests find it there."""
+    if not method.name or not method.name.isidentifier():
+        raise InputError(f"A method name must be a Python identifier, got {method.name!r}.")
     _REGISTRY[method.name] = method
     return method
 
 
-def method_names() -> list[str]:
-    """Names of the registered methods, in registration order (the CLI's choices and the docs' lists)."""
-    return list(_REGISTRY)
+def unregister(name: str) -> Method:
+    """Remove a registered method (for plug-ins and tests); returns it."""
+    return _REGISTRY.pop(get_method(name).name)
+
+
+def method_names(*, null: str | None = None, chunked: bool | None = None, weighted: bool | None = None) -> list[str]:
+    """Names of the registered methods, in registration order, optionally only those with a capability:
+    ``null`` (a null kind they support), ``chunked`` (row-independent scores), ``weighted`` (use weights).
+
+    The CLI's choices and help, the docs and the tests' parametrisation all read this list.
+
+    Examples
+    --------
+    >>> method_names(null="analytic")
+    ['mean', 'wmean', 'zmean']
+    """
+    return [
+        name for name, m in _REGISTRY.items()
+        if (null is None or null in m.nulls) and (chunked is None or m.chunked == chunked)
+        and (weighted is None or m.weighted == weighted)
+    ]  # fmt: skip
 
 
 def get_method(name: str) -> Method:
@@ -341,6 +365,7 @@ register(Method(
     expects_log=True,
     value_range="(-inf, inf)",
     prepare=_prepare_mean,
+    nulls=("matched", "analytic"),
 ))  # fmt: skip
 
 
@@ -556,6 +581,7 @@ register(Method(
     expects_log=True,
     value_range="(-inf, inf)",
     prepare=_prepare_wmean,
+    nulls=("matched", "analytic"),
 ))  # fmt: skip
 
 
@@ -597,6 +623,7 @@ register(Method(
     expects_log=True,
     value_range="(-inf, inf)",
     prepare=_prepare_zmean,
+    nulls=("matched", "analytic"),
 ))  # fmt: skip
 
 
@@ -665,4 +692,5 @@ register(Method(
     expects_log=False,
     value_range="(-1, 1) with mx_diff",
     prepare=_prepare_gsva,
+    chunked=False,
 ))  # fmt: skip

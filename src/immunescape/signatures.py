@@ -37,7 +37,6 @@ _list = builtins.list
 CATEGORIES = ("escape_mechanism", "immune_context", "cell_state", "cell_type")
 COMPARTMENTS = ("any", "malignant", "T", "NK", "B", "myeloid", "fibroblast", "endothelial")
 ORGANISMS = ("human", "mouse")
-COLLECTIONS = ("immune_escape", "bagaev2021", "thorsson2018", "all")
 _REQUIRED = ("name", "title", "category", "organism", "compartment", "high_means", "genes_up", "source",
              "exact", "exact_note", "method_in_source", "collections")  # fmt: skip
 _OPTIONAL = ("genes_down", "weights", "aliases", "symbol_updates", "notes")
@@ -178,7 +177,8 @@ def validate(entry: Mapping[str, Any], where: str = "signature") -> None:
         ("genes_up", lambda v: isinstance(v, _list) and all(isinstance(g, str) and g for g in v), "a list of symbols"),
         ("genes_down", lambda v: isinstance(v, _list) and all(isinstance(g, str) and g for g in v), "a list of symbols"),
         ("weights", lambda v: isinstance(v, dict) and all(isinstance(w, (int, float)) for w in v.values()), "gene: number"),
-        ("collections", lambda v: isinstance(v, _list) and set(v) <= set(COLLECTIONS) - {"all"}, f"a list from {COLLECTIONS[:-1]}"),
+        ("collections", lambda v: isinstance(v, _list) and all(isinstance(c, str) and c.isidentifier() and c != "all" for c in v),
+         "a list of collection names (identifiers, not 'all')"),
         ("source", lambda v: isinstance(v, dict) and bool(v.get("citation")) and bool(v.get("doi") or v.get("pmid")), "citation plus doi or pmid"),
         ("high_means", lambda v: isinstance(v, str) and len(v) > 10, "a sentence"),
         ("exact_note", lambda v: isinstance(v, str) and bool(v), "a sentence"),
@@ -249,6 +249,21 @@ def _aliases() -> dict[str, str]:
     return {alias: sig.name for sig in _library().values() for alias in sig.meta.get("aliases", [])}
 
 
+@lru_cache(maxsize=1)
+def collection_names() -> tuple[str, ...]:
+    """The collections the library's files declare (their ``collections`` field), then ``"all"``.
+
+    A new collection is a word in some files' ``collections`` lists; nothing else changes.
+
+    Examples
+    --------
+    >>> collection_names()[-1], "immune_escape" in collection_names()
+    ('all', True)
+    """
+    declared = dict.fromkeys(c for sig in _library().values() for c in sig.meta.get("collections", ()))
+    return (*declared, "all")
+
+
 def collection(name: str) -> list[Signature]:
     """Signatures of a named collection: ``immune_escape``, ``bagaev2021``, ``thorsson2018`` or ``all``.
 
@@ -257,8 +272,8 @@ def collection(name: str) -> list[Signature]:
     >>> [s.name for s in collection("thorsson2018")][:2]
     ['thorsson2018_CHANG_CORE_SERUM_RESPONSE_UP', 'thorsson2018_CSF1_response']
     """
-    if name not in COLLECTIONS:
-        raise SignatureError(f"Unknown collection {name!r}; choose from {COLLECTIONS}." + closest(name, COLLECTIONS))
+    if name not in collection_names():
+        raise SignatureError(f"Unknown collection {name!r}; choose from {collection_names()}." + closest(name, collection_names()))
     sigs = _list(_library().values())
     return sigs if name == "all" else [s for s in sigs if name in s.meta.get("collections", ())]
 
@@ -343,7 +358,7 @@ def load(source: SignatureLike, *, fmt: str | None = None) -> list[Signature]:
     if isinstance(source, str):
         out: list[Signature] = []
         for part in filter(None, (p.strip() for p in source.split(","))):
-            out.extend(collection(part) if part in COLLECTIONS else [get(part)])
+            out.extend(collection(part) if part in collection_names() else [get(part)])
         if not out:
             raise SignatureError("No signature named: pass a name, a collection or a file.")
         return _unique(out)
@@ -370,7 +385,7 @@ def named_explicitly(source: SignatureLike) -> set[str]:
     if isinstance(source, Signature):
         return {source.name}
     if isinstance(source, str) and not _is_file_source(source):
-        return {get(part).name for part in filter(None, (p.strip() for p in source.split(","))) if part not in COLLECTIONS}
+        return {get(part).name for part in filter(None, (p.strip() for p in source.split(","))) if part not in collection_names()}
     if isinstance(source, Mapping) and _single_entry(source):
         return {str(source["name"])}
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
@@ -387,7 +402,7 @@ def _is_file_source(text: str) -> bool:
     """A string names a file when it is not a built-in name or collection and looks like a path; a file
     in the working folder never shadows a collection or signature of the same name."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    builtin = parts and all(p in COLLECTIONS or p in _library() or p in _aliases() for p in parts)
+    builtin = parts and all(p in collection_names() or p in _library() or p in _aliases() for p in parts)
     return not builtin and _looks_like_path(text)
 
 

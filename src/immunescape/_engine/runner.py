@@ -59,7 +59,7 @@ def _score_matrix(matrix, resolved: ResolvedSignatures, method: Method, params: 
     show = progress if progress is not None else n_rows > 100_000
     if null is not None:  # the null's expression bins need gene means
         method = dataclasses.replace(method, needs=(*method.needs, "null_means"))
-    if method.name == "gsva":  # needs all samples at once: validate, then hand the whole matrix over
+    if not method.chunked:  # scores depend on all rows at once (gsva): validate, then hand the whole matrix over
         if null is not None and not is_in_memory(matrix):  # GSVA loads every row anyway; the null's bins need means
             matrix = matrix.compute() if is_dask(matrix) else matrix[:]
         stats = gene_stats(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)

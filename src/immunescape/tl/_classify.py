@@ -38,6 +38,11 @@ class Rule:
     weak: bool = False  # an approximate signature: the call is flagged as weak evidence
     fallback: tuple[str, ...] = ()
 
+    @property
+    def signatures(self) -> tuple[str, ...]:
+        """The library signatures behind the call (composition features such as ``frac_Treg_of_T`` excluded)."""
+        return tuple(f for f in self.features if not f.startswith("frac_")) or self.fallback
+
 
 MECHANISMS: dict[str, Rule] = {
     "antigen_presentation_loss": Rule(("apm_mariathasan2018", "bagaev2021_MHCI"), "low", -1.0, "antigen presentation"),

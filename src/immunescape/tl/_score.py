@@ -14,7 +14,7 @@ from .._errors import DataWarning, InputError
 from .._null import benjamini_hochberg, check_null_args
 from .._utils import check_key, check_random_state, package_versions
 from ..genes import resolve
-from ..methods import NullSpec, get_method, methods_table
+from ..methods import NullSpec, get_method, method_names, methods_table
 from ..signatures import SignatureLike, load, named_explicitly
 
 __all__ = ["LOW_COVERAGE", "compute_scores", "methods", "score", "score_matrix"]
@@ -197,6 +197,10 @@ def compute_scores(
     m = get_method(method)
     params = m.check_params(method_params)
     check_null_args(null, n_null, null_bins)
+    if null is not None and null not in m.nulls:
+        raise InputError(f"Method {m.name!r} has no null={null!r}; it supports {list(m.nulls)}. null='analytic' exists for "
+                         f"{', '.join(method_names(null='analytic'))} (linear scores have exact moments); rank methods need "
+                         "null='matched'.")  # fmt: skip
     check_random_state(random_state)
     spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
