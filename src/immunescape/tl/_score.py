@@ -73,9 +73,9 @@ def score(
         separated names), a YAML/JSON/GMT file, a dict, a decoupler-style DataFrame, or
         :class:`~immunescape.Signature` objects.
     method
-        One of :func:`methods`: ``"ucell"``, ``"aucell"``, ``"mean"`` (scanpy's score_genes),
-        ``"ssgsea"``, ``"singscore"``, ``"wmean"``, ``"zmean"``, or ``"gsva"`` (gseapy; bulk and
-        pseudobulk only: it needs all samples at once and refuses more than ``max_samples`` rows).
+        One of :func:`methods` (the registry): |methods|. ``"mean"`` is scanpy's score_genes;
+        |whole_matrix| score all samples at once (bulk and pseudobulk only; ``gsva`` refuses more than
+        ``max_samples`` rows).
     null
         ``"matched"`` also tests every score against ``n_null`` random gene sets drawn for each
         signature with the same number of genes in each expression bin (genes binned by their mean
@@ -93,7 +93,7 @@ def score(
         unchanged). ``gsva`` (gseapy) scores the random sets in its one call with the signatures:
         its cost grows with ``n_null`` times the signatures.
 
-        ``"analytic"`` (``mean``, ``wmean``, ``zmean``): the same null without drawing sets. A linear
+        ``"analytic"`` (|analytic|): the same null without drawing sets. A linear
         score of random genes drawn without replacement within bins has exact moments, computed per
         cell from its per-bin sums of values, squares and cubes: z is exact (the limit of
         ``"matched"``'s as ``n_null`` grows) and the p-value is the Edgeworth approximation (normal
@@ -286,3 +286,15 @@ def _drop_low_coverage(sigs, names, min_coverage, organism, *, keep=frozenset())
                       + " (low_coverage='raise' to stop instead).", CoverageWarning, stacklevel=4)  # fmt: skip
     table = low[["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
     return [s for s in sigs if s.name not in set(low.index)], table
+
+
+def _fill_method_lists(doc: str | None) -> str | None:
+    """Method lists in docstrings come from the registry, so a new method is documented where it is offered."""
+    if doc is None:
+        return None
+    quoted = lambda names: ", ".join(f'``"{n}"``' for n in names)  # noqa: E731
+    return (doc.replace("|methods|", quoted(method_names())).replace("|analytic|", quoted(method_names(null="analytic")))
+            .replace("|whole_matrix|", quoted(method_names(chunked=False))))  # fmt: skip
+
+
+score.__doc__ = _fill_method_lists(score.__doc__)
