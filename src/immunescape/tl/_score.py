@@ -199,8 +199,8 @@ def compute_scores(
     check_null_args(null, n_null, null_bins)
     if null is not None and null not in m.nulls:
         raise InputError(f"Method {m.name!r} has no null={null!r}; it supports {list(m.nulls)}. null='analytic' exists for "
-                         f"{', '.join(method_names(null='analytic'))} (linear scores have exact moments); rank methods need "
-                         "null='matched'.")  # fmt: skip
+                         f"the linear methods ({', '.join(method_names(null='analytic'))}), whose random-set scores have exact "
+                         "moments; rank methods need null='matched'.")  # fmt: skip
     check_random_state(random_state)
     spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
