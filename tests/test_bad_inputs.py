@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -878,6 +879,201 @@ def missing_sample_labels():
     cells.obs["sample"] = np.nan
     with pytest.raises(InputError, match="all missing"), pytest.warns(ie.DataWarning):
         ie.pp.pseudobulk(cells, "sample")
+
+@case
+def file_reads_elsewhere(tmp_path, capsys):
+    import h5py
+
+    path = _h5ad(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOPSECRET" * 20000)
+    variants = {}
+    for kind in ("external_storage", "external_link", "virtual"):
+        target = tmp_path / f"{kind}.h5ad"
+        target.write_bytes(path.read_bytes())
+        with h5py.File(target, "r+") as f:
+            n, dtype = f["X/data"].shape[0], f["X/data"].dtype
+            del f["X/data"]
+            if kind == "external_storage":
+                f.create_dataset("X/data", shape=(n,), dtype=dtype, external=[(str(secret), 0, n * dtype.itemsize)])
+            elif kind == "external_link":
+                f["X/data"] = h5py.ExternalLink(str(path), "/X/data")
+            else:
+                layout = h5py.VirtualLayout(shape=(n,), dtype=dtype)
+                layout[:] = h5py.VirtualSource(str(path), "X/data", shape=(n,))
+                f.create_virtual_dataset("X/data", layout)
+        variants[kind] = target
+    for kind, target in variants.items():
+        before = _sha(target)
+        for extra in ([], ["--backed"]):
+            out = tmp_path / "o.h5ad"
+            assert main(["-q", "score", str(target), "-o", str(out), *extra, "-s", str(_sets_file(tmp_path))]) == 1, kind
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "outside itself" in err, (kind, err)
+            assert not out.exists() and _sha(target) == before
+        with pytest.raises(ie.ImmunescapeIOError, match="outside itself"):
+            ie.io.read_h5ad(target)
+
+
+@case
+def claimed_shapes(tmp_path, capsys, monkeypatch):
+    import h5py
+
+    import immunescape._utils
+
+    path = _h5ad(tmp_path)
+    with h5py.File(path, "r+") as f:  # far longer than indptr needs: 1.6 GB of zeros in a few kB on disk
+        for name, dtype in (("data", "float32"), ("indices", "int32")):
+            del f[f"X/{name}"]
+            f.create_dataset(f"X/{name}", shape=(2 * 10**8,), dtype=dtype, chunks=(2**20,), compression="gzip")
+    assert path.stat().st_size < 10 * 2**20
+    monkeypatch.setattr(immunescape._utils, "physical_memory", lambda: 2**30)  # a 1 GiB machine
+    out = tmp_path / "o.csv"
+    assert main(["-q", "score", str(path), "--scores-only", str(out), "-s", str(_sets_file(tmp_path))]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB of memory by its stored shapes" in err and "--backed" in err and not out.exists()
+
+
+@case
+def stored_index_types(tmp_path, capsys):
+    import h5py
+
+    path = _h5ad(tmp_path)
+    floats = tmp_path / "float_indices.h5ad"
+    floats.write_bytes(path.read_bytes())
+    with h5py.File(floats, "r+") as f:  # scipy would truncate 3.9 to column 3 on a backed read: another gene
+        indices = f["X/indices"][:]
+        del f["X/indices"]
+        f["X/indices"] = indices.astype(np.float64) + 0.9
+    half = tmp_path / "half_sparse.h5ad"
+    half.write_bytes(path.read_bytes())
+    with h5py.File(half, "r+") as f:
+        data = f["X/data"][:]
+        del f["X/data"]
+        f["X/data"] = data.astype(np.float16)
+    for target, message in ((floats, "not integers"), (half, "sparse float16")):
+        for extra in ([], ["--backed"]):
+            out = tmp_path / "o.csv"
+            assert main(["-q", "score", str(target), "--scores-only", str(out), *extra, "-s", str(_sets_file(tmp_path))]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and message in err and not out.exists(), err
+
+
+@case
+def key_added_taken(tmp_path, capsys):
+    adata, sigs = _data()
+    umap = np.random.default_rng(0).normal(size=(adata.n_obs, 2))
+    adata.obsm["X_umap"] = umap.copy()
+    with pytest.raises(InputError, match="obsm\\['X_umap'\\].*no immunescape score run"):
+        ie.tl.score(adata, sigs, key_added="X_umap")
+    adata.obs["immunescape_s"] = "my notes"
+    with pytest.raises(InputError, match="obs\\['immunescape_s'\\]"):
+        ie.tl.score(adata, sigs)
+    del adata.obs["immunescape_s"]
+    adata.uns["mine"] = {"a": 1}
+    with pytest.raises(InputError, match="uns\\['mine'\\]"):
+        ie.tl.score(adata, sigs, key_added="mine")
+    np.testing.assert_array_equal(adata.obsm["X_umap"], umap)
+    ie.tl.score(adata, sigs)  # our own key: scored again, replacing only what the first run wrote
+    ie.tl.score(adata, sigs)
+    assert "immunescape_s" in adata.obs
+    path = tmp_path / "umap.h5ad"
+    adata.write_h5ad(path)
+    before = _sha(path)
+    for extra in (["--inplace"], ["-o", str(tmp_path / "o.h5ad")], ["--backed", "-o", str(tmp_path / "o.h5ad")]):
+        assert main(["-q", "score", str(path), "--key-added", "X_umap", "-s", str(_sets_file(tmp_path)), *extra]) == 2
+        assert "no immunescape score run" in capsys.readouterr().err
+        assert _sha(path) == before and not (tmp_path / "o.h5ad").exists()
+
+
+@case
+def foreign_score_table():
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=2)
+    for value, message in ((np.zeros((cells.n_obs, 3)), "not the score table"),
+                           (pd.DataFrame({"a": ["x"] * cells.n_obs}, index=cells.obs_names), "not numbers"),
+                           (pd.DataFrame(np.zeros((cells.n_obs, 2)), index=cells.obs_names), "not signature names")):  # fmt: skip
+        cells.obsm["immunescape"] = value
+        with pytest.raises(InputError, match=message):
+            ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+        bulk = ad.AnnData(np.ones((cells.n_obs, 3)), obs=pd.DataFrame(index=cells.obs_names), obsm={"immunescape": value})
+        with pytest.raises(InputError, match=message), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ie.DataWarning)  # no context-model genes in this toy: said, then refused
+            ie.tl.classify(bulk, reference="cohort", rows_are_samples=True)
+
+
+@case
+def reference_single_cells(tmp_path, capsys):
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=2)
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    out = tmp_path / "c.csv"
+    assert main(["-q", "classify", str(path), "--sample-key", "sample", "--reference", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "looks like single cells" in err and not out.exists()
+    ie.tl.score(cells, "immune_escape,bagaev2021")
+    samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    with pytest.raises(InputError, match="reference cohort looks like single cells"):
+        ie.tl.classify(samples, reference=cells)
+
+
+@case
+def repeated_option(tmp_path, capsys):
+    path = _h5ad(tmp_path)
+    out = tmp_path / "o.csv"
+    assert main(["-q", "score", str(path), "--scores-only", str(out), "-p", "max_rank=10", "-p", "max_rank=20"]) == 2
+    assert "given twice" in capsys.readouterr().err and not out.exists()
+    assert main(["-q", "classify", str(path), "--rows-are-samples", "-o", str(out), "--threshold", "checkpoint_high=1",
+                 "--threshold", "checkpoint_high=2"]) == 2  # fmt: skip
+    assert "given twice" in capsys.readouterr().err and not out.exists()
+
+
+@case
+def signature_file_text(tmp_path):
+    adata, _ = _data()
+    genes = list(adata.var_names[:6])
+    bom = tmp_path / "bom.gmt"
+    bom.write_bytes(("\ufeffsetA\tdesc\t" + "\t".join(genes) + "\r\n").encode())
+    assert [s.name for s in ie.signatures.load(str(bom))] == ["setA"]
+    latin = tmp_path / "latin.gmt"
+    latin.write_bytes(b"set\xe9\tdesc\t" + "\t".join(genes).encode() + b"\n")
+    with pytest.raises(ie.SignatureError, match="not UTF-8 text"):
+        ie.signatures.load(str(latin))
+    h5 = tmp_path / "cells.h5ad"
+    adata.write_h5ad(h5)
+    with pytest.raises(ie.SignatureError, match="not a signature file"):
+        ie.signatures.load(str(h5))
+
+
+@case
+def enrich_permutations_memory():
+    adata, _ = _data()
+    adata.obs["group"] = np.where(np.arange(adata.n_obs) % 2, "a", "b")
+    with pytest.raises(InputError, match="permutation_num=.*GiB.*at most about"):
+        ie.tl.enrich(adata, "group", signatures={"s": list(adata.var_names[:10])}, permutation_num=10**12, min_coverage=0)
+
+
+@case
+def api_argument_types():
+    adata, sigs = _data()
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=2)
+    ie.tl.score(cells, "immune_escape,bagaev2021")
+    samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    cases = [
+        (lambda: ie.tl.score(adata, {}), ie.SignatureError, "mapping is empty"),
+        (lambda: ie.tl.score(adata, []), ie.SignatureError, "list is empty"),
+        (lambda: ie.tl.score(adata, sigs, min_coverage="0.5"), InputError, "min_coverage"),
+        (lambda: ie.tl.score(adata, sigs, min_coverage=True), InputError, "min_coverage"),
+        (lambda: ie.tl.aggregate(cells, "sample", min_cells="5"), InputError, "min_cells must be a whole number"),
+        (lambda: ie.tl.aggregate(cells, "sample", min_cells=0), InputError, "min_cells must be a whole number"),
+        (lambda: ie.tl.aggregate(cells, 5), InputError, "sample_key=5"),
+        (lambda: ie.tl.classify(samples, thresholds={"checkpoint_high": np.bool_(True)}), InputError, "must be a number"),
+        (lambda: ie.tl.adjust_pvalues(pd.DataFrame({"a": [0.5, 2.0]})), InputError, "between 0 and 1"),
+        (lambda: ie.tl.adjust_pvalues(pd.DataFrame({"a": ["x", "y"]})), InputError, "must hold numbers"),
+    ]  # fmt: skip
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+
 
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()

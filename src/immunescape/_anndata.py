@@ -110,3 +110,22 @@ def sample_labels(adata: AnnData, sample_key: str) -> pd.Series:
     if missing.all():
         raise InputError(f"obs[{sample_key!r}] holds no sample labels (all missing).")
     return labels
+
+
+def stored_scores(adata: AnnData, key: str) -> pd.DataFrame:
+    """``adata.obsm[key]`` as a samples/cells x signatures table of numbers, refused with a clear message
+    when it is not one (a file from another tool, or damaged, may hold anything under that key)."""
+    if key not in adata.obsm:
+        raise InputError(f"No scores in adata.obsm[{key!r}]; run ie.tl.score(adata, ...) first (or pass key=).")
+    table = adata.obsm[key]
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"adata.obsm[{key!r}] is a {type(table).__name__}, not the score table ie.tl.score writes (a DataFrame "
+                         "with one column per signature); score again with another key_added, or pass key= for the scores.")
+    if not all(isinstance(c, str) for c in table.columns):
+        raise InputError(f"adata.obsm[{key!r}] has column names that are not signature names ({list(table.columns[:5])}); "
+                         "it is not a score table written by ie.tl.score.")
+    not_numeric = [c for c in table.columns if not (pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]))]
+    if not_numeric:
+        raise InputError(f"adata.obsm[{key!r}] holds columns that are not numbers ({', '.join(map(str, not_numeric[:5]))}); "
+                         "it is not a score table written by ie.tl.score.")
+    return table.astype(np.float64)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 def closest(word: str, choices: Iterable[str], n: int = 3) -> str:
     """Return a "did you mean" suffix naming the closest choices, or an empty string."""
-    matches = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=0.5)
     return f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
 
 
@@ -54,6 +54,17 @@ def check_key(key: object, what: str = "key_added") -> str:
     if len(key.encode()) > 200:
         raise InputError(f"{what} is {len(key.encode())} bytes long; keep it under 200.")
     return key
+
+
+def check_whole(value: object, name: str, lowest: int = 1) -> int:
+    """``value`` as an int when it is a whole number >= ``lowest`` (booleans are not numbers), else an InputError."""
+    from ._errors import InputError
+
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lowest:
+        raise InputError(f"{name} must be a whole number >= {lowest}, got {value!r}.")
+    return int(value)
 
 
 def check_random_state(random_state: object) -> None:

@@ -332,6 +332,8 @@ def _method_params(pairs: list[str], option: str = "--param") -> dict:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise UsageError(f"{option} takes NAME=VALUE, got {pair!r}.")
+        if name.strip() in params:
+            raise UsageError(f"{option} {name.strip()} is given twice ({name.strip()}={params[name.strip()]!r} and {pair!r}); give it once.")
         try:
             params[name.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -354,14 +356,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.inplace:
         check_updatable(args.input)
     params = _method_params(args.param)
-    n_signatures = len(names := _signature_names(args.signatures))
+    names = _signature_names(args.signatures)
     if args.output or args.inplace:
         check_column_names(names, args.key_added)
     with contextlib.ExitStack() as stack:
         if args.inplace:
             stack.enter_context(exclusive_update(args.input))
         stack.enter_context(all_or_nothing())  # the table and the .h5ad appear together, or neither
-        return _score_and_write(args, params, n_signatures)
+        return _score_and_write(args, params, names)
 
 
 def _check_space_for_scores(args: argparse.Namespace, n_obs: int, n_signatures: int) -> None:
@@ -377,15 +379,17 @@ def _check_space_for_scores(args: argparse.Namespace, n_obs: int, n_signatures: 
         check_free_space(Path(args.scores_only).parent, 25 * n_obs * n_signatures * tables + 2**20, "The score table")
 
 
-def _score_and_write(args: argparse.Namespace, params: dict, n_signatures: int) -> int:
+def _score_and_write(args: argparse.Namespace, params: dict, names: list[str]) -> int:
     import pandas as pd
 
     from .io import add_to_h5ad, read_h5ad, write_h5ad, write_table
     from .tl import compute_scores
-    from ._engine import obs_columns, previous_outputs, removed_record, store_scores
+    from ._engine import check_key_is_ours, obs_columns, previous_outputs, removed_record, store_scores
 
     adata = read_h5ad(args.input, backed=args.backed)
-    _check_space_for_scores(args, adata.n_obs, n_signatures)
+    if args.output or args.inplace:
+        _usage(check_key_is_ours, adata, args.key_added, [f"{args.key_added}_{name}" for name in names])
+    _check_space_for_scores(args, adata.n_obs, len(names))
     table, record, null_tables = compute_scores(
         adata, args.signatures, args.method, null=args.null, n_null=args.n_null, null_bins=args.null_bins,
         layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols, min_coverage=args.min_coverage,
@@ -506,7 +510,16 @@ def _reference_argument(value: str | None):
         return value
     if not Path(value).is_file():
         raise UsageError(f"--reference {value!r} is neither 'shipped', 'cohort' nor an existing .json profile or .h5ad file.")
-    return read_h5ad(value) if value.endswith(".h5ad") else value
+    if not value.endswith(".h5ad"):
+        return value
+    from ._anndata import single_cell_evidence
+
+    reference = read_h5ad(value)
+    evidence = None if "immunescape_samples" in reference.uns else single_cell_evidence(reference)
+    if evidence:
+        raise UsageError(f"--reference {value!r} looks like single cells ({evidence}); give a samples .h5ad "
+                         "(immunescape classify CELLS.h5ad --sample-key ... -o samples.h5ad) or a bulk cohort.")  # fmt: skip
+    return reference
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

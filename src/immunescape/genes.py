@@ -194,7 +194,8 @@ def resolve(
     -------
     ResolvedSignatures
     """
-    if not 0 <= min_coverage <= 1:
+    if isinstance(min_coverage, (bool, np.bool_)) or not isinstance(min_coverage, (int, float, np.integer, np.floating)) \
+            or not 0 <= min_coverage <= 1:
         raise InputError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
     names = pd.Index([str(n) for n in var_names])
     if len(names) == 0:

@@ -369,12 +369,76 @@ def read_h5ad(path: str | Path, *, backed: bool = False):
             f"{str(path)!r} is not an HDF5/.h5ad file. Convert it first, e.g. with scanpy.read_10x_mtx / read_csv and "
             "AnnData.write_h5ad."
         )
+    _check_stored_file(path, backed=backed)
     try:
         adata = ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for damaged files
         raise ImmunescapeIOError(f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err}).") from err
     _check_matrices(adata, path)
     return adata
+
+
+def _check_stored_file(path: Path, *, backed: bool) -> None:
+    """Refuse, before anndata reads it, a file that would make the read leave the file or the machine's memory.
+
+    - HDF5 external links, external raw storage and virtual datasets read other files (a hostile
+      .h5ad could copy any readable file into the output);
+    - the elements a read loads into memory (everything, or all but X when backed) are summed from
+      their stored shapes, so a few MB of compressed zeros cannot claim 40 GB;
+    - sparse index arrays must be integers (scipy silently truncates float indices to other genes
+      when a backed file is read) and data not float16 (scipy cannot hold it).
+    """
+    import h5py
+
+    fix = "the file is damaged or was written by a faulty tool; re-create it from its source."
+    loaded = 0
+    try:
+        with h5py.File(path, "r") as handle:
+            foreign: list[str] = []
+
+            def visit_link(name: str, link) -> None:
+                if isinstance(link, h5py.ExternalLink):
+                    foreign.append(f"{name} links to {link.filename}")
+
+            handle.visititems_links(visit_link)
+            datasets: dict[str, h5py.Dataset] = {}
+            handle.visititems(lambda name, obj: datasets.setdefault(name, obj) if isinstance(obj, h5py.Dataset) else None)
+            for name, dataset in datasets.items():
+                if dataset.external or dataset.is_virtual:
+                    foreign.append(f"{name} stores its values in another file")
+                elif not (backed and (name == "X" or name.startswith("X/"))):
+                    loaded += dataset.size * dataset.dtype.itemsize if dataset.shape is not None else 0
+            if foreign:
+                raise ImmunescapeIOError(f"{str(path)!r} reads data from outside itself ({'; '.join(foreign[:3])}); immunescape "
+                                         "reads only self-contained .h5ad files. Re-save it with anndata (read, then "
+                                         "write_h5ad) where you trust the linked files.")  # fmt: skip
+            groups = {"X": handle.get("X"), "raw.X": handle.get("raw/X")}
+            layers = handle.get("layers")
+            if isinstance(layers, h5py.Group):
+                groups.update({f"layers[{k!r}]": layers.get(k) for k in layers})
+            for where, group in groups.items():
+                if not isinstance(group, h5py.Group) or "indices" not in group or "indptr" not in group:
+                    continue
+                index_types = [group[name].dtype for name in ("indptr", "indices") if isinstance(group[name], h5py.Dataset)]
+                if len(index_types) < 2 or any(t.kind not in "iu" for t in index_types):
+                    raise ImmunescapeIOError(f"{str(path)!r}: {where} is damaged. Its sparse index arrays are not integers "
+                                             f"({', '.join(map(str, index_types))}): {fix}")  # fmt: skip
+                data = group.get("data")
+                if isinstance(data, h5py.Dataset) and data.dtype.kind == "f" and data.dtype.itemsize == 2:
+                    raise ImmunescapeIOError(f"{str(path)!r}: {where} is stored as sparse float16, which scipy cannot hold. "
+                                             "Convert it once in Python: X.data = X.data.astype('float32') on a copy read "
+                                             "with h5py, or re-export the file from its source as float32.")  # fmt: skip
+    except ImmunescapeIOError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError):  # unreadable structure: anndata's read reports it below
+        return
+    from ._utils import physical_memory
+
+    if loaded > physical_memory() // 2:
+        hint = "" if backed else " Stream X from disk instead (--backed, or anndata.read_h5ad(path, backed='r'))."
+        raise ImmunescapeIOError(f"Reading {str(path)!r} would take {loaded / 2**30:,.1f} GiB of memory by its stored shapes "
+                                 f"(this machine has {physical_memory() / 2**30:,.0f} GiB).{hint} A small file that claims "
+                                 "this much is damaged or hostile.")  # fmt: skip
 
 
 def _check_matrices(adata, path: Path) -> None:

@@ -363,10 +363,14 @@ def load(source: SignatureLike, *, fmt: str | None = None) -> list[Signature]:
             raise SignatureError("No signature named: pass a name, a collection or a file.")
         return _unique(out)
     if isinstance(source, Mapping):
+        if not source:
+            raise SignatureError("No signatures given: the mapping is empty ({name: [genes], ...} expected).")
         if _single_entry(source):
             return [_from_mapping(str(source["name"]), source)]
         return _unique([_from_mapping(str(name), body) for name, body in source.items()])
     if isinstance(source, Sequence):
+        if not len(source):
+            raise SignatureError("No signatures given: the list is empty.")
         return _unique([sig for item in source for sig in load(item)])
     raise SignatureError(f"Cannot load signatures from a {type(source).__name__}; see ie.signatures.load's docstring.")
 
@@ -525,7 +529,14 @@ def load_file(path: str | Path, *, fmt: str | None = None) -> list[Signature]:
         raise SignatureError(f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is larger than any signature library "
                              f"({MAX_FILE_BYTES // 2**20} MiB at most); is this the right file?")  # fmt: skip
     fmt = (fmt or path.suffix.lstrip(".")).lower()
-    text = path.read_text(errors="replace")
+    if fmt not in ("yaml", "yml", "json", "gmt", "txt"):
+        raise SignatureError(f"{path}: not a signature file by its name; signature files end in .yaml, .yml, .json or .gmt "
+                             "(rename it, or pass fmt= in Python).")  # fmt: skip
+    try:  # strict: replacement characters would become part of signature and gene names
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SignatureError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at position {err.start}); save it as "
+                             "UTF-8.") from None  # fmt: skip
     if fmt == "gmt" or fmt == "txt":
         return read_gmt(text, where=str(path))
     try:

@@ -8,7 +8,7 @@
 ``immunescape.tl`` holds the public functions on AnnData; they call :func:`score_matrix`.
 """
 
-from .record import NULL_SUFFIXES, h5ad_safe, obs_columns, previous_outputs, removed_record, store_scores
+from .record import NULL_SUFFIXES, check_key_is_ours, h5ad_safe, obs_columns, previous_outputs, removed_record, store_scores
 from .runner import is_dask, numba_threads, score_matrix
 from .values import gene_stats, is_in_memory
 
@@ -20,6 +20,7 @@ __all__ = [
     "is_in_memory",
     "numba_threads",
     "obs_columns",
+    "check_key_is_ours",
     "previous_outputs",
     "removed_record",
     "score_matrix",

@@ -38,9 +38,34 @@ def removed_record(stale_obs: list[str], stale_obsm: list[str]) -> dict[str, np.
     return {"obs": np.asarray(stale_obs, dtype=str), "obsm": np.asarray(stale_obsm, dtype=str)}
 
 
+def is_score_record(value: Any) -> bool:
+    """Whether ``value`` is the ``uns`` record a :func:`score` run leaves (what makes a key ours to replace)."""
+    return isinstance(value, dict) and {"method", "signatures", "versions"} <= set(value)
+
+
+def check_key_is_ours(adata: AnnData, key_added: str, obs_names=()) -> None:
+    """Refuse a ``key_added`` whose ``obsm``/``uns`` entries or ``obs`` columns hold data no earlier score run
+    with that key wrote: scoring replaces its own earlier outputs, never a user's UMAP or notes."""
+    from .._errors import InputError
+
+    previous = adata.uns.get(key_added)
+    ours = is_score_record(previous)
+    taken = [f"obsm[{k!r}]" for k in (key_added + s for s in ("", *NULL_SUFFIXES)) if k in adata.obsm and not ours]
+    if key_added in adata.uns and not ours:
+        taken.append(f"uns[{key_added!r}]")
+    earlier = {f"{key_added}_{n}" for n in np.asarray(previous.get("signatures", []), dtype=str).ravel()} if ours else set()
+    taken += [f"obs[{c!r}]" for c in obs_names if c in adata.obs and c not in earlier]
+    if taken:
+        raise InputError(f"key_added={key_added!r} would replace {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}, which no "
+                         "immunescape score run with that key wrote. Choose another key_added (CLI --key-added), or remove "
+                         "those entries first if they are yours to drop.")  # fmt: skip
+
+
 def previous_outputs(adata: AnnData, key_added: str, new_obs, new_obsm) -> tuple[list[str], list[str]]:
     """The ``obs`` columns and ``obsm`` entries an earlier ``score`` run with ``key_added`` wrote that this
-    run does not rewrite: removed, so obs and obsm never disagree (the run's ``uns`` lists them)."""
+    run does not rewrite: removed, so obs and obsm never disagree (the run's ``uns`` lists them). Entries
+    that run did not write are refused (:func:`check_key_is_ours`)."""
+    check_key_is_ours(adata, key_added, new_obs)
     previous = adata.uns.get(key_added)
     names = previous.get("signatures", []) if isinstance(previous, dict) else []
     stale_obs = [c for c in (f"{key_added}_{n}" for n in np.asarray(names, dtype=str).ravel()) if c in adata.obs and c not in new_obs]

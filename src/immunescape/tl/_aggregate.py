@@ -12,10 +12,10 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._anndata import sample_labels
+from .._anndata import sample_labels, stored_scores
 from .._chunks import check_sparse
 from .._errors import DataWarning, InputError, SignatureError
-from .._utils import closest, package_versions
+from .._utils import check_whole, closest, package_versions
 from ..signatures import get as get_signature
 
 logger = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ def aggregate(
     >>> ie.tl.aggregate(cells, "sample", celltype_key="cell_type").shape
     (3, 27)
     """
+    check_whole(min_cells, "min_cells")
     if sample_key not in adata.obs:
         raise InputError(f"sample_key={sample_key!r} is not an obs column (columns: {list(adata.obs.columns)[:12]})."
                          + closest(sample_key, adata.obs.columns))  # fmt: skip
@@ -410,10 +411,7 @@ def _signature_compartments(names: Sequence[str]) -> pd.DataFrame:
 
 
 def _score_features(adata, key, samples, compartment, keep, sample_order, min_cells, high_quantile):
-    if key not in adata.obsm:
-        raise InputError(f"No scores in adata.obsm[{key!r}]; run ie.tl.score(adata, ...) first (or pass key=).")
-    scores = adata.obsm[key]
-    scores = scores if isinstance(scores, pd.DataFrame) else pd.DataFrame(scores, index=adata.obs_names)
+    scores = stored_scores(adata, key)
     var = _signature_compartments(scores.columns)
     mean = pd.DataFrame(np.nan, index=sample_order, columns=scores.columns)
     median, frac_high = mean.copy(), mean.copy()

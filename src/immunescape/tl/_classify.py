@@ -12,7 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._errors import DataWarning, InputError, SignatureError
-from .._anndata import single_cell_evidence
+from .._anndata import single_cell_evidence, stored_scores
 from .._utils import check_key, closest, package_versions
 from ..signatures import get as get_signature
 from ._context import ContextInputs, ContextModel, compute_context_inputs, load_context_model, predict_context, robust_scale
@@ -120,7 +120,7 @@ class Thresholds:
 
 
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         raise InputError(f"Threshold {name!r} must be a number, got {value!r}.")
     try:
         number = float(value)
@@ -148,8 +148,7 @@ def sample_features(samples: AnnData | pd.DataFrame, key: str = "immunescape") -
         extra = samples.obs[[c for c in samples.obs.columns if c.startswith("frac_")]]
         return pd.concat([frame, extra.astype(float)], axis=1)
     if key in samples.obsm:
-        table = samples.obsm[key]
-        return table.copy() if isinstance(table, pd.DataFrame) else pd.DataFrame(table, index=samples.obs_names)
+        return stored_scores(samples, key).copy()
     raise InputError(f"No sample features found: run ie.tl.aggregate(cells, sample_key) for single cells, or "
                      f"ie.tl.score(bulk) so that obsm[{key!r}] holds the scores of bulk samples.")  # fmt: skip
 
@@ -198,7 +197,11 @@ class ReferenceProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceProfile:
+        from ..signatures import MAX_FILE_BYTES
+
         try:
+            if Path(path).stat().st_size > MAX_FILE_BYTES:  # profiles are a few MB; refuse before reading a huge file
+                raise ValueError(f"{Path(path).stat().st_size / 2**20:,.0f} MiB is larger than any reference profile")
             body = json.loads(Path(path).read_text())
             return cls(**body)
         except (OSError, ValueError, TypeError) as err:
@@ -507,6 +510,11 @@ def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
         profile, gene_profile = ReferenceProfile.load(reference), None
     elif isinstance(reference, (AnnData, pd.DataFrame)):
         ref_kind = _input_kind(reference)
+        evidence = single_cell_evidence(reference) if ref_kind == "bulk" else None
+        if evidence:  # 300 cells are no cohort of 300 samples
+            raise InputError(f"The reference cohort looks like single cells ({evidence}); aggregate it first with "
+                             "ie.tl.aggregate(reference_cells, sample_key) and pass that (CLI: save it as samples.h5ad "
+                             "with immunescape classify ... -o samples.h5ad).")  # fmt: skip
         ref_inputs = _context_inputs(reference, ref_kind, model, None, None, None)
         ref_values, ref_genes = _cohort_values(reference, ref_kind, key, ref_inputs)
         profile = ReferenceProfile.from_features(ref_values, "given reference cohort", _directions())

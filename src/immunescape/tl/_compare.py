@@ -195,7 +195,14 @@ def adjust_pvalues(pvals: pd.DataFrame, across: str = "cells", correction: str =
         raise InputError(f"across must be 'cells' or 'signatures', got {across!r}.")
     if correction not in ("fdr_bh", "bonferroni"):
         raise InputError(f"correction must be 'fdr_bh' or 'bonferroni', got {correction!r}.")
-    values = pvals.to_numpy(dtype=float)
+    try:
+        values = pvals.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise InputError("pvals must hold numbers (p-values between 0 and 1).") from None
+    finite = values[~np.isnan(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        raise InputError(f"p-values must lie between 0 and 1 (NaN for undefined); these range from {finite.min():g} to "
+                         f"{finite.max():g}. Pass p-values, not scores or z.")  # fmt: skip
     if across == "cells":
         values = values.T
     out = np.stack([adjust(row, correction) for row in values]) if values.size else values

@@ -9,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._anndata import get_expression
-from .._engine import NULL_SUFFIXES, h5ad_safe, score_matrix, store_scores
+from .._engine import NULL_SUFFIXES, check_key_is_ours, h5ad_safe, score_matrix, store_scores
 from .._errors import DataWarning, InputError
 from .._null import benjamini_hochberg, check_null_args
 from .._utils import check_key, check_random_state, package_versions
@@ -173,6 +173,8 @@ def score(
         inplace, copy = False, False
     if inplace:
         check_key(key_added)
+        if isinstance(adata, AnnData):
+            check_key_is_ours(adata, key_added)  # before the work; obs columns are checked again once known
     if copy:
         adata = adata.copy()
     table, record, null_tables = compute_scores(
