@@ -888,11 +888,16 @@ def file_reads_elsewhere(tmp_path, capsys):
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"TOPSECRET" * 20000)
     variants = {}
-    for kind in ("external_storage", "external_link", "virtual"):
+    for kind in ("external_storage", "external_link", "virtual", "external_storage_in_uns"):
         target = tmp_path / f"{kind}.h5ad"
         target.write_bytes(path.read_bytes())
         with h5py.File(target, "r+") as f:
             n, dtype = f["X/data"].shape[0], f["X/data"].dtype
+            if kind == "external_storage_in_uns":  # not the first dataset a visit meets: every dataset is checked
+                f.create_dataset("uns/extra", shape=(100,), dtype="uint8", external=[(str(secret), 0, 100)])
+                f["uns/extra"].attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+                variants[kind] = target
+                continue
             del f["X/data"]
             if kind == "external_storage":
                 f.create_dataset("X/data", shape=(n,), dtype=dtype, external=[(str(secret), 0, n * dtype.itemsize)])

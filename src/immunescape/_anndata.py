@@ -113,7 +113,7 @@ def sample_labels(adata: AnnData, sample_key: str) -> pd.Series:
 
 
 def stored_scores(adata: AnnData, key: str) -> pd.DataFrame:
-    """``adata.obsm[key]`` as a samples/cells x signatures table of numbers, refused with a clear message
+    """A float64 copy of ``adata.obsm[key]``, a samples/cells x signatures table of numbers, refused with a clear message
     when it is not one (a file from another tool, or damaged, may hold anything under that key)."""
     if key not in adata.obsm:
         raise InputError(f"No scores in adata.obsm[{key!r}]; run ie.tl.score(adata, ...) first (or pass key=).")

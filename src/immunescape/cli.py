@@ -330,12 +330,13 @@ def _method_params(pairs: list[str], option: str = "--param") -> dict:
     params = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
+        name = name.strip()
+        if not sep or not name:
             raise UsageError(f"{option} takes NAME=VALUE, got {pair!r}.")
-        if name.strip() in params:
-            raise UsageError(f"{option} {name.strip()} is given twice ({name.strip()}={params[name.strip()]!r} and {pair!r}); give it once.")
+        if name in params:
+            raise UsageError(f"{option} {name} is given twice ({name}={params[name]!r} and {pair!r}); give it once.")
         try:
-            params[name.strip()] = yaml.safe_load(value)
+            params[name] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise UsageError(f"{option} {pair!r}: cannot read {value!r} as a value; quote text, e.g. NAME='text'.") from None
     return params

@@ -401,9 +401,14 @@ def _check_stored_file(path: Path, *, backed: bool) -> None:
                     foreign.append(f"{name} links to {link.filename}")
 
             handle.visititems_links(visit_link)
-            datasets: dict[str, h5py.Dataset] = {}
-            handle.visititems(lambda name, obj: datasets.setdefault(name, obj) if isinstance(obj, h5py.Dataset) else None)
-            for name, dataset in datasets.items():
+            datasets: list[tuple[str, h5py.Dataset]] = []
+
+            def visit(name: str, obj) -> None:  # returns None: any other value would stop h5py's visit early
+                if isinstance(obj, h5py.Dataset):
+                    datasets.append((name, obj))
+
+            handle.visititems(visit)
+            for name, dataset in datasets:
                 if dataset.external or dataset.is_virtual:
                     foreign.append(f"{name} stores its values in another file")
                 elif not (backed and (name == "X" or name.startswith("X/"))):

@@ -410,8 +410,12 @@ def _is_file_source(text: str) -> bool:
     return not builtin and _looks_like_path(text)
 
 
+#: the formats a signature file may have, by its suffix (without the dot)
+FILE_FORMATS = ("yaml", "yml", "json", "gmt", "txt")
+
+
 def _looks_like_path(text: str) -> bool:
-    return text.lower().endswith((".yaml", ".yml", ".json", ".gmt", ".txt")) or Path(text).is_file()
+    return text.lower().endswith(tuple(f".{f}" for f in FILE_FORMATS)) or Path(text).is_file()
 
 
 def _unique(sigs: list[Signature]) -> list[Signature]:
@@ -529,7 +533,7 @@ def load_file(path: str | Path, *, fmt: str | None = None) -> list[Signature]:
         raise SignatureError(f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is larger than any signature library "
                              f"({MAX_FILE_BYTES // 2**20} MiB at most); is this the right file?")  # fmt: skip
     fmt = (fmt or path.suffix.lstrip(".")).lower()
-    if fmt not in ("yaml", "yml", "json", "gmt", "txt"):
+    if fmt not in FILE_FORMATS:
         raise SignatureError(f"{path}: not a signature file by its name; signature files end in .yaml, .yml, .json or .gmt "
                              "(rename it, or pass fmt= in Python).")  # fmt: skip
     try:  # strict: replacement characters would become part of signature and gene names

@@ -148,7 +148,7 @@ def sample_features(samples: AnnData | pd.DataFrame, key: str = "immunescape") -
         extra = samples.obs[[c for c in samples.obs.columns if c.startswith("frac_")]]
         return pd.concat([frame, extra.astype(float)], axis=1)
     if key in samples.obsm:
-        return stored_scores(samples, key).copy()
+        return stored_scores(samples, key)  # a float64 copy
     raise InputError(f"No sample features found: run ie.tl.aggregate(cells, sample_key) for single cells, or "
                      f"ie.tl.score(bulk) so that obsm[{key!r}] holds the scores of bulk samples.")  # fmt: skip
 
