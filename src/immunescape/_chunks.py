@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from ._errors import InputError
 from ._kernels.convert import csc_rows_to_csr
+from ._kernels.types import CsrRows
 
 DEFAULT_CHUNK_SIZE = 10_000
 
@@ -32,6 +33,11 @@ class Chunk:
     start: int
     stop: int
     n_cols: int = 0
+
+    @property
+    def rows(self) -> CsrRows:
+        """The chunk's rows as the kernels take them."""
+        return CsrRows(self.data, self.indices, self.indptr, int(self.r0), int(self.r1))
 
     @property
     def max_nnz(self) -> int:

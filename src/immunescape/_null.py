@@ -10,46 +10,72 @@ kernels sum them with one prefix sum per replicate (see :mod:`immunescape._kerne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from ._kernels.nulls import AUCELL, LINEAR, SINGSCORE, SSGSEA, UCELL, bh_rows
+from ._kernels.nulls import bh_rows
+from ._kernels.types import AFFINE, MomentBundle, NullBundle
 from ._utils import physical_memory
 
 NULL_KINDS = ("matched", "analytic")
+
+
+@dataclass(frozen=True)
+class NullStatistic:
+    """How a method's score follows from per-part sums of its gene terms, declared by the method.
+
+    ``shape=AFFINE`` (the default): score = ``c0[s] + coef[s, 0] * (up sum) + coef[s, 1] * (down
+    sum)``, raised to ``floor`` (UCell clips at 0); ``c0``/``coef`` None mean 0 and 1 (a plain sum,
+    as the linear methods). ``shape=ES_RATIO``: single-sample GSEA's ratio of sums over ``n_genes``
+    ranked genes. The kernels evaluate shapes; no method name reaches them.
+    """
+
+    shape: int = AFFINE
+    c0: np.ndarray | None = None
+    coef: np.ndarray | None = None
+    floor: float = -math.inf
+    n_genes: int = 0
+
+    def coefficients(self, n_sig: int) -> tuple[np.ndarray, np.ndarray]:
+        c0 = np.zeros(n_sig) if self.c0 is None else np.asarray(self.c0, np.float64).reshape(n_sig)
+        coef = np.ones((n_sig, 2)) if self.coef is None else np.asarray(self.coef, np.float64).reshape(n_sig, 2)
+        return c0, coef
+
+
+class NullRuns(NamedTuple):
+    """Signature ``s``'s null set in replicate ``k`` is, for each run ``r`` in ``ptr[s]:ptr[s + 1]``,
+    the genes ``slot_gene[k, lo[r]:hi[r]]`` with that weight and part (0 up, 1 down)."""
+
+    ptr: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    weight: np.ndarray
+    part: np.ndarray
 
 
 @dataclass
 class NullSets:
     """The kernels' null bundle, the sets it encodes, and what to record about it.
 
-    ``runs`` = (ptr, lo, hi, weight, part): signature ``s``'s null set in replicate ``k`` is, for each
-    run ``r`` in ``ptr[s]:ptr[s + 1]``, the genes ``slot_gene[k, lo[r]:hi[r]]`` with that weight and
-    part (0 up, 1 down). ``genes``/``weights`` are the signatures' own genes as the method scores them.
+    ``genes``/``weights`` are the signatures' own genes as the method scores them.
     """
 
-    bundle: tuple
-    seed: int
-    kind: int
+    bundle: NullBundle
     slot_gene: np.ndarray
-    runs: tuple
+    runs: NullRuns
     genes: list
     weights: list
     details: dict[str, Any] = field(default_factory=dict)
 
-
-def empty_bundle() -> tuple:
-    """A bundle with no null sets (kernels skip the null work); same array types as a real one."""
-    i0, f0, i1 = np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
-    return (np.zeros((0, 0), np.int64), i1, i0, i0, f0, np.zeros((0, 2), np.int64), i1, np.zeros(0, np.int32), i1, f0, i0,
-            f0, f0, np.zeros(1))  # fmt: skip
-
-
-EMPTY = empty_bundle()
+    @property
+    def seed(self) -> int:
+        """The seed of the tie-breaking uniforms."""
+        return self.bundle.seed
 
 
 def check_null_args(null: str | None, n_null: int, null_bins: int | None) -> None:
@@ -101,15 +127,15 @@ def build_null_sets(
     n_null: int,
     n_bins: int,
     random_state: int | None,
-    kind: int,
-    sconst: np.ndarray | None = None,
-    gconst: np.ndarray | None = None,
+    statistic: NullStatistic | None = None,
 ) -> NullSets:
     """Null sets for the genes each signature is scored on (as the method scores them).
 
     ``genes[s]``, ``weights[s]`` and ``parts[s]`` (0 up, 1 down) list signature ``s``'s genes as the
-    method uses them; ``pool`` marks the genes a null set may draw (the genes the method ranks).
+    method uses them; ``pool`` marks the genes a null set may draw (the genes the method ranks);
+    ``statistic`` is how the method's score follows from the sums (default: a plain affine sum).
     """
+    statistic = statistic or NullStatistic()
     pool_genes, cut, bin_of = _null_bins(means, pool, n_bins)
     bins = np.unique(cut).astype(np.int64)
     members = {int(b): pool_genes[cut == b] for b in bins}
@@ -152,14 +178,13 @@ def build_null_sets(
     obs_ptr = np.concatenate([[0], np.cumsum([len(g) for g in genes])]).astype(np.int64)
     k_part = np.asarray([[np.sum(p == 0), np.sum(p == 1)] for p in parts], np.int64).reshape(-1, 2)
     n_sig = len(names)
-    sconst = np.zeros((n_sig, 2)) if sconst is None else np.asarray(sconst, np.float64).reshape(n_sig, 2)
-    gconst = np.zeros(4) if gconst is None else np.asarray(gconst, np.float64)
     # the sparse path: score = c0 + shift * shift_coef + sum(coef[part] * weight * term)
-    c0, coef = affine_scores(kind, k_part, sconst, gconst)
+    c0, coef = statistic.coefficients(n_sig)
     part_w = [np.asarray([np.sum(w[p == 0]), np.sum(w[p == 1])]) for w, p in zip(weights, parts)]
     shift_coef = np.asarray([coef[s] @ part_w[s] for s in range(n_sig)], np.float64).reshape(n_sig)
     obs_cw = _concat([w * coef[s][p] for s, (w, p) in enumerate(zip(weights, parts))], np.float64)
-    runs = tuple(np.asarray(a, t) for a, t in zip((run_ptr, run_lo, run_hi, run_w, run_part), (np.int64, np.int64, np.int64, np.float64, np.int64)))
+    runs = NullRuns(np.asarray(run_ptr, np.int64), np.asarray(run_lo, np.int64), np.asarray(run_hi, np.int64),
+                    np.asarray(run_w, np.float64), np.asarray(run_part, np.int64))  # fmt: skip
     # groups: a signature's runs of one part and weight (across bins) share one raw sum per replicate
     run_sig = np.repeat(np.arange(n_sig), np.diff(runs[0]))
     run_cw = runs[3] * coef[run_sig, runs[4]] if run_sig.size else np.zeros(0)
@@ -168,25 +193,27 @@ def build_null_sets(
     groups = keys.drop_duplicates(["sig", "part", "cw"]).sort_values(["sig", "part", "cw"])
     grp_ptr = np.searchsorted(groups["sig"].to_numpy(), np.arange(n_sig + 1)).astype(np.int64)
     ent_ptr, ent_idx = _gene_entries(slot_gene, means.size, runs[1], runs[2], run_group, len(groups))
-    bundle = (
-        slot_gene,
-        obs_ptr,
-        _concat(genes, np.int64),
-        _concat(parts, np.int64),
-        obs_cw,
-        k_part,
-        ent_ptr,
-        ent_idx,
-        grp_ptr,
-        groups["cw"].to_numpy(np.float64),
-        groups["part"].to_numpy(np.int64),
-        c0,
-        shift_coef,
-        np.asarray([gconst[2]], np.float64),  # ssGSEA: the number of genes
+    bundle = NullBundle(
+        slot_gene=slot_gene,
+        obs_ptr=obs_ptr,
+        obs_gene=_concat(genes, np.int64),
+        obs_part=_concat(parts, np.int64),
+        obs_cw=obs_cw,
+        k_part=k_part,
+        ent_ptr=ent_ptr,
+        ent_idx=ent_idx,
+        grp_ptr=grp_ptr,
+        grp_cw=groups["cw"].to_numpy(np.float64),
+        grp_part=groups["part"].to_numpy(np.int64),
+        c0=c0,
+        shift_coef=shift_coef,
+        statistic=int(statistic.shape),
+        floor=float(statistic.floor),
+        n_genes=float(statistic.n_genes),
+        seed=seed,
     )
     details = {"n_null": int(n_null), "null_bins": int(n_bins), "n_bins_used": len(bins), "n_slots": n_slots}
-    return NullSets(bundle=bundle, seed=seed, kind=kind, slot_gene=slot_gene, runs=runs, genes=list(genes),
-                    weights=list(weights), details=details)  # fmt: skip
+    return NullSets(bundle=bundle, slot_gene=slot_gene, runs=runs, genes=list(genes), weights=list(weights), details=details)
 
 
 def _null_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,11 +243,15 @@ def _check_bin_share(name: str, n_in_bin: int, bin_size: int, n_bins: int) -> No
 @dataclass
 class MomentNull:
     """The analytic null of a linear score (see :func:`immunescape._kernels.nulls.linear_moments`):
-    ``arrays`` in the kernel's order, the seed of its tie-breaking uniforms and what to record."""
+    the kernel's bundle and what to record."""
 
-    arrays: tuple
-    seed: int
+    bundle: MomentBundle
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seed(self) -> int:
+        """The seed of the tie-breaking uniforms."""
+        return self.bundle.seed
 
 
 def build_moment_null(
@@ -268,47 +299,23 @@ def build_moment_null(
     most = np.zeros(used.size, np.int64)  # the most genes any signature draws in each bin
     np.maximum.at(most, sb_bin, sb_count)
     zero_ptr = np.concatenate([[0], np.cumsum(most + 1)]).astype(np.int64)
-    arrays = (bin_of, bin_size, reciprocal, zero_ptr, np.asarray(sb_ptr, np.int64), sb_bin, zero_ptr[sb_bin] + sb_count,
-              np.asarray(sb_coef, np.float64).reshape(-1, 3), obs_ptr, _concat(genes, np.int64), _concat(weights, np.float64),
-              nonneg)  # fmt: skip
+    bundle = MomentBundle(
+        bin_of=bin_of,
+        bin_size=bin_size,
+        reciprocal=reciprocal,
+        zero_ptr=zero_ptr,
+        sb_ptr=np.asarray(sb_ptr, np.int64),
+        sb_bin=sb_bin,
+        sb_zero_at=zero_ptr[sb_bin] + sb_count,
+        sb_coef=np.asarray(sb_coef, np.float64).reshape(-1, 3),
+        obs_ptr=obs_ptr,
+        obs_gene=_concat(genes, np.int64),
+        obs_w=_concat(weights, np.float64),
+        nonneg=nonneg,
+        seed=null_seeds(random_state)[1],
+    )
     details = {"null_bins": int(n_bins), "n_bins_used": int(used.size)}
-    return MomentNull(arrays=arrays, seed=null_seeds(random_state)[1], details=details)
-
-
-def affine_scores(kind: int, k_part: np.ndarray, sconst: np.ndarray, gconst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(c0, coef) with score = c0 + coef[0] * (up sum) + coef[1] * (down sum), for the methods whose
-    score is affine in its per-part sums (before UCell's clip at 0). ssGSEA (not affine) gets
-    coefficients 1: its groups keep plain sums."""
-    n_sig = k_part.shape[0]
-    c0, coef = np.zeros(n_sig), np.zeros((n_sig, 2))
-    for s in range(n_sig):
-        k_up, k_dn = (int(x) for x in k_part[s])
-        if kind in (LINEAR, SSGSEA):
-            coef[s] = 1.0
-        elif kind == UCELL:  # U = 1 - (sum + missing * max_rank - s_min) / (s_max - s_min) per part
-            max_rank, w_neg = gconst[0], gconst[1]
-            for part, (k, missing, sign) in enumerate(((k_up, sconst[s, 0], 1.0), (k_dn, sconst[s, 1], -w_neg))):
-                length = k + missing
-                span = length * max_rank - length * (length + 1) / 2.0
-                if length == 0 or span == 0:
-                    continue
-                coef[s, part] = -sign / span
-                c0[s] += sign * (1.0 - (missing * max_rank - length * (length + 1) / 2.0) / span)
-        elif kind == AUCELL:  # area / maximum area
-            coef[s, 0] = 1.0 / sconst[s, 0] if sconst[s, 0] > 0 else 0.0
-            coef[s, 1] = -1.0 / sconst[s, 1] if (k_dn > 0 and sconst[s, 1] > 0) else 0.0
-        elif kind == SINGSCORE:  # (mean rank - low) / (high - low), down as 1 minus that, centred
-            n, centre = gconst[2], (0.5 if gconst[3] else 0.0)
-            if k_up == 0 and k_dn == 0:
-                c0[s] = np.nan
-            for part, k in enumerate((k_up, k_dn)):
-                if k == 0:
-                    continue
-                low, high = (k + 1) / 2.0, (2.0 * n - k + 1) / 2.0
-                sign = 1.0 if part == 0 else -1.0
-                coef[s, part] = sign / (k * (high - low))
-                c0[s] += -sign * low / (high - low) + (1.0 if part == 1 else 0.0) - centre
-    return c0, coef
+    return MomentNull(bundle=bundle, details=details)
 
 
 def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.ndarray, run_group: np.ndarray,

@@ -1,6 +1,6 @@
 """Linear scores: one sparse pass computing X @ W for every signature, plus per-row moments.
 
-Plain arrays in, plain arrays out. Rows ``r0:r1`` of a CSR matrix given as (data, indices, indptr).
+Plain arrays in, plain arrays out. Rows ``r0:r1`` of a CSR matrix given as a :class:`.types.CsrRows`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def csr_dot(data, indices, indptr, r0, r1, w_ptr, w_col, w_val, n_sig, n_blocks, out):  # pragma: no cover - numba
+def csr_dot(rows, w_ptr, w_col, w_val, n_sig, n_blocks, out):  # pragma: no cover - numba
     """``out[i - r0, :] = X[i, :] @ W`` for rows ``r0:r1``, with W stored sparse by gene.
 
     Gene ``g``'s weights are ``w_val[w_ptr[g]:w_ptr[g + 1]]`` for signatures ``w_col[...]``: a gene
     sits in few signatures, so each stored value costs a couple of multiply-adds. Accumulates in
     float64 in row order (the same sums as a dense W, whose extra terms are zeros).
     """
+    data, indices, indptr, r0, r1 = rows
     n_rows = r1 - r0
     for b in prange(n_blocks):
         acc = np.empty(n_sig)
@@ -33,11 +34,12 @@ def csr_dot(data, indices, indptr, r0, r1, w_ptr, w_col, w_val, n_sig, n_blocks,
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def csr_row_moments(data, indptr, r0, r1, n_features, mean, std):  # pragma: no cover - numba
+def csr_row_moments(rows, n_features, mean, std):  # pragma: no cover - numba
     """Mean and sample standard deviation (ddof=1) of each row over ``n_features`` columns.
 
     Columns not stored are zeros. Two passes over the row's stored values for accuracy.
     """
+    data, _, indptr, r0, r1 = rows
     for i in prange(r0, r1):
         s = 0.0
         for j in range(indptr[i], indptr[i + 1]):

@@ -14,12 +14,12 @@ null sets it was drawn into - a group being a signature's genes of one part and 
 precomputed, contiguous list per gene; each null score then combines its groups' raw sums. The cost
 grows with the row's non-zeros, not with the genes of the null sets.
 
-The bundle (see :func:`immunescape._null.build_null_sets`) is a tuple, in this order:
-``slot_gene (n_null, M)``; ``obs_ptr, obs_gene, obs_part, obs_cw`` (each signature's own genes, their
-part and weight x coefficient); ``k_part (n_sig, 2)`` (genes per part); ``ent_ptr, ent_idx`` (for each
-gene, the entries ``k * n_groups + group`` it enters); ``grp_ptr, grp_cw, grp_part`` (each signature's
-groups, weight x coefficient and part); ``c0, shift_coef`` (affine scores: ``c0 + shift *
-shift_coef + sum(cw * term)``); ``gconst`` (ssGSEA: number of genes).
+The null sets travel as one :class:`NullBundle` (built by :func:`immunescape._null.build_null_sets`),
+and a kernel gets them beside the chunk's row offset and output tables (a :class:`NullTables`). The
+kernels know statistic *shapes*, never method names: ``AFFINE`` scores are ``c0 + shift *
+shift_coef + sum(cw * term)``, raised to ``floor`` (UCell's clip at 0; ``-inf`` for none);
+``ES_RATIO`` scores are single-sample GSEA's ratio of sums over three channels. A method declares
+its shape and coefficients (see :class:`immunescape._null.NullStatistic`).
 
 The linear methods also have :func:`linear_moments`, the same null in closed form (no sets drawn).
 """
@@ -31,7 +31,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-LINEAR, UCELL, AUCELL, SINGSCORE, SSGSEA = 0, 1, 2, 3, 4
+from .types import ES_RATIO
+
 TIE_TOLERANCE = 1e-12  # relative: equal sets summed in another order may differ in the last bits
 
 
@@ -60,13 +61,13 @@ def _ssgsea_part(sum_w, sum_wq, sum_q, k, n):  # pragma: no cover - numba
 @njit(cache=True, nogil=True)
 def scratch(bundle, n_ch):  # pragma: no cover - numba
     """Per-thread work arrays for :func:`row_nulls`."""
-    n_null = bundle[0].shape[0]
-    n_sig = bundle[11].shape[0]
-    n_groups = bundle[9].shape[0]
+    n_null = bundle.slot_gene.shape[0]
+    n_sig = bundle.c0.shape[0]
+    n_groups = bundle.grp_cw.shape[0]
     # sums by part and channel, observed, n_above, n_tied, sum and sum of squares of (null - observed), raw group
     # sums, the row's genes that enter null sets
     return (np.zeros((2, n_ch)), np.zeros(n_sig), np.zeros(n_sig, np.int64), np.zeros(n_sig, np.int64), np.zeros(n_sig),
-            np.zeros(n_sig), np.zeros(n_ch * n_null * n_groups), np.empty(bundle[6].shape[0] - 1, np.int64))  # fmt: skip
+            np.zeros(n_sig), np.zeros(n_ch * n_null * n_groups), np.empty(bundle.ent_ptr.shape[0] - 1, np.int64))  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -124,7 +125,7 @@ def explicit_nulls(observed, random, seed, first_row, z_out, p_out):  # pragma: 
 
 
 @njit(cache=True, nogil=True)
-def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_out, p_out):  # pragma: no cover - numba
+def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  # pragma: no cover - numba
     """Score the signatures and their random sets on one row; write each signature's z-score against
     its null sets and the randomised empirical p-value (upper tail).
 
@@ -133,24 +134,28 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
     + 1)) / (n_null + 1) with U uniform from (seed, row, signature): exactly uniform when the
     signature is exchangeable with its null sets.
     """
-    slot_gene, obs_ptr, obs_gene, obs_part, obs_cw, k_part, ent_ptr, ent_idx, grp_ptr, grp_cw, grp_part, c0, shift_coef, gconst = bundle
+    slot_gene, obs_ptr, obs_gene, obs_part, obs_cw, k_part = (bundle.slot_gene, bundle.obs_ptr, bundle.obs_gene,
+                                                               bundle.obs_part, bundle.obs_cw, bundle.k_part)  # fmt: skip
+    ent_ptr, ent_idx, grp_ptr, grp_cw, grp_part = bundle.ent_ptr, bundle.ent_idx, bundle.grp_ptr, bundle.grp_cw, bundle.grp_part
+    c0, shift_coef = bundle.c0, bundle.shift_coef
+    ratio, floor, n_genes, seed = bundle.statistic == ES_RATIO, bundle.floor, bundle.n_genes, bundle.seed
     n_null = slot_gene.shape[0]
     n_sig = c0.shape[0]
     n_groups = grp_cw.shape[0]
     n_ch = term.shape[0]
     sums, observed, acc = work[0], work[1], work[6]  # acc[(k * n_groups + group) * n_ch + ch]
     for s in range(n_sig):
-        if kind == SSGSEA:
+        if ratio:
             sums[:, :] = 0.0
             for t in range(obs_ptr[s], obs_ptr[s + 1]):
                 for ch in range(n_ch):
                     sums[obs_part[t], ch] += term[ch, obs_gene[t]] + shift[ch]
-            observed[s] = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], gconst[0])
+            observed[s] = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], n_genes)
         else:
             v = c0[s] + shift[0] * shift_coef[s]
             for t in range(obs_ptr[s], obs_ptr[s + 1]):
                 v += obs_cw[t] * term[0, obs_gene[t]]
-            observed[s] = max(v, 0.0) if kind == UCELL else v
+            observed[s] = floor if v < floor else v
     acc[:] = 0.0
     # first the listed genes that change some null sum, in a branch-free pass (the tests mispredict
     # often), then their entries
@@ -183,20 +188,20 @@ def row_nulls(term, shift, listed, n_listed, kind, bundle, work, row, seed, z_ou
         fixed = c0[s] + shift[0] * shift_coef[s]
         for k in range(n_null):
             base = k * n_groups
-            if kind == SSGSEA:
+            if ratio:
                 for ch in range(n_ch):
                     sums[0, ch] = shift[ch] * k_part[s, 0]
                     sums[1, ch] = shift[ch] * k_part[s, 1]
                 for q in range(grp_ptr[s], grp_ptr[s + 1]):
                     for ch in range(n_ch):
                         sums[grp_part[q], ch] += grp_cw[q] * acc[(base + q) * n_ch + ch]
-                v = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], gconst[0])
+                v = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], n_genes)
             else:
                 v = fixed
                 for q in range(grp_ptr[s], grp_ptr[s + 1]):
                     v += grp_cw[q] * acc[base + q]
-                if kind == UCELL:
-                    v = max(v, 0.0)
+                if v < floor:
+                    v = floor
             win, tie, d = _compare(v, obs, tol)
             above += win
             tied += tie
@@ -217,9 +222,11 @@ def _ssgsea_score(sums, k_up, k_dn, n):  # pragma: no cover - numba
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def linear_nulls(data, indices, indptr, r0, r1, n_genes, bundle, row_offset, seed, n_blocks, z_out, p_out):  # pragma: no cover - numba
+def linear_nulls(rows, n_genes, bundle, tables, n_blocks):  # pragma: no cover - numba
     """Nulls for the linear methods (mean, wmean, zmean): the gene terms are the row's values
     (repeated entries of a gene add up, as in the scores)."""
+    data, indices, indptr, r0, r1 = rows
+    row_offset, z_out, p_out = tables
     n_rows = r1 - r0
     nb = max(1, min(n_rows, n_blocks))
     for b in prange(nb):
@@ -239,7 +246,7 @@ def linear_nulls(data, indices, indptr, r0, r1, n_genes, bundle, row_offset, see
                     seen[g] = True
                     listed[n_listed] = g
                     n_listed += 1
-            row_nulls(term, shift, listed, n_listed, LINEAR, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+            row_nulls(term, shift, listed, n_listed, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
             for t in range(n_listed):
                 term[0, listed[t]] = 0.0
                 seen[listed[t]] = False
@@ -276,8 +283,7 @@ def _edgeworth_upper(z, skew):  # pragma: no cover - numba
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def linear_moments(data, indices, indptr, r0, r1, n_genes, bin_of, bin_size, reciprocal, zero_ptr, sb_ptr, sb_bin, sb_zero_at,
-                   sb_coef, obs_ptr, obs_gene, obs_w, nonneg, row_offset, seed, n_blocks, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
+def linear_moments(rows, n_genes, moments_of, row_offset, n_blocks, z_out, p_out):  # pragma: no cover - numba
     """The analytic null of the linear methods: for each signature, the exact mean, variance and
     third cumulant of the score of a random gene set drawn like the matched null (in each expression
     bin, as many genes as the signature has there, without replacement, carrying its weights),
@@ -287,10 +293,14 @@ def linear_moments(data, indices, indptr, r0, r1, n_genes, bin_of, bin_size, rec
     expressed", whose probability ``pi0`` is exact, and p = (1 - pi0) + U pi0 with U uniform from
     (seed, row, signature), as the empirical null randomises ties.
 
-    ``sb_*`` list each signature's bins (CSR by signature): bin, where its "c genes drawn, none
-    expressed" probability sits in the row's table (``zero_ptr[bin] + c``) and the coefficients of
-    the bin's mean, variance and third central moment; ``reciprocal[k] = 1 / k``; ``obs_*``: each
-    signature's genes and weights as the method scores them."""
+    ``moments_of`` (a :class:`.types.MomentBundle`) lists each signature's bins (CSR by signature):
+    bin, where its "c genes drawn, none expressed" probability sits in the row's table
+    (``zero_ptr[bin] + c``) and the coefficients of the bin's mean, variance and third central
+    moment; ``obs_*``: each signature's genes and weights as the method scores them."""
+    data, indices, indptr, r0, r1 = rows
+    bin_of, bin_size, reciprocal, zero_ptr = moments_of.bin_of, moments_of.bin_size, moments_of.reciprocal, moments_of.zero_ptr
+    sb_ptr, sb_bin, sb_zero_at, sb_coef = moments_of.sb_ptr, moments_of.sb_bin, moments_of.sb_zero_at, moments_of.sb_coef
+    obs_ptr, obs_gene, obs_w, nonneg, seed = moments_of.obs_ptr, moments_of.obs_gene, moments_of.obs_w, moments_of.nonneg, moments_of.seed
     n_rows = r1 - r0
     n_sig = obs_ptr.shape[0] - 1
     n_bins = bin_size.shape[0]

@@ -1,8 +1,9 @@
 """Rank-based scores computed from each row's stored values, never densifying the row.
 
-Every kernel takes rows ``r0:r1`` of a CSR matrix (data, indices, indptr), the signature genes as
-CSR-like index arrays (``up_ptr``/``up_idx`` and ``dn_ptr``/``dn_idx``), and writes one score per row
-and signature into ``out``. Genes not stored in a row are zeros; their ranks follow in closed form
+Every kernel takes rows ``r0:r1`` of a CSR matrix (a :class:`.types.CsrRows`), the signature genes
+as CSR-like index arrays (a :class:`.types.SplitSets`), and writes one score per row and signature
+into ``out``; with null sets (a :class:`.types.NullBundle`), also each score's z and p into its
+:class:`.types.NullTables`. Genes not stored in a row are zeros; their ranks follow in closed form
 from the counts of stored values below/above zero, so a row costs O(nnz log nnz + signature genes).
 
 Rows are split into ``n_blocks`` blocks processed in parallel (the caller passes a multiple of the
@@ -16,7 +17,6 @@ import numpy as np
 from numba import njit, prange
 
 from . import nulls
-from .nulls import AUCELL, SINGSCORE, SSGSEA, UCELL
 
 
 @njit(cache=True, nogil=True)
@@ -92,17 +92,19 @@ def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  #
 
 # ----------------------------------------------------------------------------------------- UCell
 @njit(parallel=True, cache=True, nogil=True)
-def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_missing,
-          dn_ptr, dn_idx, dn_missing, max_rank, w_neg, n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
+def ucell(rows, n_genes, max_nnz, sets, up_missing, dn_missing, max_rank, w_neg, n_blocks, out, bundle, tables):  # pragma: no cover - numba
     """UCell as pyUCell 0.8: ranks of non-zero values (descending, ties averaged), ranks above
     ``max_rank`` and zeros count as ``max_rank``; U-statistic normalised to [0, 1]; the down set's
     score times ``w_neg`` is subtracted and the result clipped at 0. ``*_missing`` genes (absent
-    from the data) count as ``max_rank`` too ("impute"). With a null ``bundle`` (see
-    :mod:`.nulls`), z-scores and p-values against random gene sets go to ``z_out``/``p_out``."""
+    from the data) count as ``max_rank`` too ("impute"). With null sets in ``bundle``
+    (:class:`.types.NullBundle`), z-scores and p-values against random gene sets go to ``tables``."""
+    data, indices, indptr, r0, r1 = rows
+    up_ptr, up_idx, dn_ptr, dn_idx = sets
+    row_offset, z_out, p_out = tables
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
-    has_null = bundle[0].shape[0] > 0
+    has_null = bundle.slot_gene.shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
@@ -133,7 +135,7 @@ def ucell(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_mi
             if has_null:
                 for t in range(c):
                     term[0, genes[t]] = rank[genes[t]] - max_rank
-                nulls.row_nulls(term, shift, genes, c, UCELL, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(term, shift, genes, c, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
                     term[0, genes[t]] = 0.0
             for t in range(c):
@@ -157,19 +159,20 @@ def _u_score(rank, idx, start, stop, n_missing, max_rank):  # pragma: no cover -
 
 # ---------------------------------------------------------------------------------------- AUCell
 @njit(parallel=True, cache=True, nogil=True)
-def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx,
-           max_auc, n_up, n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
+def aucell(rows, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx, max_auc, n_up, n_blocks, out, bundle, tables):  # pragma: no cover - numba
     """AUCell as decoupler 2.x: ordinal ranks (descending values, ties broken by ``position``, the
     gene's place in a fixed random order); area under the recovery curve of the set's genes within
     the top ``n_up`` ranks, divided by the maximum possible area (``max_auc``). The area telescopes
     to the sum of ``n_up - rank`` over set genes ranked at most ``n_up``. ``n_ranked`` genes take
     part in the ranking (decoupler drops genes that are zero in every row). All-zero rows score 0.
-    With a null ``bundle``, each gene's term ``n_up - rank`` (0 beyond ``n_up``), averaged within tie
-    groups, feeds :mod:`.nulls`."""
+    With null sets in ``bundle``, each gene's term ``n_up - rank`` (0 beyond ``n_up``), averaged within
+    tie groups, feeds :mod:`.nulls`."""
+    data, indices, indptr, r0, r1 = rows
+    row_offset, z_out, p_out = tables
     n_rows = r1 - r0
     n_sig = set_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
-    has_null = bundle[0].shape[0] > 0
+    has_null = bundle.slot_gene.shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
@@ -193,7 +196,7 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
                     out[i - r0, s] = 0.0
                 if has_null:  # every set scores 0 (no terms)
                     shift[0] = 0.0
-                    nulls.row_nulls(term, shift, listed, 0, AUCELL, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                    nulls.row_nulls(term, shift, listed, 0, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
                 continue
             n_pos = 0
             for t in range(c):
@@ -224,7 +227,7 @@ def aucell(data, indices, indptr, r0, r1, n_genes, max_nnz, position, gene_at, n
             if has_null:
                 n_listed, zero_term = _aucell_terms(s_vals, s_pos, c, gene_at, n_pos, n_zero, n_up, term[0], listed)
                 shift[0] = zero_term
-                nulls.row_nulls(term, shift, listed, n_listed, AUCELL, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(term, shift, listed, n_listed, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
                 for t in range(n_listed):
                     term[0, listed[t]] = 0.0
             for t in range(c):
@@ -282,8 +285,7 @@ def _ss_metric(rank_or_value, mode, n_genes, alpha):  # pragma: no cover - numba
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u, dn_ptr, dn_idx, dn_u, union, mode,
-           alpha, n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
+def ssgsea(rows, n_genes, max_nnz, sets, up_u, dn_u, union, mode, alpha, n_blocks, out, bundle, tables):  # pragma: no cover - numba
     """Single-sample GSEA as gseapy 1.x (GSVA's ssgsea without the final range normalisation).
 
     Genes are ordered by their metric (see ``_ss_metric``), descending, ties by descending gene
@@ -292,12 +294,15 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
     ES = sum_h w_h (q_h + 1) / sum_h w_h - (N (N + 1) / 2 - sum_h (q_h + 1)) / (N - k).
     Signed signatures score ES(up) - ES(down). ``union`` holds every signature gene once, ascending;
     ``up_u``/``dn_u`` give each set gene's place in it: one merge per row counts, for all of them, the
-    stored genes below them (what a zero gene's position needs). With a null ``bundle``, every
+    stored genes below them (what a zero gene's position needs). With null sets in ``bundle``, every
     gene's (w, w (q + 1), q + 1), with q its tie group's mean position, feeds :mod:`.nulls`."""
+    data, indices, indptr, r0, r1 = rows
+    up_ptr, up_idx, dn_ptr, dn_idx = sets
+    row_offset, z_out, p_out = tables
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
-    has_null = bundle[0].shape[0] > 0
+    has_null = bundle.slot_gene.shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
@@ -385,7 +390,7 @@ def ssgsea(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, up_u
                         term[1, g] = w[g] * (q_mean + 1) - shift[1]
                         term[2, g] = q_mean + 1 - shift[2]
                     a = e
-                nulls.row_nulls(term, shift, genes, c, SSGSEA, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(term, shift, genes, c, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
                     g = genes[t]
                     term[0, g] = 0.0
@@ -425,16 +430,18 @@ def _ss_es(q, w, idx, uidx, start, stop, below, n_below, n_genes, w_zero):  # pr
 
 # ------------------------------------------------------------------------------------- singscore
 @njit(parallel=True, cache=True, nogil=True)
-def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, dn_ptr, dn_idx, center,
-              n_blocks, out, bundle, row_offset, seed, z_out, p_out):  # fmt: skip  # pragma: no cover - numba
+def singscore(rows, n_genes, max_nnz, sets, center, n_blocks, out, bundle, tables):  # pragma: no cover - numba
     """singscore (Foroutan 2018, R package 1.2x): ascending ranks with ties at their minimum;
     the set's mean rank scaled by its theoretical bounds (n + 1) / 2 and (2N - n + 1) / 2; the down
-    set contributes 1 - its scaled score; each part minus 0.5 when centred. With a null
-    ``bundle``, the ranks (as offsets from the zeros' rank) feed :mod:`.nulls`."""
+    set contributes 1 - its scaled score; each part minus 0.5 when centred. With null sets in
+    ``null``, the ranks (as offsets from the zeros' rank) feed :mod:`.nulls`."""
+    data, indices, indptr, r0, r1 = rows
+    up_ptr, up_idx, dn_ptr, dn_idx = sets
+    row_offset, z_out, p_out = tables
     n_rows = r1 - r0
     n_sig = up_ptr.shape[0] - 1
     nb = max(1, min(n_rows, n_blocks))
-    has_null = bundle[0].shape[0] > 0
+    has_null = bundle.slot_gene.shape[0] > 0
     for b in prange(nb):
         lo = r0 + b * n_rows // nb
         hi = r0 + (b + 1) * n_rows // nb
@@ -487,7 +494,7 @@ def singscore(data, indices, indptr, r0, r1, n_genes, max_nnz, up_ptr, up_idx, d
                 shift[0] = zero_rank
                 for t in range(c):
                     term[0, genes[t]] = rank[genes[t]] - zero_rank
-                nulls.row_nulls(term, shift, genes, c, SINGSCORE, bundle, work, i + row_offset, seed, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(term, shift, genes, c, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
                 for t in range(c):
                     term[0, genes[t]] = 0.0
             for t in range(c):

@@ -1,0 +1,90 @@
+"""``mean``: scanpy's ``score_genes`` (Seurat's AddModuleScore), reproduced control gene by control gene.
+
+A linear score (the signature genes' mean minus expression-matched controls' mean), so it has the
+analytic null beside the matched one; the control term is shared by the signature and its random
+sets and cancels in the null.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._errors import InputError
+from .._null import expression_bins
+from .common import linear_null_sets, linear_run, linear_weights, split_sets
+from .registry import GeneStats, Method, NullSpec, Plan, register
+
+
+def _scanpy_controls(gene_list: np.ndarray, genes: np.ndarray, cut: np.ndarray, bin_of: np.ndarray, *, ctrl_size: int,
+                     ctrl_as_ref: bool, random_state: int | None) -> np.ndarray:  # fmt: skip
+    """scanpy.tl.score_genes' control genes for one gene list (positions), reproduced step by step.
+
+    ``genes``/``cut`` are the pool in var order with their bins; ``bin_of`` maps a gene to its bin.
+    """
+    in_list = np.zeros(bin_of.size, bool)
+    in_list[gene_list] = True
+    # scanpy seeds numpy's global legacy RNG on every call; a private RandomState gives the same stream
+    rs = np.random.RandomState(random_state)
+    control: list[np.ndarray] = []
+    for c in np.unique(bin_of[gene_list]):
+        r_genes = genes[(cut == c) & (True if ctrl_as_ref else ~in_list[genes])]
+        if ctrl_size < len(r_genes):
+            r_genes = r_genes[rs.choice(len(r_genes), size=ctrl_size, replace=False)]
+        if ctrl_as_ref:
+            r_genes = r_genes[~in_list[r_genes]]
+        control.append(r_genes)
+    control_genes = np.unique(np.concatenate(control)) if control else np.zeros(0, np.int64)
+    if control_genes.size == 0:
+        raise InputError("No control genes found in any expression bin" + (" (try ctrl_as_ref=False)." if ctrl_as_ref else "."))
+    return control_genes.astype(np.int64)
+
+
+def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None) -> Plan:
+    """scanpy's score: each part's mean minus its controls' mean, as one linear map of the row."""
+    if params["ctrl_size"] < 1 or params["n_bins"] < 2:
+        raise InputError("mean needs ctrl_size >= 1 and n_bins >= 2.")
+    pool = np.arange(stats.n_genes) if params["gene_pool"] is None else np.asarray(params["gene_pool"], np.int64)
+    pool_genes, cut = expression_bins(stats.means, pool, params["n_bins"])
+    bin_of = np.full(stats.n_genes, np.nan)
+    bin_of[pool_genes] = cut
+    up_ptr, up_idx, dn_ptr, dn_idx = split_sets(resolved)
+    genes, cols, n_controls, null_genes, null_cols = [], [], [], [], []
+    for s in range(len(resolved.signatures)):
+        g_s, w_s, n_c = [], [], 0
+        for ptr, idx, sign in ((up_ptr, up_idx, 1.0), (dn_ptr, dn_idx, -1.0)):
+            part = idx[ptr[s] : ptr[s + 1]]
+            if part.size == 0:
+                continue
+            ctrl = _scanpy_controls(part, pool_genes, cut, bin_of, ctrl_size=params["ctrl_size"],
+                                    ctrl_as_ref=params["ctrl_as_ref"], random_state=random_state)  # fmt: skip
+            g_s += [part, ctrl]
+            w_s += [np.full(part.size, sign / part.size), np.full(ctrl.size, -sign / ctrl.size)]
+            n_c += ctrl.size
+        genes.append(np.concatenate(g_s))
+        cols.append(np.concatenate(w_s))
+        n_controls.append(n_c)
+        # the null replaces the signature genes; the control term is the same for all and cancels
+        null_genes.append(np.concatenate(g_s[::2]))
+        null_cols.append(np.concatenate(w_s[::2]))
+    in_pool = np.zeros(stats.n_genes, bool)
+    in_pool[pool] = True
+    null_sets = linear_null_sets(null, resolved, stats, null_genes, null_cols, in_pool, random_state)
+    return Plan(run=linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets,
+                details={"n_control_genes": dict(zip(resolved.names, n_controls))})  # fmt: skip
+
+
+register(Method(
+    name="mean",
+    description="Mean of the signature genes minus the mean of expression-matched random control genes",
+    equals="scanpy.tl.score_genes (Seurat AddModuleScore); same controls for the same random_state",
+    reference="Tirosh et al., Science 2016, doi:10.1126/science.aad0501; Satija et al. 2015",
+    params={"ctrl_size": 50, "n_bins": 25, "ctrl_as_ref": True, "gene_pool": None},
+    rules={"ctrl_size": ("int", 1), "n_bins": ("int", 2), "gene_pool": ("any", None)},
+    needs=("means",),
+    signed="up minus down, each against its own controls",
+    weighted=False,
+    expects_log=True,
+    value_range="(-inf, inf)",
+    prepare=prepare,
+    nulls=("matched", "analytic"),
+))  # fmt: skip
