@@ -13,3 +13,15 @@ numpydoc_class_members_toctree = False
 exclude_patterns = ["_build", "bad_inputs.md"]
 html_theme = "alabaster"
 html_static_path: list[str] = []
+
+
+def _methods_page(app, docname, source):
+    """methods.rst's table comes from the registry: every registered method is documented."""
+    if docname == "methods":
+        from immunescape.methods import methods_rst
+
+        source[0] = source[0].replace(".. registry-table::", methods_rst())
+
+
+def setup(app):
+    app.connect("source-read", _methods_page)

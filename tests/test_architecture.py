@@ -88,7 +88,7 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-@pytest.mark.parametrize("folder", ["_engine", "tl"])
+@pytest.mark.parametrize("folder", ["_engine", "tl", "methods", "_kernels"])
 def test_no_private_names_cross_modules(folder):
     """Modules import each other's public names; a private helper needed elsewhere gets a public name."""
     offenders = []
@@ -107,7 +107,7 @@ def test_a_new_method_is_one_module_the_rest_reads_the_registry(tmp_path):
 
     import immunescape as ie
     from immunescape.cli import _parser, main
-    from immunescape.methods import Method, Plan, method_names, register, unregister
+    from immunescape.methods import Method, Plan, method_names, methods_rst, register, unregister
 
     def prepare(resolved, stats, params, random_state, null=None):
         genes = [np.asarray(p) for p in resolved.positions]
@@ -128,6 +128,7 @@ def test_a_new_method_is_one_module_the_rest_reads_the_registry(tmp_path):
     try:
         assert "toy_max" in method_names(chunked=True) and "toy_max" not in method_names(null="analytic")
         assert "toy_max" in ie.tl.methods().index
+        assert "``toy_max``" in methods_rst()  # the docs' methods page (docs/methods.rst) is written from it
         score_help = _parser()._subparsers._group_actions[0].choices["score"].format_help()
         assert "toy_max" in score_help
         adata = ad.AnnData(np.arange(12, dtype=np.float32).reshape(3, 4))
@@ -145,3 +146,29 @@ def test_a_new_method_is_one_module_the_rest_reads_the_registry(tmp_path):
     finally:
         unregister("toy_max")
     assert "toy_max" not in method_names()
+
+
+def test_no_method_name_reaches_the_null_code_or_the_kernels():
+    """Methods declare their null statistic (shape, coefficients, floor); the null builder and the
+    kernels switch on shapes, never on a method (no UCELL/SSGSEA-style constants or name checks)."""
+    from immunescape.methods import method_names
+
+    constants = {n.upper() for n in method_names()}  # e.g. `kind == UCELL`
+    offenders = []
+    for path in [PACKAGE / "_null.py", *(PACKAGE / "_kernels").glob("*.py"), *(PACKAGE / "_engine").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            found = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+            if isinstance(node, ast.Constant) and node.value in method_names():  # e.g. `if method.name == "gsva"`
+                offenders.append(f"{path.name}:{node.lineno}: {node.value!r}")
+            elif found in constants:
+                offenders.append(f"{path.name}:{node.lineno}: {found}")
+    assert offenders == []
+
+
+def test_each_built_in_method_lives_in_its_own_module():
+    """One module per method (or family), each registering what it defines."""
+    from immunescape.methods import get_method, method_names
+
+    for name in method_names():
+        module = get_method(name).prepare.__module__
+        assert module.startswith("immunescape.methods.") and module.split(".")[-1] not in ("registry", "common"), (name, module)

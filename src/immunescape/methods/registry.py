@@ -207,3 +207,27 @@ def methods_table() -> pd.DataFrame:
         for m in _REGISTRY.values()
     ]
     return pd.DataFrame(rows).set_index("method")
+
+
+def methods_rst() -> str:
+    """The registry as a reStructuredText table, for the docs' methods page (built from the registry
+    at documentation time, so a registered method is documented where it is offered)."""
+    rows = []
+    for m in _REGISTRY.values():
+        params = ", ".join(f"``{k}={v!r}``" for k, v in m.params.items()) or "-"
+        nulls = ", ".join(f"``{n}``" for n in m.nulls) or "-"
+        scope = "per cell (chunked, backed, dask)" if m.chunked else "all samples at once"
+        rows.append((f"``{m.name}``", _rst_text(m.description), _rst_text(m.equals), params, nulls, scope, _rst_text(m.reference)))
+    header = ("method", "what it computes", "equals", "parameters", "nulls", "scores", "reference")
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 8 20 18 18 8 10 18", ""]
+    for row in (header, *rows):
+        lines.append(f"   * - {row[0]}")
+        lines += [f"     - {cell}" for cell in row[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _rst_text(text: str) -> str:
+    """Plain text safe in a reStructuredText cell: markup characters escaped."""
+    for char in "\\|*`_":
+        text = text.replace(char, "\\" + char)
+    return text

@@ -1,0 +1,243 @@
+"""The numba kernels on plain arrays, each against a direct numpy statement of its definition (as
+decoupler tests its ``_func_*``): no AnnData, no registry, no runner in between.
+
+Each test scores a row range that does not start at 0 (rows 2..8 of 9), so the kernels' offsets
+between CSR rows and output rows are exercised, and includes an all-zero row.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.stats import rankdata
+
+from immunescape._kernels import linear, nulls, ranks
+from immunescape._kernels.types import NO_NULL, CsrRows, NullTables, SplitSets
+from immunescape._null import NullStatistic, build_moment_null, build_null_sets
+
+R0, R1 = 2, 9  # the scored rows
+
+
+def _matrix(seed: int, n_rows: int = 9, n_genes: int = 30, signed: bool = False, ties: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(1.2, (n_rows, n_genes)) * (rng.random((n_rows, n_genes)) < 0.5)
+    X = np.log1p(counts) if ties else counts + rng.random(counts.shape) * (counts > 0)
+    if signed:
+        X = X * rng.choice([-1.0, 1.0], X.shape)
+    X[R0] = 0.0  # an all-zero row among the scored ones
+    return X.astype(np.float64)
+
+
+def _rows(X: np.ndarray) -> CsrRows:
+    m = sp.csr_matrix(X)
+    return CsrRows(m.data, m.indices, m.indptr, R0, R1)
+
+
+def _sets(up: list[list[int]], down: list[list[int]]) -> SplitSets:
+    def pack(lists):
+        ptr = np.concatenate([[0], np.cumsum([len(g) for g in lists])]).astype(np.int64)
+        idx = np.concatenate([np.asarray(g, np.int64) for g in lists]) if ptr[-1] else np.zeros(0, np.int64)
+        return ptr, idx
+
+    return SplitSets(*pack(up), *pack(down))
+
+
+UP = [[0, 3, 7, 12], [1, 2], [5, 6, 8, 9, 10, 20, 25]]
+DOWN = [[], [14, 15, 16], [4]]
+
+
+def test_csr_dot_is_x_times_w():
+    X = _matrix(1)
+    W = np.random.default_rng(2).normal(size=(X.shape[1], 4)) * (np.random.default_rng(3).random((X.shape[1], 4)) < 0.3)
+    by_gene = sp.csr_matrix(W)
+    out = np.empty((R1 - R0, 4))
+    linear.csr_dot(_rows(X), by_gene.indptr.astype(np.int64), by_gene.indices.astype(np.int64), by_gene.data, 4, 3, out)
+    np.testing.assert_allclose(out, X[R0:R1] @ W, rtol=1e-12, atol=1e-12)
+
+
+def test_csr_row_moments_are_mean_and_sample_sd_over_all_columns():
+    X = _matrix(4, signed=True)
+    mean, sd = np.empty(R1 - R0), np.empty(R1 - R0)
+    linear.csr_row_moments(_rows(X), X.shape[1], mean, sd)
+    np.testing.assert_allclose(mean, X[R0:R1].mean(1), atol=1e-12)
+    np.testing.assert_allclose(sd, X[R0:R1].std(1, ddof=1), atol=1e-12)
+
+
+def _ucell_reference(x, genes, n_missing, max_rank):
+    rank = rankdata(-x, method="average")  # descending, ties averaged
+    rank[(x == 0) | (rank > max_rank)] = max_rank
+    length = len(genes) + n_missing
+    if length == 0:
+        return 0.0
+    total = rank[genes].sum() + n_missing * max_rank
+    low = length * (length + 1) / 2
+    return 1 - (total - low) / (length * max_rank - low)
+
+
+@pytest.mark.parametrize("max_rank", [6, 1500])
+def test_ucell_is_the_mann_whitney_u_of_capped_descending_ranks(max_rank):
+    X = _matrix(5)
+    up_missing, dn_missing = np.array([1, 0, 0], np.int64), np.array([0, 2, 0], np.int64)
+    w_neg = 0.7
+    out = np.empty((R1 - R0, 3))
+    ranks.ucell(_rows(X), X.shape[1], X.shape[1], _sets(UP, DOWN), up_missing, dn_missing, max_rank, w_neg, 4, out, *NO_NULL)
+    for i, row in enumerate(X[R0:R1]):
+        for s in range(3):
+            up = _ucell_reference(row, UP[s], up_missing[s], max_rank)
+            down = _ucell_reference(row, DOWN[s], dn_missing[s], max_rank)
+            assert out[i, s] == pytest.approx(max(up - w_neg * down, 0.0), abs=1e-12), (i, s)
+
+
+def test_singscore_is_the_scaled_mean_of_ascending_minimum_ranks():
+    X = _matrix(6, signed=True)  # negative values rank below the zeros
+    n = X.shape[1]
+    out = np.empty((R1 - R0, 3))
+    ranks.singscore(_rows(X), n, n, _sets(UP, DOWN), True, 4, out, *NO_NULL)
+    for i, row in enumerate(X[R0:R1]):
+        rank = rankdata(row, method="min")
+        for s in range(3):
+            total = 0.0
+            for genes, down in ((UP[s], False), (DOWN[s], True)):
+                if not genes:
+                    continue
+                k = len(genes)
+                low, high = (k + 1) / 2, (2 * n - k + 1) / 2
+                scaled = (rank[genes].mean() - low) / (high - low)
+                total += (1 - scaled if down else scaled) - 0.5
+            assert out[i, s] == pytest.approx(total, abs=1e-12), (i, s)
+
+
+def test_aucell_is_the_recovery_curve_area_of_ordinal_ranks():
+    X = _matrix(7)
+    n = X.shape[1]
+    position = np.random.default_rng(8).permutation(n).astype(np.int64)  # decoupler's tie-breaking order
+    gene_at = np.argsort(position).astype(np.int64)
+    n_up = 6
+    sets = _sets(UP, DOWN)
+    k = np.minimum(np.diff(sets.up_ptr), n_up - 1)
+    max_auc = (n_up * k - k * (k + 1) / 2).astype(np.float64)
+    out = np.empty((R1 - R0, 3))
+    ranks.aucell(_rows(X), n, n, position, gene_at, n, sets.up_ptr, sets.up_idx, max_auc, n_up, 4, out, *NO_NULL)
+    for i, row in enumerate(X[R0:R1]):
+        if not row.any():
+            np.testing.assert_array_equal(out[i], 0.0)  # an all-zero row scores 0
+            continue
+        order = np.lexsort((position, -row))  # descending value, ties by position
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(1, n + 1)
+        for s in range(3):
+            area = sum(n_up - rank[g] for g in UP[s] if rank[g] <= n_up)
+            assert out[i, s] == pytest.approx(area / max_auc[s], abs=1e-12), (i, s)
+
+
+def _ssgsea_walk(x, genes, alpha):
+    """GSVA's ssgsea: the sum of the running sum P_hit - P_miss over genes ordered by |x| descending
+    (ties by descending gene index, as gseapy), hits weighted by |x| ** alpha (all hits weigh 1 when
+    every hit's weight is 0, as fgsea)."""
+    n = x.size
+    order = np.lexsort((-np.arange(n), -np.abs(x)))
+    weight = np.abs(x) ** alpha
+    if weight[genes].sum() == 0:
+        weight = np.ones(n)
+    hit = np.isin(order, genes)
+    p_hit = np.cumsum(np.where(hit, weight[order], 0.0)) / weight[genes].sum()
+    p_miss = np.cumsum(~hit) / (n - len(genes))
+    return (p_hit - p_miss).sum()
+
+
+def test_ssgsea_equals_the_explicit_random_walk():
+    X = _matrix(9, ties=False)
+    n = X.shape[1]
+    sets = _sets(UP, DOWN)
+    union = np.unique(np.concatenate([sets.up_idx, sets.dn_idx])).astype(np.int64)
+    up_u, dn_u = np.searchsorted(union, sets.up_idx), np.searchsorted(union, sets.dn_idx)
+    out = np.empty((R1 - R0, 3))
+    ranks.ssgsea(_rows(X), n, n, sets, up_u, dn_u, union, 1, 0.25, 4, out, *NO_NULL)  # mode 1: raw values
+    for i, row in enumerate(X[R0:R1]):
+        for s in range(3):
+            expected = _ssgsea_walk(row, UP[s], 0.25) - (_ssgsea_walk(row, DOWN[s], 0.25) if DOWN[s] else 0.0)
+            assert out[i, s] == pytest.approx(expected, abs=1e-10), (i, s)
+
+
+def _null_reference(observed, null_scores, seed, rows, column):
+    """z and the randomised p as nulls.row_nulls documents them."""
+    d = null_scores - observed[:, None]
+    tol = nulls.TIE_TOLERANCE * (1 + np.abs(observed))[:, None]
+    above, tied = (d > tol).sum(1), (np.abs(d) <= tol).sum(1)
+    u = np.asarray([nulls.uniform(seed, r, column) for r in rows])
+    p = (above + u * (tied + 1)) / (null_scores.shape[1] + 1)
+    d = np.where(np.abs(d) <= tol, 0.0, d)
+    with np.errstate(invalid="ignore", divide="ignore"):  # rows where every set ties: z is checked where finite
+        return -d.mean(1) / d.std(1, ddof=1), p
+
+
+@pytest.mark.parametrize("floor", [-np.inf, 0.0])
+def test_linear_nulls_score_every_random_set_and_tally_z_and_p(floor):
+    """An AFFINE statistic (with and without a floor, as UCell's clip) through the sparse null path
+    equals the random sets' scores written out from the bundle's slots."""
+    X = _matrix(10, n_genes=60)
+    genes = np.array([0, 5, 9, 31, 40], np.int64)
+    weights = np.array([1.0, 2.0, -1.5, 0.5, -0.25])
+    c0 = np.array([0.3])
+    sets = build_null_sets(["s"], [genes], [weights], [np.zeros(5, np.int64)], means=X.mean(0), pool=np.ones(60, bool),
+                           n_null=40, n_bins=4, random_state=1, statistic=NullStatistic(c0=c0, floor=floor))  # fmt: skip
+    z, p = np.empty((R1 - R0, 1)), np.empty((R1 - R0, 1))
+    nulls.linear_nulls(_rows(X), 60, sets.bundle, NullTables(0, z, p), 3)
+    rows = X[R0:R1]
+    clip = lambda v: np.maximum(v, floor)  # noqa: E731
+    observed = clip(c0[0] + rows[:, genes] @ weights)
+    ptr, lo, hi, w, _ = sets.runs
+    null_scores = np.stack([clip(c0[0] + sum(w[r] * rows[:, sets.slot_gene[k, lo[r] : hi[r]]].sum(1) for r in range(ptr[0], ptr[1])))
+                            for k in range(40)], axis=1)  # fmt: skip
+    z_ref, p_ref = _null_reference(observed, null_scores, sets.seed, range(R0, R1), 0)
+    np.testing.assert_allclose(p[:, 0], p_ref, rtol=1e-12)
+    finite = np.isfinite(z_ref)
+    np.testing.assert_allclose(z[finite, 0], z_ref[finite], rtol=1e-9)
+
+
+def test_linear_moments_equal_the_enumerated_null():
+    """The analytic null's z: the exact mean and variance over every draw of random genes (ordered,
+    without replacement, within each bin, carrying the signature's weights), enumerated."""
+    X = _matrix(11, n_genes=24)
+    genes = np.array([1, 2, 7, 15, 22], np.int64)
+    weights = np.array([1.0, -2.0, 0.5, 1.5, 1.0])
+    moment = build_moment_null(["s"], [genes], [weights], means=X.mean(0), pool=np.ones(24, bool), n_bins=3, random_state=0)
+    z, p = np.empty((R1 - R0, 1)), np.empty((R1 - R0, 1))
+    nulls.linear_moments(_rows(X), 24, moment.bundle, 0, 2, z, p)
+    bin_of = moment.bundle.bin_of
+    for i, row in enumerate(X[R0:R1]):
+        mean = var = 0.0
+        for b in np.unique(bin_of[genes]):
+            members = np.flatnonzero(bin_of == b)
+            w = weights[bin_of[genes] == b]
+            draws = np.asarray([row[list(d)] @ w for d in itertools.permutations(members, len(w))])
+            mean, var = mean + draws.mean(), var + draws.var()
+        if var < 1e-20:
+            assert z[i, 0] == 0.0  # every random set scores the same
+            continue
+        assert z[i, 0] == pytest.approx((row[genes] @ weights - mean) / np.sqrt(var), rel=1e-9, abs=1e-12), i
+        assert 0.0 <= p[i, 0] <= 1.0
+
+
+def test_uniform_depends_only_on_seed_row_and_column():
+    draws = np.asarray([[nulls.uniform(7, r, c) for c in range(50)] for r in range(200)])
+    assert np.all((draws > 0) & (draws < 1))
+    assert draws[3, 4] == nulls.uniform(7, 3, 4) and draws[3, 4] != nulls.uniform(8, 3, 4)
+    assert abs(draws.mean() - 0.5) < 0.01  # 10,000 draws: sd of the mean 0.003
+
+
+def test_bh_rows_equals_the_step_up_definition():
+    p = np.random.default_rng(12).random((5, 9)) ** 3
+    p[1, 2] = np.nan  # not a test: stays NaN, not counted
+    out = np.empty_like(p)
+    nulls.bh_rows(p, out)
+    for i, row in enumerate(p):
+        ok = np.isfinite(row)
+        m, q = ok.sum(), np.full(row.size, np.nan)
+        order = np.argsort(row[ok])
+        adjusted = np.minimum.accumulate((row[ok][order] * m / np.arange(1, m + 1))[::-1])[::-1]
+        q[np.flatnonzero(ok)[order]] = np.minimum(adjusted, 1.0)
+        np.testing.assert_allclose(out[i], q, rtol=1e-12)
