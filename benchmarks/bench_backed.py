@@ -45,7 +45,11 @@ def build(path: Path, n_cells: int) -> None:
 
     base = common.load_dataset("cells100k")
     reps = -(-n_cells // base.shape[0])
-    nnz = int(base.indptr[min(n_cells, base.shape[0])]) if reps == 1 else base.nnz * (n_cells // base.shape[0]) + int(base.indptr[n_cells % base.shape[0]])
+    nnz = (
+        int(base.indptr[min(n_cells, base.shape[0])])
+        if reps == 1
+        else base.nnz * (n_cells // base.shape[0]) + int(base.indptr[n_cells % base.shape[0]])
+    )
     tmp = path.with_suffix(".building")
     with h5py.File(tmp, "w") as f:
         f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
@@ -114,42 +118,79 @@ def main() -> None:
     for method in ("ucell", "mean"):
         out = common.CACHE / f"scores_{method}.parquet"
         out.unlink(missing_ok=True)
-        cli = [str(Path(sys.executable).parent / "immunescape")] if (Path(sys.executable).parent / "immunescape").exists() else None
+        cli = (
+            [str(Path(sys.executable).parent / "immunescape")]
+            if (Path(sys.executable).parent / "immunescape").exists()
+            else None
+        )
         script = Path(cli[0]) if cli else Path(__file__)
         t = time.perf_counter()
         _warm_page_cache(path)  # both modes then start from the same cache state
-        r = common.run_child(script, ["-q", "score", str(path), "--backed", "-m", method, "-s", "immune_escape", "--scores-only", str(out)],
-                             timeout=3600, expect_json=False)  # fmt: skip
+        r = common.run_child(
+            script,
+            ["-q", "score", str(path), "--backed", "-m", method, "-s", "immune_escape", "--scores-only", str(out)],
+            timeout=3600,
+            expect_json=False,
+        )
         wall = time.perf_counter() - t
-        backed = {"method": method, "mode": "backed (CLI, streams X)", "seconds": wall, "peak_rss_gib": r["peak_rss_gib"],
-                  "status": r.get("status") if out.exists() else "no output"}  # fmt: skip
+        backed = {
+            "method": method,
+            "mode": "backed (CLI, streams X)",
+            "seconds": wall,
+            "peak_rss_gib": r["peak_rss_gib"],
+            "status": r.get("status") if out.exists() else "no output",
+        }
         rows.append(backed)
         print(backed, flush=True)
         if not args.skip_in_memory:
             _warm_page_cache(path)
             r = common.run_child(Path(__file__), ["--in-memory-child", str(path), method], timeout=3600)
-            rows.append({"method": method, "mode": f"in memory (scoring only; reading X took {r.get('load_seconds', float('nan')):.0f} s more)",
-                         "seconds": r.get("seconds", float("nan")), "peak_rss_gib": r["peak_rss_gib"], "status": r.get("status"),
-                         "rss_after_load_gib": r.get("rss_after_load_gib"), "load_seconds": r.get("load_seconds", float("nan"))})  # fmt: skip
+            rows.append(
+                {
+                    "method": method,
+                    "mode": (
+                        f"in memory (scoring only; reading X took {r.get('load_seconds', float('nan')):.0f} s more)"
+                    ),
+                    "seconds": r.get("seconds", float("nan")),
+                    "peak_rss_gib": r["peak_rss_gib"],
+                    "status": r.get("status"),
+                    "rss_after_load_gib": r.get("rss_after_load_gib"),
+                    "load_seconds": r.get("load_seconds", float("nan")),
+                }
+            )
             print(rows[-1], flush=True)
     results = HERE / "RESULTS.md"
-    lines = ["", f"## Atlas scale: {args.cells:,} cells x 20,000 genes, backed .h5ad (benchmarks/bench_backed.py, "
-             f"{datetime.now(timezone.utc):%Y-%m-%d})", "",
-             f"File: {path.stat().st_size / 2**30:.1f} GiB CSR; signatures: the immune_escape collection (27). Backed rows are the "
-             "whole CLI run (`immunescape score --backed --scores-only`, start-up and validation pass included); in-memory rows "
-             "time only the scoring call after reading the file (reading it is extra); the backed run writes the table as parquet (CSV text of 27 million numbers alone takes ~30 s). Every run starts with the file read once "
-             "into the OS page cache.", "",
-             "| method | mode | status | seconds | cells/s | peak RSS GiB |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        f"## Atlas scale: {args.cells:,} cells x 20,000 genes, backed .h5ad (benchmarks/bench_backed.py, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d})",
+        "",
+        f"File: {path.stat().st_size / 2**30:.1f} GiB CSR; signatures: the immune_escape collection (27). Backed rows "
+        "are the "
+        "whole CLI run (`immunescape score --backed --scores-only`, start-up and validation pass included); in-memory "
+        "rows "
+        "time only the scoring call after reading the file (reading it is extra); the backed run writes the table as "
+        "parquet (CSV text of 27 million numbers alone takes ~30 s). Every run starts with the file read once "
+        "into the OS page cache.",
+        "",
+        "| method | mode | status | seconds | cells/s | peak RSS GiB |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['mode']} | {r['status']} | {r['seconds']:.1f} | {args.cells / r['seconds']:,.0f} | {r['peak_rss_gib']:.2f} |")
+        lines.append(
+            f"| {r['method']} | {r['mode']} | {r['status']} | {r['seconds']:.1f} | {args.cells / r['seconds']:,.0f} | "
+            f"{r['peak_rss_gib']:.2f} |"
+        )
     for method in ("ucell", "mean"):
         b = next((r for r in rows if r["method"] == method and r["mode"].startswith("backed")), None)
         m = next((r for r in rows if r["method"] == method and r["mode"].startswith("in memory")), None)
         if b and m and m["status"] == "ok":
             load = m.get("load_seconds", float("nan"))
-            lines.append(f"\n{method}: backed / in-memory time {b['seconds'] / m['seconds']:.2f} against scoring alone, "
-                         f"{b['seconds'] / (m['seconds'] + load):.2f} against reading + scoring (target <= 2); backed peak RSS "
-                         f"{b['peak_rss_gib']:.2f} GiB (target < 1.5 GB = 1.40 GiB).")  # fmt: skip
+            lines.append(
+                f"\n{method}: backed / in-memory time {b['seconds'] / m['seconds']:.2f} against scoring alone, "
+                f"{b['seconds'] / (m['seconds'] + load):.2f} against reading + scoring (target <= 2); backed peak RSS "
+                f"{b['peak_rss_gib']:.2f} GiB (target < 1.5 GB = 1.40 GiB)."
+            )
     with open(results, "a") as fh:
         fh.write("\n".join(lines) + "\n")
     print(f"appended to {results}")

@@ -29,13 +29,31 @@ import common  # noqa: E402
 OURS = ["mean", "ucell", "aucell", "ssgsea", "singscore", "wmean", "zmean"]
 LINEAR = ["mean", "wmean", "zmean"]  # methods with the analytic null
 N_NULL = 100  # random gene sets per signature in the null_* tasks (issue 8: at most 3x scoring alone)
-PEERS = ["scanpy_score_genes_x20", "pyucell", "decoupler_aucell", "decoupler_ulm", "decoupler_zscore", "decoupler_wmean"]
+PEERS = [
+    "scanpy_score_genes_x20",
+    "pyucell",
+    "decoupler_aucell",
+    "decoupler_ulm",
+    "decoupler_zscore",
+    "decoupler_wmean",
+]
 LOWER_BOUNDS = ["bound_spmm", "bound_rank"]
 # (ours, peer it is compared with, target speed-up at 100k cells)
-TARGETS = [("mean", "scanpy_score_genes_x20", 50), ("ucell", "pyucell", 5), ("aucell", "decoupler_aucell", 10),
-           ("wmean", "decoupler_ulm", 20)]  # fmt: skip
-BOUND_OF = {"mean": "bound_spmm", "wmean": "bound_spmm", "zmean": "bound_spmm", "ucell": "bound_rank",
-            "aucell": "bound_rank", "ssgsea": "bound_rank", "singscore": "bound_rank"}  # fmt: skip
+TARGETS = [
+    ("mean", "scanpy_score_genes_x20", 50),
+    ("ucell", "pyucell", 5),
+    ("aucell", "decoupler_aucell", 10),
+    ("wmean", "decoupler_ulm", 20),
+]
+BOUND_OF = {
+    "mean": "bound_spmm",
+    "wmean": "bound_spmm",
+    "zmean": "bound_spmm",
+    "ucell": "bound_rank",
+    "aucell": "bound_rank",
+    "ssgsea": "bound_rank",
+    "singscore": "bound_rank",
+}
 
 
 # --------------------------------------------------------------------------------- child side
@@ -44,7 +62,11 @@ def _adata(dataset: str):
     import pandas as pd
 
     X = common.load_dataset(dataset)
-    return ad.AnnData(X, var=pd.DataFrame(index=common.gene_names(X.shape[1])), obs=pd.DataFrame(index=[f"c{i}" for i in range(X.shape[0])]))
+    return ad.AnnData(
+        X,
+        var=pd.DataFrame(index=common.gene_names(X.shape[1])),
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(X.shape[0])]),
+    )
 
 
 def _task(name: str):
@@ -159,8 +181,18 @@ def child(task: str, dataset: str) -> None:
         times.append(time.perf_counter() - t)
         if times[0] >= 20:
             break
-    print(json.dumps({"seconds": statistics.median(times), "runs": len(times), "warmup": warm, "rss_after_load_gib": rss_loaded,
-                      "matrix_gib": _matrix_gib(adata.X), "shape": list(adata.shape)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": statistics.median(times),
+                "runs": len(times),
+                "warmup": warm,
+                "rss_after_load_gib": rss_loaded,
+                "matrix_gib": _matrix_gib(adata.X),
+                "shape": list(adata.shape),
+            }
+        )
+    )
 
 
 def _matrix_gib(X) -> float:
@@ -173,15 +205,37 @@ def _matrix_gib(X) -> float:
 
 # -------------------------------------------------------------------------------- parent side
 def plan(quick: bool, peers: bool):
-    runs = [("bulk", [f"ours_{m}" for m in OURS] + (["scanpy_score_genes_x20", "pyucell", "decoupler_aucell", "decoupler_ulm", "gseapy_ssgsea"] if peers else []))]
+    runs = [
+        (
+            "bulk",
+            [f"ours_{m}" for m in OURS]
+            + (
+                ["scanpy_score_genes_x20", "pyucell", "decoupler_aucell", "decoupler_ulm", "gseapy_ssgsea"]
+                if peers
+                else []
+            ),
+        )
+    ]
     runs.append(("cells2k", ["ours_ssgsea"] + (["gseapy_ssgsea"] if peers else [])))
     sizes = ["cells10k"] if quick else ["cells10k", "cells100k"]
     for size in sizes:
         analytic = [f"analytic_{m}" for m in LINEAR]
-        library_sized = ([f"lib{kind}_{m}" for m in OURS for kind in ("ours", "null")] + [f"lib{t}" for t in analytic]
-                         if size == "cells100k" else [])  # fmt: skip
-        runs.append((size, [f"ours_{m}" for m in OURS] + [f"null_{m}" for m in OURS] + analytic + library_sized
-                     + (PEERS if peers else []) + LOWER_BOUNDS))  # fmt: skip
+        library_sized = (
+            [f"lib{kind}_{m}" for m in OURS for kind in ("ours", "null")] + [f"lib{t}" for t in analytic]
+            if size == "cells100k"
+            else []
+        )
+        runs.append(
+            (
+                size,
+                [f"ours_{m}" for m in OURS]
+                + [f"null_{m}" for m in OURS]
+                + analytic
+                + library_sized
+                + (PEERS if peers else [])
+                + LOWER_BOUNDS,
+            )
+        )
     return runs
 
 
@@ -189,7 +243,18 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("immunescape", "numpy", "scipy", "numba", "anndata", "scanpy", "pandas", "decoupler", "pyucell", "gseapy"):
+    for pkg in (
+        "immunescape",
+        "numpy",
+        "scipy",
+        "numba",
+        "anndata",
+        "scanpy",
+        "pandas",
+        "decoupler",
+        "pyucell",
+        "gseapy",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -198,51 +263,86 @@ def versions() -> dict[str, str]:
 
 
 def write_results(results: list[dict], path: Path) -> None:
-    lines = ["# Benchmark results: scoring", "",
-             f"Written by `benchmarks/bench_scoring.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
-             "Every row ran in its own process in the same session; compare ratios, not absolute seconds, across machines.",
-             "", "## Machine and versions", ""]  # fmt: skip
+    lines = [
+        "# Benchmark results: scoring",
+        "",
+        f"Written by `benchmarks/bench_scoring.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        "Every row ran in its own process in the same session; compare ratios, not absolute seconds, across machines.",
+        "",
+        "## Machine and versions",
+        "",
+    ]
     lines += [f"- {k}: {v}" for k, v in common.machine().items()]
-    lines += ["- " + ", ".join(f"{k} {v}" for k, v in versions().items()), "",
-              "Data: seeded 10x-like log1p(CP10k) CSR float32, 20,000 genes, ~7% non-zero (benchmarks/common.py); bulk: dense "
-              "500 x 20,000 log1p(CPM). 20 signatures of 10-200 genes. `peak RSS` is the whole process tree; `extra` is peak minus "
-              "the RSS after loading the data, as a fraction of the matrix size.", "",
-              "## All measurements", "",
-              "| data | task | status | seconds | runs | warm-up 1st / 2nd s | peak RSS GiB | extra / matrix |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "- " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "",
+        "Data: seeded 10x-like log1p(CP10k) CSR float32, 20,000 genes, ~7% non-zero (benchmarks/common.py); bulk: dense "
+        "500 x 20,000 log1p(CPM). 20 signatures of 10-200 genes. `peak RSS` is the whole process tree; `extra` is peak "
+        "minus "
+        "the RSS after loading the data, as a fraction of the matrix size.",
+        "",
+        "## All measurements",
+        "",
+        "| data | task | status | seconds | runs | warm-up 1st / 2nd s | peak RSS GiB | extra / matrix |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if r.get("status") != "ok":
-            lines.append(f"| {r['dataset']} | {r['task']} | {r['status']} | - | - | - | {r.get('peak_rss_gib', 0):.2f} | - |")
+            lines.append(
+                f"| {r['dataset']} | {r['task']} | {r['status']} | - | - | - | {r.get('peak_rss_gib', 0):.2f} | - |"
+            )
             continue
         extra = (r["peak_rss_gib"] - r["rss_after_load_gib"]) / r["matrix_gib"] if r["matrix_gib"] else float("nan")
-        lines.append(f"| {r['dataset']} | {r['task']} | ok | {r['seconds']:.3g} | {r['runs']} | {r['warmup'][0]:.2f} / {r['warmup'][1]:.2f} "
-                     f"| {r['peak_rss_gib']:.2f} | {extra:+.0%} |")  # fmt: skip
+        lines.append(
+            f"| {r['dataset']} | {r['task']} | ok | {r['seconds']:.3g} | {r['runs']} | {r['warmup'][0]:.2f} / {r['warmup'][1]:.2f} "
+            f"| {r['peak_rss_gib']:.2f} | {extra:+.0%} |"
+        )
     by = {(r["dataset"], r["task"]): r for r in results if r.get("status") == "ok"}
-    lines += ["", "## Targets (issue 3), ratios from this run", "",
-              "| data | ours | peer | peer s | ours s | speed-up | target | met |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Targets (issue 3), ratios from this run",
+        "",
+        "| data | ours | peer | peer s | ours s | speed-up | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dataset in ("cells10k", "cells100k"):
         for method, peer, target in TARGETS:
             o, p = by.get((dataset, f"ours_{method}")), by.get((dataset, peer))
             if o and p:
                 ratio = p["seconds"] / o["seconds"]
-                lines.append(f"| {dataset} | {method} | {peer} | {p['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f}x | {target}x | "
-                             f"{'yes' if ratio >= target else 'no'} |")  # fmt: skip
-    lines += ["", "| data | ours | lower bound | bound s | ours s | ours / bound | within 2x |", "|---|---|---|---|---|---|---|"]
+                lines.append(
+                    f"| {dataset} | {method} | {peer} | {p['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f}x | {target}x "
+                    "| "
+                    f"{'yes' if ratio >= target else 'no'} |"
+                )
+    lines += [
+        "",
+        "| data | ours | lower bound | bound s | ours s | ours / bound | within 2x |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for dataset in ("cells10k", "cells100k"):
         for method in OURS:
             o, b = by.get((dataset, f"ours_{method}")), by.get((dataset, BOUND_OF[method]))
             if o and b:
                 ratio = o["seconds"] / b["seconds"]
-                lines.append(f"| {dataset} | {method} | {BOUND_OF[method]} | {b['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f} | "
-                             f"{'yes' if ratio <= 2 else 'no'} |")  # fmt: skip
-    lines += ["", f"## Significance (issue 8): scoring with a null vs scoring alone (matched: n_null={N_NULL})", "",
-              "Default null bins (25, aucell 50). Target: at most 3x scoring alone at 100k cells. `bench` signatures: the 20 "
-              "above (10-200 genes, 2,100 in all); `library-sized`: 20 signatures with the sizes of the built-in immune_escape "
-              "collection (median 10 genes). The matched null's extra cost grows with the cells' non-zeros times the signatures' "
-              "total genes, so it is relatively largest for the cheapest methods (wmean, zmean, mean); those also have the "
-              "analytic null (exact moments, no sets drawn).", "",
-              "| data | signatures | method | null | scoring s | with null s | ratio | within 3x |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                lines.append(
+                    f"| {dataset} | {method} | {BOUND_OF[method]} | {b['seconds']:.3g} | {o['seconds']:.3g} | {ratio:.1f} "
+                    "| "
+                    f"{'yes' if ratio <= 2 else 'no'} |"
+                )
+    lines += [
+        "",
+        f"## Significance (issue 8): scoring with a null vs scoring alone (matched: n_null={N_NULL})",
+        "",
+        "Default null bins (25, aucell 50). Target: at most 3x scoring alone at 100k cells. `bench` signatures: the 20 "
+        "above (10-200 genes, 2,100 in all); `library-sized`: 20 signatures with the sizes of the built-in immune_escape "
+        "collection (median 10 genes). The matched null's extra cost grows with the cells' non-zeros times the signatures' "
+        "total genes, so it is relatively largest for the cheapest methods (wmean, zmean, mean); those also have the "
+        "analytic null (exact moments, no sets drawn).",
+        "",
+        "| data | signatures | method | null | scoring s | with null s | ratio | within 3x |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dataset in ("cells10k", "cells100k"):
         for label, prefix in (("bench", ""), ("library-sized", "lib")):
             for method in OURS:
@@ -250,11 +350,19 @@ def write_results(results: list[dict], path: Path) -> None:
                     o, n = by.get((dataset, f"{prefix}ours_{method}")), by.get((dataset, f"{prefix}{task}_{method}"))
                     if o and n:
                         ratio = n["seconds"] / o["seconds"]
-                        lines.append(f"| {dataset} | {label} | {method} | {null} | {o['seconds']:.3g} | {n['seconds']:.3g} | "
-                                     f"{ratio:.2f} | {'yes' if ratio <= 3 else 'no'} |")  # fmt: skip
+                        lines.append(
+                            f"| {dataset} | {label} | {method} | {null} | {o['seconds']:.3g} | {n['seconds']:.3g} | "
+                            f"{ratio:.2f} | {'yes' if ratio <= 3 else 'no'} |"
+                        )
     o, g = by.get(("cells2k", "ours_ssgsea")), by.get(("cells2k", "gseapy_ssgsea"))
     if o and g:
-        lines += ["", f"ssGSEA on 2,000 cells: gseapy {g['seconds']:.3g} s, ours {o['seconds']:.3g} s ({g['seconds'] / o['seconds']:.0f}x)."]
+        lines += [
+            "",
+            (
+                f"ssGSEA on 2,000 cells: gseapy {g['seconds']:.3g} s, ours {o['seconds']:.3g} s "
+                f"({g['seconds'] / o['seconds']:.0f}x)."
+            ),
+        ]
     lines += ["", "## Raw results", "", "```json", json.dumps(results, indent=1), "```", ""]
     path.write_text("\n".join(lines))
 
@@ -276,7 +384,11 @@ def main() -> None:
             r = common.run_child(Path(__file__), ["--child", task, dataset])
             r.update(dataset=dataset, task=task)
             results.append(r)
-            print(f"{dataset:10s} {task:28s} {r.get('status')} {r.get('seconds', float('nan')):.3f} s peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+            print(
+                f"{dataset:10s} {task:28s} {r.get('status')} {r.get('seconds', float('nan')):.3f} s peak {r['peak_rss_gib']:.2f} "
+                "GiB",
+                flush=True,
+            )
     write_results(results, args.output)
     print(f"wrote {args.output}")
 

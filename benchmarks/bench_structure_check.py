@@ -17,7 +17,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -51,7 +50,12 @@ def main() -> None:
     rows = []
     for method in ("ucell", "wmean", "mean"):
         ie.tl.score(adata[:200].copy(), sets, method=method, inplace=False, min_coverage=0)  # compile
-        seconds = best_of(lambda: ie.tl.score(adata, sets, method=method, inplace=False, min_coverage=0, progress=False), runs=2)
+        seconds = best_of(
+            lambda method=method: ie.tl.score(
+                adata, sets, method=method, inplace=False, min_coverage=0, progress=False
+            ),
+            runs=2,
+        )
         rows.append((method, seconds))
     info = common.machine()
     lines = [
@@ -61,7 +65,8 @@ def main() -> None:
         "",
         f"{args.cells:,} cells x {matrix.shape[1]:,} genes, {matrix.nnz:,} stored values (CSR float32), 20 signatures; "
         f"{info.get('cpus', '?')} cores. The check (indptr length, start, monotone, end; min and max of the used "
-        "indices) runs once per score call, before any kernel (dask and backed: once per block); best of 5 (check) and of 2 (scoring) in the same process.",
+        "indices) runs once per score call, before any kernel (dask and backed: once per block); best of 5 (check) and "
+        "of 2 (scoring) in the same process.",
         "",
         f"check alone: {check:.3f} s",
         "",

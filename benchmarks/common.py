@@ -72,7 +72,9 @@ def make_signatures(n_genes: int = N_GENES, seed: int = 2) -> dict[str, list[str
     weights = np.sqrt(np.random.default_rng(0).lognormal(0.0, 1.6, n_genes))
     weights /= weights.sum()
     sizes = rng.permutation(np.linspace(10, 200, N_SIGNATURES).astype(int))
-    return {f"sig{k:02d}": [names[i] for i in rng.choice(n_genes, s, replace=False, p=weights)] for k, s in enumerate(sizes)}
+    return {
+        f"sig{k:02d}": [names[i] for i in rng.choice(n_genes, s, replace=False, p=weights)] for k, s in enumerate(sizes)
+    }
 
 
 def make_library_sized_signatures(n_genes: int = N_GENES, seed: int = 3) -> dict[str, list[str]]:
@@ -86,7 +88,9 @@ def make_library_sized_signatures(n_genes: int = N_GENES, seed: int = 3) -> dict
     names = gene_names(n_genes)
     weights = np.sqrt(np.random.default_rng(0).lognormal(0.0, 1.6, n_genes))
     weights /= weights.sum()
-    return {f"lib{k:02d}": [names[i] for i in rng.choice(n_genes, s, replace=False, p=weights)] for k, s in enumerate(sizes)}
+    return {
+        f"lib{k:02d}": [names[i] for i in rng.choice(n_genes, s, replace=False, p=weights)] for k, s in enumerate(sizes)
+    }
 
 
 def load_dataset(name: str):
@@ -126,7 +130,9 @@ def run_child(script: Path, args: list[str], timeout: float = 1800, expect_json:
     import psutil
 
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     parent = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -141,11 +147,18 @@ def run_child(script: Path, args: list[str], timeout: float = 1800, expect_json:
         time.sleep(0.05)
     out, err = proc.communicate()
     if not expect_json:
-        status = "ok" if proc.returncode == 0 else f"failed ({proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}"
+        status = (
+            "ok"
+            if proc.returncode == 0
+            else f"failed ({proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}"
+        )
         return {"status": status, "peak_rss_gib": peak / 2**30}
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"status": f"failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}", "peak_rss_gib": peak / 2**30}
+        return {
+            "status": f"failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}",
+            "peak_rss_gib": peak / 2**30,
+        }
     result = json.loads(lines[-1])
     result["peak_rss_gib"] = peak / 2**30
     result.setdefault("status", "ok")

@@ -81,8 +81,19 @@ def snapshot(out_path: Path) -> dict[str, np.ndarray]:
                 except ImportError:  # pragma: no cover - dask is a test extra
                     pass
             for variant, (data_in, chunk) in variants.items():
-                result = ie.tl.score(data_in, sets, method=name, null=null, n_null=30, inplace=False, min_coverage=0,
-                                     chunk_size=chunk, random_state=3, n_jobs=2, **params)  # fmt: skip
+                result = ie.tl.score(
+                    data_in,
+                    sets,
+                    method=name,
+                    null=null,
+                    n_null=30,
+                    inplace=False,
+                    min_coverage=0,
+                    chunk_size=chunk,
+                    random_state=3,
+                    n_jobs=2,
+                    **params,
+                )
                 tables = result if isinstance(result, dict) else {"scores": result}
                 for table_name, table in tables.items():
                     arrays[f"{name}|{null}|{variant}|{table_name}"] = table.to_numpy(np.float64)

@@ -35,7 +35,10 @@ SIGNATURES = {
     "R-loop regulators (approx.)": "rloop_regulators_core",
 }
 PUBLISHED = {
-    "IMvigor210_dev": "CD8 T-effector and IFN-gamma associate with response to atezolizumab (Mariathasan 2018); TGF-beta with non-response.",
+    "IMvigor210_dev": (
+        "CD8 T-effector and IFN-gamma associate with response to atezolizumab (Mariathasan 2018); "
+        "TGF-beta with non-response."
+    ),
     "Hugo": "T-cell signatures near 0.5 (innate anti-PD-1 resistance, IPRES; Hugo 2016): a negative control.",
     "Liu": "inflamed/GEP-type signatures are expected around the pan-cancer summary AUC ~0.65 (Lu 2019).",
     "Van_Allen": "cytolytic markers associate with benefit from anti-CTLA-4 (Van Allen 2015).",
@@ -74,7 +77,9 @@ def load_cohorts(data: Path) -> dict[str, tuple[pd.DataFrame, pd.Series]]:
     return cohorts
 
 
-def auc_interval(scores: pd.Series, responder: pd.Series, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def auc_interval(
+    scores: pd.Series, responder: pd.Series, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """AUC with a bootstrap 95% interval (patients resampled within responders and non-responders)."""
     rng = np.random.default_rng(seed)
     s, y = scores.reset_index(drop=True), responder.reset_index(drop=True).astype(bool)
@@ -112,35 +117,52 @@ def context_section(data: Path) -> list[str]:
     shipped = model.metrics["cross_validation"]
     same = abs(cv["accuracy"] - shipped["accuracy"]) < 1e-12
     calls = ie.tl.classify(_anndata(expr), inplace=False)
-    lines = ["## Immune context: the shipped model on IMvigor210 pathology", "",
-             f"Development half of IMvigor210 (Mariathasan 2018; `../shared/data/icb_phenotype`): {len(expr)} patients, "
-             f"{len(labels)} with the pathologists' CD8-IHC phenotype ({', '.join(f'{k} {v}' for k, v in labels.value_counts().items())}). "
-             "The other half is held out by the project and was never read. Features: singscore of each signature over the "
-             "model's 1,768-gene panel, computed in each sample alone.", "",
-             f"Model v{model.version}: multinomial logistic regression on {', '.join(model.features)} "
-             f"(chosen among {len(fit.CANDIDATES)} candidate feature sets; C = {fit.C}). "
-             f"Cross-validation: {cv['design']}; the feature set is chosen again inside every training fold, so the "
-             "numbers include the cost of choosing. Intervals: bootstrap over patients (2,000 draws). "
-             f"{'Reproduces' if same else 'DIFFERS FROM'} the metrics stored in the shipped model file.", "",
-             "| | model (cross-validated) | baseline: CD8 T-effector cut at the cohort's tertiles |", "|---|---|---|",
-             f"| accuracy | {_fmt_metric(cv, 'accuracy')} | {_fmt_metric(base, 'accuracy')} |",
-             f"| balanced accuracy | {_fmt_metric(cv, 'balanced_accuracy')} | {_fmt_metric(base, 'balanced_accuracy')} |",
-             f"| inflamed <-> desert swaps | {_fmt_metric(cv, 'inflamed_desert_swaps', pct=True)} | "
-             f"{_fmt_metric(base, 'inflamed_desert_swaps', pct=True)} |",
-             f"| called indeterminate (margin {cv['margin']}) | {cv['indeterminate_share']:.1%} | - |",
-             f"| accuracy of the calls made | {cv['accuracy_called']:.3f} | - |", "",
-             "Confusion matrices (rows: pathology; columns: call; mean counts per repeat for the model):", "",
-             "| pathology | model: desert | excluded | inflamed | baseline: desert | excluded | inflamed |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "## Immune context: the shipped model on IMvigor210 pathology",
+        "",
+        f"Development half of IMvigor210 (Mariathasan 2018; `../shared/data/icb_phenotype`): {len(expr)} patients, "
+        f"{len(labels)} with the pathologists' CD8-IHC phenotype ({', '.join(f'{k} {v}' for k, v in labels.value_counts().items())}). "
+        "The other half is held out by the project and was never read. Features: singscore of each signature over the "
+        "model's 1,768-gene panel, computed in each sample alone.",
+        "",
+        f"Model v{model.version}: multinomial logistic regression on {', '.join(model.features)} "
+        f"(chosen among {len(fit.CANDIDATES)} candidate feature sets; C = {fit.C}). "
+        f"Cross-validation: {cv['design']}; the feature set is chosen again inside every training fold, so the "
+        "numbers include the cost of choosing. Intervals: bootstrap over patients (2,000 draws). "
+        f"{'Reproduces' if same else 'DIFFERS FROM'} the metrics stored in the shipped model file.",
+        "",
+        "| | model (cross-validated) | baseline: CD8 T-effector cut at the cohort's tertiles |",
+        "|---|---|---|",
+        f"| accuracy | {_fmt_metric(cv, 'accuracy')} | {_fmt_metric(base, 'accuracy')} |",
+        f"| balanced accuracy | {_fmt_metric(cv, 'balanced_accuracy')} | {_fmt_metric(base, 'balanced_accuracy')} |",
+        f"| inflamed <-> desert swaps | {_fmt_metric(cv, 'inflamed_desert_swaps', pct=True)} | "
+        f"{_fmt_metric(base, 'inflamed_desert_swaps', pct=True)} |",
+        f"| called indeterminate (margin {cv['margin']}) | {cv['indeterminate_share']:.1%} | - |",
+        f"| accuracy of the calls made | {cv['accuracy_called']:.3f} | - |",
+        "",
+        "Confusion matrices (rows: pathology; columns: call; mean counts per repeat for the model):",
+        "",
+        "| pathology | model: desert | excluded | inflamed | baseline: desert | excluded | inflamed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, c in enumerate(CLASSES):
         mrow, brow = cv["confusion"]["mean counts"][i], base["confusion"]["mean counts"][i]
-        lines.append(f"| {c} | " + " | ".join(f"{v:.1f}" for v in mrow) + " | " + " | ".join(f"{v:.0f}" for v in brow) + " |")
-    lines += ["", "How often each candidate set was chosen inside the folds: "
-              + ", ".join(f"{k} {v:.0%}" for k, v in cv["chosen_sets"].items()) + ".", "",
-              f"Before this model (cohort-relative thresholds read off the simulator) the classifier agreed with pathology "
-              f"for 0.49 of 167 IMvigor210 patients. The shipped model called on all {len(expr)} development patients "
-              "(in-sample, for the record): " + ", ".join(f"{k} {v}" for k, v in calls["immune_context"].value_counts().items()) + ".",
-              ""]  # fmt: skip
+        lines.append(
+            f"| {c} | " + " | ".join(f"{v:.1f}" for v in mrow) + " | " + " | ".join(f"{v:.0f}" for v in brow) + " |"
+        )
+    lines += [
+        "",
+        "How often each candidate set was chosen inside the folds: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in cv["chosen_sets"].items())
+        + ".",
+        "",
+        f"Before this model (cohort-relative thresholds read off the simulator) the classifier agreed with pathology "
+        f"for 0.49 of 167 IMvigor210 patients. The shipped model called on all {len(expr)} development patients "
+        "(in-sample, for the record): "
+        + ", ".join(f"{k} {v}" for k, v in calls["immune_context"].value_counts().items())
+        + ".",
+        "",
+    ]
     lines += robustness_lines(expr, calls)
     return lines
 
@@ -159,14 +181,22 @@ def robustness_lines(expr: pd.DataFrame, calls: pd.DataFrame) -> list[str]:
             same.append((again == calls["immune_context"]).mean())
             indet.append(((again == "indeterminate") & (calls["immune_context"] != "indeterminate")).mean())
         rows.append(f"| {share:.0%} (random, 5 draws) | {np.mean(same):.1%} | {np.mean(indet):.1%} |")
-    return ["Robustness to genes missing from the data (development half; calls compared with the full panel):", "", *rows, ""]
+    return [
+        "Robustness to genes missing from the data (development half; calls compared with the full panel):",
+        "",
+        *rows,
+        "",
+    ]
 
 
 def _anndata(frame: pd.DataFrame):
     import anndata as ad
 
-    out = ad.AnnData(frame.to_numpy(dtype=np.float32), obs=pd.DataFrame(index=frame.index.astype(str)),
-                     var=pd.DataFrame(index=frame.columns.astype(str)))  # fmt: skip
+    out = ad.AnnData(
+        frame.to_numpy(dtype=np.float32),
+        obs=pd.DataFrame(index=frame.index.astype(str)),
+        var=pd.DataFrame(index=frame.columns.astype(str)),
+    )
     out.var_names_make_unique()
     return out
 
@@ -175,10 +205,17 @@ def response_section(name: str, expr: pd.DataFrame, responder: pd.Series, method
     import immunescape as ie
 
     bulk = _anndata(expr)
-    lines = [f"## {name}: {bulk.n_obs} patients ({int(responder.sum())} R / {int((~responder).sum())} NR), {bulk.n_vars} genes", "",
-             f"Published: {PUBLISHED[name]}", "",
-             "| signature | genes found | " + " | ".join(f"AUC {m}" for m in methods) + " |",
-             "|---|---|" + "---|" * len(methods)]  # fmt: skip
+    lines = [
+        (
+            f"## {name}: {bulk.n_obs} patients ({int(responder.sum())} R / {int((~responder).sum())} NR), "
+            f"{bulk.n_vars} genes"
+        ),
+        "",
+        f"Published: {PUBLISHED[name]}",
+        "",
+        "| signature | genes found | " + " | ".join(f"AUC {m}" for m in methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
     cover = ie.pp.coverage(bulk, list(SIGNATURES.values()))
     per_method = {}
     for m in methods:
@@ -191,20 +228,37 @@ def response_section(name: str, expr: pd.DataFrame, responder: pd.Series, method
             row += f" {auc(table[sig], responder):.2f} |" if sig in table else " - |"
         lines.append(row)
     calls = ie.tl.classify(bulk, inplace=False)
-    single = per_method["singscore"] if "singscore" in per_method else ie.tl.score(bulk, list(SIGNATURES.values())[:4], method="singscore", min_coverage=0.0, inplace=False)
-    lines += ["", "Response AUC with bootstrap 95% intervals (singscore; the model's P(inflamed) reads each sample alone):", "",
-              "| score | AUC [95% CI] |", "|---|---|"]  # fmt: skip
-    for label, values in (("context model P(inflamed)", calls["p_inflamed"]),
-                          ("cytolytic activity (CYT)", single.get("cytolytic_activity_rooney2015")),
-                          ("IFN-gamma 6-gene", single.get("ifng_ayers2017")),
-                          ("T-cell-inflamed GEP", single.get("tis_gep_ayers2017"))):  # fmt: skip
+    single = (
+        per_method["singscore"]
+        if "singscore" in per_method
+        else ie.tl.score(bulk, list(SIGNATURES.values())[:4], method="singscore", min_coverage=0.0, inplace=False)
+    )
+    lines += [
+        "",
+        "Response AUC with bootstrap 95% intervals (singscore; the model's P(inflamed) reads each sample alone):",
+        "",
+        "| score | AUC [95% CI] |",
+        "|---|---|",
+    ]
+    for label, values in (
+        ("context model P(inflamed)", calls["p_inflamed"]),
+        ("cytolytic activity (CYT)", single.get("cytolytic_activity_rooney2015")),
+        ("IFN-gamma 6-gene", single.get("ifng_ayers2017")),
+        ("T-cell-inflamed GEP", single.get("tis_gep_ayers2017")),
+    ):
         if values is None:
             lines.append(f"| {label} | - |")
             continue
         a, lo, hi = auc_interval(values, responder)
         lines.append(f"| {label} | {a:.2f} [{lo:.2f}, {hi:.2f}] |")
-    lines += ["", f"Immune context (shipped model, {calls.attrs.get('context_model_coverage', float('nan')):.0%} of its panel in "
-              "these data):", "", "| immune context | patients | responders | response rate |", "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        f"Immune context (shipped model, {calls.attrs.get('context_model_coverage', float('nan')):.0%} of its panel in "
+        "these data):",
+        "",
+        "| immune context | patients | responders | response rate |",
+        "|---|---|---|---|",
+    ]
     for ctx in ("inflamed", "excluded", "desert", "indeterminate"):
         mask = (calls["immune_context"] == ctx).to_numpy()
         n, r = int(mask.sum()), int(responder.to_numpy()[mask].sum())
@@ -222,12 +276,16 @@ def main() -> None:
     if not (args.data / "icb").is_dir() or not (args.data / "icb_phenotype").is_dir():
         sys.exit(f"no cohorts under {args.data}; pass --data ../shared/data")
     methods = args.methods.split(",")
-    lines = ["# Validation on real tumours", "",
-             f"Written by `benchmarks/validate_icb.py` on {datetime.now(timezone.utc):%Y-%m-%d} from the cohorts in "
-             "`../shared/data` (not in this repository). First the immune-context model against pathology, then response "
-             "to immune checkpoint blockade. AUC = probability that a responder (R: CR/PR) scores higher than a "
-             "non-responder (NR); 0.5 is chance. Small cohorts: with 27-74 patients an AUC has a standard error of "
-             "roughly 0.06-0.11, so differences of 0.1 are within noise.", ""]  # fmt: skip
+    lines = [
+        "# Validation on real tumours",
+        "",
+        f"Written by `benchmarks/validate_icb.py` on {datetime.now(timezone.utc):%Y-%m-%d} from the cohorts in "
+        "`../shared/data` (not in this repository). First the immune-context model against pathology, then response "
+        "to immune checkpoint blockade. AUC = probability that a responder (R: CR/PR) scores higher than a "
+        "non-responder (NR); 0.5 is chance. Small cohorts: with 27-74 patients an AUC has a standard error of "
+        "roughly 0.06-0.11, so differences of 0.1 are within noise.",
+        "",
+    ]
     lines += context_section(args.data)
     print("context model: done", flush=True)
     cohorts = load_cohorts(args.data)
@@ -236,22 +294,27 @@ def main() -> None:
     for name, (expr, responder) in cohorts.items():
         lines += response_section(name, expr, responder, methods)
         print(f"{name}: done", flush=True)
-    lines += ["## Reading", "",
-              "- The context model adds little over its baseline: one within-sample CD8 T-effector score carries almost all "
-              "of what these 1,768 genes say about the pathologists' phenotype; stromal (TGF-beta, CAF) scores did not "
-              "separate excluded from desert tumours here and were never chosen. Excluded tumours are the hard class.",
-              "- The model is fitted on urothelial cancer. On the melanoma cohorts it calls few tumours inflamed (context tables above): "
-              "the within-sample rank of CD8 T-effector genes differs between tissues, and no melanoma pathology is here to "
-              "recalibrate it. Its calls outside urothelial cancer are a transfer, not a validated result.",
-              "- Missing genes move calls: ranks are taken among the panel genes present, so a sample near a class boundary "
-              "can change class when 5-20% of the panel is absent (table above); below 80% coverage the call is indeterminate.",
-              "- Inflamed-type signatures (GEP, IFN-gamma, cytolytic, CD8 T-effector) are the ones with prior evidence; "
-              "their AUCs should sit near the literature's ~0.65 on anti-PD-1 cohorts other than Hugo, and near 0.5 on Hugo.",
-              "- IMvigor210_dev: the model was fitted on these patients' phenotypes (not on their response); its response AUC "
-              "there is not independent of the fit.",
-              "- Escape-mechanism signatures are not response predictors by themselves.",
-              "- The R-loop and cGAS-STING scores can only be judged on the whole-transcriptome Hugo matrix (the other "
-              "files hold signature-gene subsets), where anti-PD-1 response is known to be T-cell-independent.", ""]  # fmt: skip
+    lines += [
+        "## Reading",
+        "",
+        "- The context model adds little over its baseline: one within-sample CD8 T-effector score carries almost all "
+        "of what these 1,768 genes say about the pathologists' phenotype; stromal (TGF-beta, CAF) scores did not "
+        "separate excluded from desert tumours here and were never chosen. Excluded tumours are the hard class.",
+        "- The model is fitted on urothelial cancer. On the melanoma cohorts it calls few tumours inflamed (context tables "
+        "above): "
+        "the within-sample rank of CD8 T-effector genes differs between tissues, and no melanoma pathology is here to "
+        "recalibrate it. Its calls outside urothelial cancer are a transfer, not a validated result.",
+        "- Missing genes move calls: ranks are taken among the panel genes present, so a sample near a class boundary "
+        "can change class when 5-20% of the panel is absent (table above); below 80% coverage the call is indeterminate.",
+        "- Inflamed-type signatures (GEP, IFN-gamma, cytolytic, CD8 T-effector) are the ones with prior evidence; "
+        "their AUCs should sit near the literature's ~0.65 on anti-PD-1 cohorts other than Hugo, and near 0.5 on Hugo.",
+        "- IMvigor210_dev: the model was fitted on these patients' phenotypes (not on their response); its response AUC "
+        "there is not independent of the fit.",
+        "- Escape-mechanism signatures are not response predictors by themselves.",
+        "- The R-loop and cGAS-STING scores can only be judged on the whole-transcriptome Hugo matrix (the other "
+        "files hold signature-gene subsets), where anti-PD-1 response is known to be T-cell-independent.",
+        "",
+    ]
     from immunescape.io import atomic_write_text
 
     atomic_write_text(args.output, "\n".join(lines))

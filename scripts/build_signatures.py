@@ -27,11 +27,25 @@ OUT = ROOT / "signatures"
 # T-cell-inflamed GEP. The reference left them null; checked against two independent public
 # implementations (the `easier` R package's compute.Tcell_inflamed and a Python port), which agree.
 GEP_WEIGHTS = {
-    "CCL5": 0.008346, "CD27": 0.072293, "CD274": 0.042853, "CD276": -0.0239, "CD8A": 0.031021,
-    "CMKLR1": 0.151253, "CXCL9": 0.074135, "CXCR6": 0.004313, "HLA-DQA1": 0.020091,
-    "HLA-DRB1": 0.058806, "HLA-E": 0.07175, "IDO1": 0.060679, "LAG3": 0.123895, "NKG7": 0.075524,
-    "PDCD1LG2": 0.003734, "PSMB10": 0.032999, "STAT1": 0.250229, "TIGIT": 0.084767,
-}  # fmt: skip
+    "CCL5": 0.008346,
+    "CD27": 0.072293,
+    "CD274": 0.042853,
+    "CD276": -0.0239,
+    "CD8A": 0.031021,
+    "CMKLR1": 0.151253,
+    "CXCL9": 0.074135,
+    "CXCR6": 0.004313,
+    "HLA-DQA1": 0.020091,
+    "HLA-DRB1": 0.058806,
+    "HLA-E": 0.07175,
+    "IDO1": 0.060679,
+    "LAG3": 0.123895,
+    "NKG7": 0.075524,
+    "PDCD1LG2": 0.003734,
+    "PSMB10": 0.032999,
+    "STAT1": 0.250229,
+    "TIGIT": 0.084767,
+}
 
 # The same gene list appears under two names in the reference: ship it once, keep both names.
 DUPLICATES = {
@@ -51,9 +65,13 @@ DUPLICATES = {
 # Reference-only entries without genes (MSigDB hallmarks are not redistributed; the exact Zhang 2024
 # list was not obtainable), and stand-ins renamed so users do not type "standin".
 SKIP = {
-    "rloop_zhang2024_exact", "rloop_rloopbase_human_regulators_1185", "hallmark_interferon_alpha_response",
-    "hallmark_interferon_gamma_response", "hallmark_glycolysis", "hallmark_il6_jak_stat3",
-}  # fmt: skip
+    "rloop_zhang2024_exact",
+    "rloop_rloopbase_human_regulators_1185",
+    "hallmark_interferon_alpha_response",
+    "hallmark_interferon_gamma_response",
+    "hallmark_glycolysis",
+    "hallmark_il6_jak_stat3",
+}
 RENAME = {
     "rloop_core_regulators_standin": "rloop_regulators_core",
     "cgas_sting_core_standin": "cgas_sting_core",
@@ -66,104 +84,303 @@ RENAME = {
 IE = "immune_escape"
 # name -> (title, category, compartment, collections, what a HIGH score means)
 CURATION: dict[str, tuple[str, str, str, list[str], str]] = {
-    "rloop_regulators_core": ("R-loop resolving regulators (core, approximation of Zhang 2024)", "escape_mechanism", "malignant", [IE],
-        "High expression of R-loop resolving/suppressing factors. Zhang 2024 links a LOW R-loop score in malignant cells to immune escape and T-cell exhaustion; see notes for the direction caveat."),
-    "ifn_type1_rooney2015": ("Type I interferon response (Rooney 2015)", "escape_mechanism", "malignant", [IE],
-        "Active type I IFN signalling; LOW in malignant cells suggests silenced IFN/cGAS-STING sensing."),
-    "ifng_ayers2017": ("IFN-gamma 6-gene signature (Ayers 2017)", "immune_context", "any", [IE],
-        "IFN-gamma-driven inflammation, associated with response to PD-1 blockade."),
-    "cgas_sting_core": ("cGAS-STING pathway components", "escape_mechanism", "malignant", [IE],
-        "Expression of the cytosolic DNA-sensing machinery; LOW in malignant cells suggests silenced STING."),
-    "apm_mariathasan2018": ("Antigen processing machinery (Mariathasan 2018)", "escape_mechanism", "malignant", [IE],
-        "Intact MHC-I antigen presentation; LOW in malignant cells marks antigen-presentation loss."),
-    "mhc1_rooney2015": ("MHC class I (Rooney 2015)", "escape_mechanism", "malignant", [],
-        "MHC-I expression; LOW in malignant cells marks antigen-presentation loss."),
-    "ribosomal_p_stalk_curated": ("Ribosomal P-stalk", "escape_mechanism", "malignant", [IE],
-        "Ribosomal P-stalk expression, discussed as a regulator of HLA-I presentation."),
-    "ayers2017_expanded_immune_18": ("Expanded immune signature, 18 genes (Ayers 2017)", "immune_context", "any", [],
-        "T-cell and IFN-gamma inflammation."),
-    "tis_gep_ayers2017": ("T-cell-inflamed GEP, 18 genes with weights (Ayers 2017 / Cristescu 2018)", "immune_context", "any", [IE],
-        "A T-cell-inflamed microenvironment, predictive of response to PD-1 blockade."),
-    "cytolytic_activity_rooney2015": ("Cytolytic activity, CYT (Rooney 2015)", "immune_context", "any", [IE],
-        "Cytotoxic T/NK activity (GZMA, PRF1)."),
-    "cd8_t_effector_mariathasan2018": ("CD8 T-effector (Mariathasan 2018)", "immune_context", "any", [IE],
-        "CD8 T-cell effector infiltration."),
-    "wnt_target_mariathasan2018": ("WNT/beta-catenin targets (Mariathasan 2018)", "escape_mechanism", "malignant", [IE],
-        "Active WNT/beta-catenin signalling, associated with T-cell exclusion."),
-    "tam_trem2_xue2022": ("TREM2+ tumour-associated macrophages (Xue 2022)", "escape_mechanism", "myeloid", [IE],
-        "Immunosuppressive TREM2+ TAM programme."),
-    "tam_spp1_xue2022": ("SPP1+ tumour-associated macrophages (Xue 2022)", "escape_mechanism", "myeloid", [IE],
-        "Immunosuppressive, angiogenic SPP1+ TAM programme."),
-    "macrophages_danaher2017": ("Macrophages (Danaher 2017)", "cell_type", "myeloid", [],
-        "Macrophage abundance."),
-    "tam_m2_tide_top50": ("M2 TAM exclusion signature, top 50 (TIDE)", "escape_mechanism", "myeloid", [],
-        "M2-like TAM programme used by TIDE for T-cell exclusion."),
-    "tex_cd8_chu2023": ("CD8 terminal exhaustion (Chu 2023)", "escape_mechanism", "T", [IE],
-        "Terminally exhausted CD8 T-cell state."),
-    "tex_danaher2017": ("Exhausted CD8 T cells (Danaher 2017)", "cell_state", "T", [],
-        "Exhausted CD8 T-cell abundance."),
-    "tex_inhibitory_receptors_curated": ("Canonical inhibitory receptors of exhausted T cells", "escape_mechanism", "T", [IE],
-        "Inhibitory receptor expression on T cells (PD-1, TIM-3, LAG-3, TIGIT, CTLA-4, TOX)."),
-    "t_cell_exhaustion_iobr50": ("T-cell exhaustion, 50 genes (IOBR 'T_cell_exhaustion_Peng_et_al')", "cell_state", "T", [],
-        "Expression of the 50 genes IOBR lists as T-cell exhaustion (origin untraced); kept for comparison only."),
-    "treg_chu2023": ("Regulatory T cells (Chu 2023)", "cell_state", "T", [],
-        "CD4 Treg programme."),
-    "treg_danaher2017": ("Regulatory T cells, FOXP3 (Danaher 2017)", "cell_type", "T", [],
-        "FOXP3 expression (Treg abundance)."),
-    "mdsc_wang2016": ("MDSC-related genes (Wang 2016)", "escape_mechanism", "myeloid", [],
-        "Myeloid-derived suppressor cell programme."),
-    "mdsc_tide_top50": ("MDSC exclusion signature, top 50 (TIDE)", "escape_mechanism", "any", [],
-        "Bulk expression correlated with MDSC abundance in TIDE (mostly tumour-intrinsic genes)."),
-    "neutrophils_danaher2017": ("Neutrophils (Danaher 2017)", "cell_type", "myeloid", [],
-        "Neutrophil abundance."),
-    "tan_spp1_xue2022": ("SPP1+ tumour-associated neutrophils (Xue 2022)", "escape_mechanism", "myeloid", [IE],
-        "Pro-tumour SPP1+ neutrophil programme."),
-    "immune_checkpoints_curated": ("Immune checkpoint ligands and receptors", "escape_mechanism", "any", [IE],
-        "High checkpoint expression (PD-L1/PD-L2, CD47, galectin-9, PVR, B7-H4, CD73/CD39, PD-1, CTLA-4, TIGIT, LAG-3, TIM-3)."),
-    "immune_checkpoint_mariathasan2018": ("Immune checkpoint (Mariathasan 2018)", "escape_mechanism", "any", [],
-        "High checkpoint expression."),
-    "kynurenine_rosario2018": ("Kynurenine pathway (Rosario 2018)", "escape_mechanism", "any", [IE],
-        "Tryptophan catabolism via IDO/TDO (immunosuppressive metabolism)."),
-    "adenosine_core": ("Adenosine axis (CD39/CD73/A2A)", "escape_mechanism", "any", [IE],
-        "Adenosine-generating and -sensing machinery (immunosuppressive metabolism)."),
-    "tgfb_pan_f_tbrs_mariathasan2018": ("Pan-fibroblast TGF-beta response, pan-F-TBRS (Mariathasan 2018)", "escape_mechanism", "fibroblast", [IE],
-        "TGF-beta response in fibroblasts, associated with T-cell exclusion and non-response to PD-L1 blockade."),
-    "caf_tide_top50": ("CAF exclusion signature, top 50 (TIDE)", "escape_mechanism", "fibroblast", [],
-        "CAF programme used by TIDE for T-cell exclusion."),
-    "caf_ecm_mycaf_kieffer2020": ("ECM-myCAF (Kieffer 2020)", "escape_mechanism", "fibroblast", [IE],
-        "ECM-myCAF programme linked to immunotherapy resistance."),
-    "caf_tgfb_mycaf_kieffer2020": ("TGF-beta-myCAF (Kieffer 2020)", "escape_mechanism", "fibroblast", [],
-        "TGF-beta-myCAF programme."),
-    "glycolysis_rosario2018": ("Glycolysis enzymes (Rosario 2018)", "escape_mechanism", "malignant", [IE],
-        "High glycolytic enzyme expression (lactate-producing, immunosuppressive metabolism)."),
-    "lactate_export_curated": ("Lactate production and export", "escape_mechanism", "malignant", [],
-        "LDHA and MCT1/MCT4 expression."),
-    "tcell_recruiting_chemokines_curated": ("T-cell recruiting chemokines", "immune_context", "any", [IE],
-        "Chemokines that recruit effector T cells (CCL4, CCL5, CXCL9, CXCL10)."),
-    "stat3_axis_core": ("IL-6/JAK/STAT3 axis", "escape_mechanism", "any", [IE],
-        "IL-6/JAK/STAT3 signalling components."),
-    "rloop_rloopbase_tier1": ("R-loopBase tier-1 human R-loop regulators", "cell_state", "malignant", [],
-        "Expression of the 53 tier-1 R-loopBase regulators (broader R-loop approximation)."),
-    "rloop_rloopbase_human_regulators": ("R-loopBase human R-loop regulators (all 1,185)", "cell_state", "malignant", [],
-        "Expression of all R-loopBase human regulators; the gene universe Zhang 2024 started from."),
-}  # fmt: skip
+    "rloop_regulators_core": (
+        "R-loop resolving regulators (core, approximation of Zhang 2024)",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "High expression of R-loop resolving/suppressing factors. Zhang 2024 links a LOW R-loop score in malignant cells "
+        "to immune escape and T-cell exhaustion; see notes for the direction caveat.",
+    ),
+    "ifn_type1_rooney2015": (
+        "Type I interferon response (Rooney 2015)",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "Active type I IFN signalling; LOW in malignant cells suggests silenced IFN/cGAS-STING sensing.",
+    ),
+    "ifng_ayers2017": (
+        "IFN-gamma 6-gene signature (Ayers 2017)",
+        "immune_context",
+        "any",
+        [IE],
+        "IFN-gamma-driven inflammation, associated with response to PD-1 blockade.",
+    ),
+    "cgas_sting_core": (
+        "cGAS-STING pathway components",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "Expression of the cytosolic DNA-sensing machinery; LOW in malignant cells suggests silenced STING.",
+    ),
+    "apm_mariathasan2018": (
+        "Antigen processing machinery (Mariathasan 2018)",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "Intact MHC-I antigen presentation; LOW in malignant cells marks antigen-presentation loss.",
+    ),
+    "mhc1_rooney2015": (
+        "MHC class I (Rooney 2015)",
+        "escape_mechanism",
+        "malignant",
+        [],
+        "MHC-I expression; LOW in malignant cells marks antigen-presentation loss.",
+    ),
+    "ribosomal_p_stalk_curated": (
+        "Ribosomal P-stalk",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "Ribosomal P-stalk expression, discussed as a regulator of HLA-I presentation.",
+    ),
+    "ayers2017_expanded_immune_18": (
+        "Expanded immune signature, 18 genes (Ayers 2017)",
+        "immune_context",
+        "any",
+        [],
+        "T-cell and IFN-gamma inflammation.",
+    ),
+    "tis_gep_ayers2017": (
+        "T-cell-inflamed GEP, 18 genes with weights (Ayers 2017 / Cristescu 2018)",
+        "immune_context",
+        "any",
+        [IE],
+        "A T-cell-inflamed microenvironment, predictive of response to PD-1 blockade.",
+    ),
+    "cytolytic_activity_rooney2015": (
+        "Cytolytic activity, CYT (Rooney 2015)",
+        "immune_context",
+        "any",
+        [IE],
+        "Cytotoxic T/NK activity (GZMA, PRF1).",
+    ),
+    "cd8_t_effector_mariathasan2018": (
+        "CD8 T-effector (Mariathasan 2018)",
+        "immune_context",
+        "any",
+        [IE],
+        "CD8 T-cell effector infiltration.",
+    ),
+    "wnt_target_mariathasan2018": (
+        "WNT/beta-catenin targets (Mariathasan 2018)",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "Active WNT/beta-catenin signalling, associated with T-cell exclusion.",
+    ),
+    "tam_trem2_xue2022": (
+        "TREM2+ tumour-associated macrophages (Xue 2022)",
+        "escape_mechanism",
+        "myeloid",
+        [IE],
+        "Immunosuppressive TREM2+ TAM programme.",
+    ),
+    "tam_spp1_xue2022": (
+        "SPP1+ tumour-associated macrophages (Xue 2022)",
+        "escape_mechanism",
+        "myeloid",
+        [IE],
+        "Immunosuppressive, angiogenic SPP1+ TAM programme.",
+    ),
+    "macrophages_danaher2017": ("Macrophages (Danaher 2017)", "cell_type", "myeloid", [], "Macrophage abundance."),
+    "tam_m2_tide_top50": (
+        "M2 TAM exclusion signature, top 50 (TIDE)",
+        "escape_mechanism",
+        "myeloid",
+        [],
+        "M2-like TAM programme used by TIDE for T-cell exclusion.",
+    ),
+    "tex_cd8_chu2023": (
+        "CD8 terminal exhaustion (Chu 2023)",
+        "escape_mechanism",
+        "T",
+        [IE],
+        "Terminally exhausted CD8 T-cell state.",
+    ),
+    "tex_danaher2017": (
+        "Exhausted CD8 T cells (Danaher 2017)",
+        "cell_state",
+        "T",
+        [],
+        "Exhausted CD8 T-cell abundance.",
+    ),
+    "tex_inhibitory_receptors_curated": (
+        "Canonical inhibitory receptors of exhausted T cells",
+        "escape_mechanism",
+        "T",
+        [IE],
+        "Inhibitory receptor expression on T cells (PD-1, TIM-3, LAG-3, TIGIT, CTLA-4, TOX).",
+    ),
+    "t_cell_exhaustion_iobr50": (
+        "T-cell exhaustion, 50 genes (IOBR 'T_cell_exhaustion_Peng_et_al')",
+        "cell_state",
+        "T",
+        [],
+        "Expression of the 50 genes IOBR lists as T-cell exhaustion (origin untraced); kept for comparison only.",
+    ),
+    "treg_chu2023": ("Regulatory T cells (Chu 2023)", "cell_state", "T", [], "CD4 Treg programme."),
+    "treg_danaher2017": (
+        "Regulatory T cells, FOXP3 (Danaher 2017)",
+        "cell_type",
+        "T",
+        [],
+        "FOXP3 expression (Treg abundance).",
+    ),
+    "mdsc_wang2016": (
+        "MDSC-related genes (Wang 2016)",
+        "escape_mechanism",
+        "myeloid",
+        [],
+        "Myeloid-derived suppressor cell programme.",
+    ),
+    "mdsc_tide_top50": (
+        "MDSC exclusion signature, top 50 (TIDE)",
+        "escape_mechanism",
+        "any",
+        [],
+        "Bulk expression correlated with MDSC abundance in TIDE (mostly tumour-intrinsic genes).",
+    ),
+    "neutrophils_danaher2017": ("Neutrophils (Danaher 2017)", "cell_type", "myeloid", [], "Neutrophil abundance."),
+    "tan_spp1_xue2022": (
+        "SPP1+ tumour-associated neutrophils (Xue 2022)",
+        "escape_mechanism",
+        "myeloid",
+        [IE],
+        "Pro-tumour SPP1+ neutrophil programme.",
+    ),
+    "immune_checkpoints_curated": (
+        "Immune checkpoint ligands and receptors",
+        "escape_mechanism",
+        "any",
+        [IE],
+        "High checkpoint expression (PD-L1/PD-L2, CD47, galectin-9, PVR, B7-H4, CD73/CD39, PD-1, CTLA-4, TIGIT, LAG-3, "
+        "TIM-3).",
+    ),
+    "immune_checkpoint_mariathasan2018": (
+        "Immune checkpoint (Mariathasan 2018)",
+        "escape_mechanism",
+        "any",
+        [],
+        "High checkpoint expression.",
+    ),
+    "kynurenine_rosario2018": (
+        "Kynurenine pathway (Rosario 2018)",
+        "escape_mechanism",
+        "any",
+        [IE],
+        "Tryptophan catabolism via IDO/TDO (immunosuppressive metabolism).",
+    ),
+    "adenosine_core": (
+        "Adenosine axis (CD39/CD73/A2A)",
+        "escape_mechanism",
+        "any",
+        [IE],
+        "Adenosine-generating and -sensing machinery (immunosuppressive metabolism).",
+    ),
+    "tgfb_pan_f_tbrs_mariathasan2018": (
+        "Pan-fibroblast TGF-beta response, pan-F-TBRS (Mariathasan 2018)",
+        "escape_mechanism",
+        "fibroblast",
+        [IE],
+        "TGF-beta response in fibroblasts, associated with T-cell exclusion and non-response to PD-L1 blockade.",
+    ),
+    "caf_tide_top50": (
+        "CAF exclusion signature, top 50 (TIDE)",
+        "escape_mechanism",
+        "fibroblast",
+        [],
+        "CAF programme used by TIDE for T-cell exclusion.",
+    ),
+    "caf_ecm_mycaf_kieffer2020": (
+        "ECM-myCAF (Kieffer 2020)",
+        "escape_mechanism",
+        "fibroblast",
+        [IE],
+        "ECM-myCAF programme linked to immunotherapy resistance.",
+    ),
+    "caf_tgfb_mycaf_kieffer2020": (
+        "TGF-beta-myCAF (Kieffer 2020)",
+        "escape_mechanism",
+        "fibroblast",
+        [],
+        "TGF-beta-myCAF programme.",
+    ),
+    "glycolysis_rosario2018": (
+        "Glycolysis enzymes (Rosario 2018)",
+        "escape_mechanism",
+        "malignant",
+        [IE],
+        "High glycolytic enzyme expression (lactate-producing, immunosuppressive metabolism).",
+    ),
+    "lactate_export_curated": (
+        "Lactate production and export",
+        "escape_mechanism",
+        "malignant",
+        [],
+        "LDHA and MCT1/MCT4 expression.",
+    ),
+    "tcell_recruiting_chemokines_curated": (
+        "T-cell recruiting chemokines",
+        "immune_context",
+        "any",
+        [IE],
+        "Chemokines that recruit effector T cells (CCL4, CCL5, CXCL9, CXCL10).",
+    ),
+    "stat3_axis_core": (
+        "IL-6/JAK/STAT3 axis",
+        "escape_mechanism",
+        "any",
+        [IE],
+        "IL-6/JAK/STAT3 signalling components.",
+    ),
+    "rloop_rloopbase_tier1": (
+        "R-loopBase tier-1 human R-loop regulators",
+        "cell_state",
+        "malignant",
+        [],
+        "Expression of the 53 tier-1 R-loopBase regulators (broader R-loop approximation).",
+    ),
+    "rloop_rloopbase_human_regulators": (
+        "R-loopBase human R-loop regulators (all 1,185)",
+        "cell_state",
+        "malignant",
+        [],
+        "Expression of all R-loopBase human regulators; the gene universe Zhang 2024 started from.",
+    ),
+}
 
 BAGAEV_CATEGORY = {
-    "MHCI": ("escape_mechanism", "malignant", [IE]), "MHCII": ("immune_context", "any", []),
-    "Coactivation_molecules": ("immune_context", "any", []), "Effector_cells": ("immune_context", "any", []),
-    "T_cell_traffic": ("immune_context", "any", []), "NK_cells": ("cell_type", "NK", []),
-    "T_cells": ("cell_type", "T", []), "B_cells": ("cell_type", "B", []), "M1_signatures": ("cell_state", "myeloid", []),
-    "Th1_signature": ("cell_state", "T", []), "Antitumor_cytokines": ("immune_context", "any", []),
-    "Checkpoint_inhibition": ("escape_mechanism", "any", []), "Treg": ("escape_mechanism", "T", [IE]),
-    "T_reg_traffic": ("escape_mechanism", "any", []), "Neutrophil_signature": ("cell_type", "myeloid", []),
-    "Granulocyte_traffic": ("immune_context", "any", []), "MDSC": ("escape_mechanism", "myeloid", [IE]),
-    "MDSC_traffic": ("escape_mechanism", "any", []), "Macrophages": ("escape_mechanism", "myeloid", []),
-    "Macrophage_DC_traffic": ("immune_context", "any", []), "Th2_signature": ("cell_state", "T", []),
-    "Protumor_cytokines": ("escape_mechanism", "any", []), "CAF": ("cell_type", "fibroblast", [IE]),
-    "Matrix": ("escape_mechanism", "fibroblast", []), "Matrix_remodeling": ("escape_mechanism", "fibroblast", []),
-    "Angiogenesis": ("cell_state", "endothelial", []), "Endothelium": ("cell_type", "endothelial", []),
-    "Proliferation_rate": ("cell_state", "malignant", []), "EMT_signature": ("cell_state", "malignant", []),
-}  # fmt: skip
+    "MHCI": ("escape_mechanism", "malignant", [IE]),
+    "MHCII": ("immune_context", "any", []),
+    "Coactivation_molecules": ("immune_context", "any", []),
+    "Effector_cells": ("immune_context", "any", []),
+    "T_cell_traffic": ("immune_context", "any", []),
+    "NK_cells": ("cell_type", "NK", []),
+    "T_cells": ("cell_type", "T", []),
+    "B_cells": ("cell_type", "B", []),
+    "M1_signatures": ("cell_state", "myeloid", []),
+    "Th1_signature": ("cell_state", "T", []),
+    "Antitumor_cytokines": ("immune_context", "any", []),
+    "Checkpoint_inhibition": ("escape_mechanism", "any", []),
+    "Treg": ("escape_mechanism", "T", [IE]),
+    "T_reg_traffic": ("escape_mechanism", "any", []),
+    "Neutrophil_signature": ("cell_type", "myeloid", []),
+    "Granulocyte_traffic": ("immune_context", "any", []),
+    "MDSC": ("escape_mechanism", "myeloid", [IE]),
+    "MDSC_traffic": ("escape_mechanism", "any", []),
+    "Macrophages": ("escape_mechanism", "myeloid", []),
+    "Macrophage_DC_traffic": ("immune_context", "any", []),
+    "Th2_signature": ("cell_state", "T", []),
+    "Protumor_cytokines": ("escape_mechanism", "any", []),
+    "CAF": ("cell_type", "fibroblast", [IE]),
+    "Matrix": ("escape_mechanism", "fibroblast", []),
+    "Matrix_remodeling": ("escape_mechanism", "fibroblast", []),
+    "Angiogenesis": ("cell_state", "endothelial", []),
+    "Endothelium": ("cell_type", "endothelial", []),
+    "Proliferation_rate": ("cell_state", "malignant", []),
+    "EMT_signature": ("cell_state", "malignant", []),
+}
 THORSSON_TITLES = {
     "LIexpression_score": ("Lymphocyte infiltration", "immune_context", "any"),
     "CSF1_response": ("Macrophage / CSF1 response", "immune_context", "myeloid"),
@@ -182,7 +399,7 @@ SOURCE_OVERRIDES = {
     "adenosine_core": "Allard B, Allard D, Buisseret L, Stagg J. The adenosine pathway in immuno-oncology. Nat Rev Clin Oncol 2020;17:611-629. doi:10.1038/s41571-020-0382-2",
     "ribosomal_p_stalk_curated": "Wei J, Kishton RJ, Angel M, et al., Yewdell JW. Ribosomal proteins regulate MHC class I peptide generation for immunosurveillance. Mol Cell 2019;73:1162-1173. doi:10.1016/j.molcel.2018.12.020",
     "t_cell_exhaustion_iobr50": "Zeng D, Ye Z, Shen R, et al. IOBR: multi-omics immuno-oncology biological research to decode tumor microenvironment and signatures. Front Immunol 2021;12:687975. doi:10.3389/fimmu.2021.687975",
-}  # fmt: skip
+}
 SOURCE_NOTES = {
     "immune_checkpoints_curated": "The reference cited only 'two lung-cancer immune-escape reviews'; we cite Pardoll 2012 for the checkpoint axis.",
     "tex_inhibitory_receptors_curated": "The reference gave no citation; Wherry & Kurachi 2015 reviews these receptors and TOX's role.",
@@ -316,7 +533,11 @@ def _entry(name: str, ref: dict, update: SymbolUpdater) -> dict:
     if up_unknown or dn_unknown:
         notes += f" Symbols not recognised as current or previous HGNC symbols: {', '.join(up_unknown + dn_unknown)}."
     exact = bool(ref.get("exact")) or name == "tis_gep_ayers2017"
-    exact_note = "Matches the cited source." if exact else "Approximation or stand-in; see notes for what differs from the source."
+    exact_note = (
+        "Matches the cited source."
+        if exact
+        else "Approximation or stand-in; see notes for what differs from the source."
+    )
     if name == "tis_gep_ayers2017":
         exact_note = "Genes and weights as published; the source normalises to housekeeping genes, which we do not."
     entry = {
@@ -337,13 +558,21 @@ def _entry(name: str, ref: dict, update: SymbolUpdater) -> dict:
         if negative:
             entry["genes_down"] = negative
         entry["weights"] = weights
-    source = {"citation": citation, "doi": _doi(source_text), "pmid": _pmid(source_text), "via": via, "checked_against": _checked_against(name, via)}
+    source = {
+        "citation": citation,
+        "doi": _doi(source_text),
+        "pmid": _pmid(source_text),
+        "via": via,
+        "checked_against": _checked_against(name, via),
+    }
     entry["source"] = {k: v for k, v in source.items() if v}
     entry["exact"] = exact
     entry["exact_note"] = exact_note
     entry["method_in_source"] = ref.get("method_in_source") or "not stated"
     entry["collections"] = collections
-    aliases = [old for old, new in DUPLICATES.items() if new == name] + [old for old, new in RENAME.items() if new == name]
+    aliases = [old for old, new in DUPLICATES.items() if new == name] + [
+        old for old, new in RENAME.items() if new == name
+    ]
     if aliases:
         entry["aliases"] = aliases
     if up_updates or dn_updates:
@@ -357,7 +586,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=ROOT.parent / "shared/signatures/reference.json")
     parser.add_argument("--version", help="new library version (default: keep the one in signatures/VERSION)")
-    parser.add_argument("--stamp", action="store_true", help="only rewrite signatures/VERSION's checksum (after a hand edit)")
+    parser.add_argument(
+        "--stamp", action="store_true", help="only rewrite signatures/VERSION's checksum (after a hand edit)"
+    )
     args = parser.parse_args()
     if args.stamp:
         stamp_version(args.version)
@@ -366,10 +597,20 @@ def main() -> None:
     ref = json.loads(args.reference.read_text())
     sigs = dict(ref["signatures"])
     rl = ref["rloop_lists"]
-    for key, name in [("rloopbase_human_regulators_tier1", "rloop_rloopbase_tier1"), ("rloopbase_human_regulators", "rloop_rloopbase_human_regulators")]:
+    for key, name in [
+        ("rloopbase_human_regulators_tier1", "rloop_rloopbase_tier1"),
+        ("rloopbase_human_regulators", "rloop_rloopbase_human_regulators"),
+    ]:
         src = rl[key]
-        sigs[name] = {"genes_up": src["genes"], "genes_down": [], "weights": None, "source": src["source"], "exact": key == "rloopbase_human_regulators",
-                      "method_in_source": "curation list (literature mining + multi-omics), not a scoring signature", "notes": src.get("notes", "")}  # fmt: skip
+        sigs[name] = {
+            "genes_up": src["genes"],
+            "genes_down": [],
+            "weights": None,
+            "source": src["source"],
+            "exact": key == "rloopbase_human_regulators",
+            "method_in_source": "curation list (literature mining + multi-omics), not a scoring signature",
+            "notes": src.get("notes", ""),
+        }
     update = SymbolUpdater()
     entries = {RENAME.get(key, key): body for key, body in sigs.items() if key not in SKIP and key not in DUPLICATES}
     generated = write_generated({name: _entry(name, body, update) for name, body in entries.items()})
@@ -389,7 +630,9 @@ def write_generated(entries: dict[str, dict]) -> list[str]:
     names = [f"{name}.yaml" for name in entries]
     clash = [n for n in names if (OUT / n).exists() and n not in before]
     if clash and before:
-        raise SystemExit(f"hand-written signature files would be overwritten: {', '.join(clash)}; rename them or the sources")
+        raise SystemExit(
+            f"hand-written signature files would be overwritten: {', '.join(clash)}; rename them or the sources"
+        )
     for name, entry in entries.items():
         with open(OUT / f"{name}.yaml", "w") as fh:
             yaml.safe_dump(entry, fh, sort_keys=False, allow_unicode=True, width=100)
@@ -415,12 +658,13 @@ def stamp_version(version: str | None) -> None:
     print(f"signatures/VERSION: {version}, sha256 {checksum[:12]}")
 
 
-
 # Sources whose citation text is a list of papers, not "Authors. Title. Journal": the first paper, whose DOI the file carries.
 CITATION_OVERRIDES = {
-    "10.1126/science.1232458": ("Sun L, Wu J, Du F, Chen X, Chen ZJ",
-                                "Cyclic GMP-AMP synthase is a cytosolic DNA sensor that activates the type I interferon pathway"),
-}  # fmt: skip
+    "10.1126/science.1232458": (
+        "Sun L, Wu J, Du F, Chen X, Chen ZJ",
+        "Cyclic GMP-AMP synthase is a cytosolic DNA sensor that activates the type I interferon pathway",
+    ),
+}
 
 
 def write_citation() -> None:

@@ -27,12 +27,21 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "1.0"
-INFILTRATION = ["cd8_t_effector_mariathasan2018", "tis_gep_ayers2017", "cytolytic_activity_rooney2015", "ifng_ayers2017"]
+INFILTRATION = [
+    "cd8_t_effector_mariathasan2018",
+    "tis_gep_ayers2017",
+    "cytolytic_activity_rooney2015",
+    "ifng_ayers2017",
+]
 CANDIDATES = {
     "CD8 T-effector": ["cd8_t_effector_mariathasan2018"],
     "CD8 T-effector + GEP": ["cd8_t_effector_mariathasan2018", "tis_gep_ayers2017"],
     "infiltration (CD8 T-effector, GEP, cytolytic, IFN-gamma)": INFILTRATION,
-    "infiltration + stroma (pan-F-TBRS, ECM-myCAF)": [*INFILTRATION, "tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020"],
+    "infiltration + stroma (pan-F-TBRS, ECM-myCAF)": [
+        *INFILTRATION,
+        "tgfb_pan_f_tbrs_mariathasan2018",
+        "caf_ecm_mycaf_kieffer2020",
+    ],
 }
 C = 1.0  # L2 penalty 1/(2C): scikit-learn's default, not tuned
 MARGIN = 0.1  # a call whose top probability leads the next by less is indeterminate (fixed before fitting)
@@ -64,7 +73,9 @@ def reference_signatures(universe: set[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "src" / "immunescape" / "data" / "immune_context_model.json")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=ROOT / "src" / "immunescape" / "data" / "immune_context_model.json"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     if not (args.data / "icb_phenotype").is_dir():
@@ -72,7 +83,14 @@ def main() -> None:
     from immunescape.io import atomic_write_text
     from immunescape.signatures import get
     from immunescape.tl._context import ContextModel, Distribution, compute_context_inputs
-    from immunescape.tl._context_fit import CLASSES, _inner_choice, _standardise, cross_validate, fit_multinomial, tertile_baseline
+    from immunescape.tl._context_fit import (
+        CLASSES,
+        _inner_choice,
+        _standardise,
+        cross_validate,
+        fit_multinomial,
+        tertile_baseline,
+    )
 
     expr, clinical = load_dev(args.data)
     universe = tuple(expr.columns.astype(str))
@@ -84,12 +102,18 @@ def main() -> None:
     labelled = clinical["Immune.phenotype"].isin(CLASSES)
     labels = clinical.loc[labelled, "Immune.phenotype"]
     x = features.loc[labels.index]
-    print(f"{len(features)} samples, {len(labels)} labelled {labels.value_counts().to_dict()}; {len(universe)} genes", flush=True)
+    print(
+        f"{len(features)} samples, {len(labels)} labelled {labels.value_counts().to_dict()}; {len(universe)} genes",
+        flush=True,
+    )
 
     cv = cross_validate(x, labels, CANDIDATES, C=C, n_repeats=args.repeats, margin=MARGIN, seed=0)
     baseline = tertile_baseline(x["cd8_t_effector_mariathasan2018"], labels)
-    print(f"CV accuracy {cv['accuracy']:.3f} {cv['accuracy_ci']}, swaps {cv['inflamed_desert_swaps']:.3f}; "
-          f"tertile baseline {baseline['accuracy']:.3f}", flush=True)  # fmt: skip
+    print(
+        f"CV accuracy {cv['accuracy']:.3f} {cv['accuracy_ci']}, swaps {cv['inflamed_desert_swaps']:.3f}; "
+        f"tertile baseline {baseline['accuracy']:.3f}",
+        flush=True,
+    )
 
     y = labels.map({c: i for i, c in enumerate(CLASSES)}).to_numpy().astype(np.int64)
     choice = _inner_choice(x, y, CANDIDATES, C, np.random.default_rng(1), len(CLASSES))
@@ -97,7 +121,9 @@ def main() -> None:
     values = x[cols].to_numpy(float)
     center, scale = _standardise(values)
     coef, intercept = fit_multinomial((values - center) / scale, y, len(CLASSES), C)
-    digest = hashlib.sha256((args.data / "icb_phenotype" / "IMvigor210_dev_expr_log2tpm.csv.gz").read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        (args.data / "icb_phenotype" / "IMvigor210_dev_expr_log2tpm.csv.gz").read_bytes()
+    ).hexdigest()[:16]
     model = ContextModel(
         version=VERSION,
         classes=CLASSES,
@@ -116,12 +142,18 @@ def main() -> None:
             "(ICB_small_Mariathasan, 1,768 genes, log2(TPM + 0.001)); the other half is held out by the project.",
             "data_sha256_16": digest,
             "labels": "Immune.phenotype: pathologists' inflamed / excluded / desert call from CD8 immunohistochemistry "
-            f"({labels.value_counts().to_dict()}; {int((~labelled).sum())} unlabelled samples enter the reference distributions only)",
-            "features": "singscore (centred, Foroutan 2018) of each signature over the 1,768-gene panel, in each sample alone",
+            f"({labels.value_counts().to_dict()}; {int((~labelled).sum())} unlabelled samples enter the reference distributions "
+            "only)",
+            "features": (
+                "singscore (centred, Foroutan 2018) of each signature over the 1,768-gene panel, in each sample alone"
+            ),
             "model": f"multinomial logistic regression, L2 penalty 1/(2C) with C={C}, features standardised on the training "
             f"samples; chosen set: {choice}; candidates: {list(CANDIDATES)}",
             "indeterminate": f"top probability ahead of the second by less than {MARGIN} (fixed before fitting)",
-            "reference": "median, spread = max(1.4826 MAD, SD/2), and 41 quantiles of each feature and gene rank over all 97 samples",
+            "reference": (
+                "median, spread = max(1.4826 MAD, SD/2), and 41 quantiles of each feature and gene "
+                "rank over all 97 samples"
+            ),
             "fitted": f"{datetime.now(timezone.utc):%Y-%m-%d} by scripts/fit_context_model.py",
         },
         metrics={"cross_validation": cv, "baseline_cd8_tertiles": baseline},

@@ -8,8 +8,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 
-def synthetic(seed: int = 0, n_cells: int = 300, n_genes: int = 400, dense: bool = False, fmt: str = "csr",
-              dtype=np.float32):  # fmt: skip
+def synthetic(
+    seed: int = 0, n_cells: int = 300, n_genes: int = 400, dense: bool = False, fmt: str = "csr", dtype=np.float32
+):
     rng = np.random.default_rng(seed)
     lam = rng.gamma(0.3, 2, (1, n_genes)) * rng.gamma(2, 0.5, (n_cells, 1))
     X = np.log1p(rng.poisson(lam)).astype(dtype)  # integer counts -> many tied values

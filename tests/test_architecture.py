@@ -94,7 +94,9 @@ def test_no_private_names_cross_modules(folder):
     offenders = []
     for path in (PACKAGE / folder).rglob("*.py"):
         for target, names in _top_level_imports(path):
-            offenders += [f"{_module_name(path)}: {target}.{n}" for n in names if n.startswith("_") and n != "__version__"]
+            offenders += [
+                f"{_module_name(path)}: {target}.{n}" for n in names if n.startswith("_") and n != "__version__"
+            ]
     assert offenders == []
 
 
@@ -121,9 +123,19 @@ def test_a_new_method_is_one_module_the_rest_reads_the_registry(tmp_path):
 
         return Plan(run=run)
 
-    toy = Method(name="toy_max", description="largest value among the genes", equals="numpy max", reference="test",
-                 params={}, needs=(), signed="up only", weighted=False, expects_log=False, value_range="[0, max]",
-                 prepare=prepare)  # fmt: skip
+    toy = Method(
+        name="toy_max",
+        description="largest value among the genes",
+        equals="numpy max",
+        reference="test",
+        params={},
+        needs=(),
+        signed="up only",
+        weighted=False,
+        expects_log=False,
+        value_range="[0, max]",
+        prepare=prepare,
+    )
     register(toy)
     try:
         assert "toy_max" in method_names(chunked=True) and "toy_max" not in method_names(null="analytic")
@@ -139,7 +151,10 @@ def test_a_new_method_is_one_module_the_rest_reads_the_registry(tmp_path):
         adata.write_h5ad(path)
         sets = tmp_path / "sets.yaml"
         ie.signatures.to_yaml({"s": ["A", "C"]}, sets)
-        assert main(["-q", "score", str(path), "-m", "toy_max", "-s", str(sets), "--scores-only", str(tmp_path / "t.csv")]) == 0
+        assert (
+            main(["-q", "score", str(path), "-m", "toy_max", "-s", str(sets), "--scores-only", str(tmp_path / "t.csv")])
+            == 0
+        )
         import pandas as pd
 
         np.testing.assert_array_equal(pd.read_csv(tmp_path / "t.csv", index_col=0)["s"].to_numpy(), [2.0, 6.0, 10.0])
@@ -171,4 +186,23 @@ def test_each_built_in_method_lives_in_its_own_module():
 
     for name in method_names():
         module = get_method(name).prepare.__module__
-        assert module.startswith("immunescape.methods.") and module.split(".")[-1] not in ("registry", "common"), (name, module)
+        assert module.startswith("immunescape.methods.") and module.split(".")[-1] not in ("registry", "common"), (
+            name,
+            module,
+        )
+
+
+@pytest.mark.parametrize("command", [["format", "--check", "--diff"], ["check"]], ids=["format", "lint"])
+def test_ruff_format_and_lint_are_clean(command):
+    """The tree is ruff-formatted and lint-clean under the rules in pyproject.toml (ruff is in the test extra)."""
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("ruff", reason="ruff comes with the test extra: pip install '.[test]'")
+    root = PACKAGE.parents[1]
+    if not (root / "pyproject.toml").exists():
+        pytest.skip("not a source checkout")
+    ruff = [sys.executable, "-m", "ruff"] if shutil.which("ruff") is None else ["ruff"]
+    done = subprocess.run([*ruff, *command, "."], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]

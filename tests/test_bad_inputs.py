@@ -65,7 +65,7 @@ def truncated_h5ad(tmp_path, capsys):
 def corrupted_h5ad(tmp_path, capsys):
     path = _h5ad(tmp_path)
     raw = bytearray(path.read_bytes())
-    raw[: 64] = b"\x00" * 64  # the HDF5 signature and superblock
+    raw[:64] = b"\x00" * 64  # the HDF5 signature and superblock
     path.write_bytes(bytes(raw))
     assert main(["score", str(path), "-o", str(tmp_path / "o.h5ad")]) == 1
     err = capsys.readouterr().err
@@ -304,7 +304,9 @@ def mouse_data(tmp_path):
 
 @case
 def ensembl_versions(tmp_path):
-    adata = ad.AnnData(np.random.default_rng(0).random((4, 2)), var=pd.DataFrame(index=["ENSG00000145649.8", "ENSG00000180644.7"]))
+    adata = ad.AnnData(
+        np.random.default_rng(0).random((4, 2)), var=pd.DataFrame(index=["ENSG00000145649.8", "ENSG00000180644.7"])
+    )
     cov = ie.pp.coverage(adata, "cytolytic_activity_rooney2015")  # GZMA, PRF1
     assert cov.loc["cytolytic_activity_rooney2015", "n_ensembl"] == 2
 
@@ -324,9 +326,11 @@ def missing_sample_key(tmp_path, cells):
 
 @case
 def too_few_cells(tmp_path, cells):
-    with pytest.warns(ie.DataWarning, match="fewer than min_cells=121"):
-        with pytest.raises(ie.InputError, match="No sample"):
-            ie.tl.aggregate(cells, "sample", celltype_key="cell_type", min_cells=121)
+    with (
+        pytest.warns(ie.DataWarning, match="fewer than min_cells=121"),
+        pytest.raises(ie.InputError, match="No sample"),
+    ):
+        ie.tl.aggregate(cells, "sample", celltype_key="cell_type", min_cells=121)
 
 
 @case
@@ -340,7 +344,10 @@ def absent_compartment(tmp_path, cells):
 @case
 def output_folder_missing(tmp_path, capsys):
     path = _h5ad(tmp_path)
-    assert main(["-q", "score", str(path), "-o", str(tmp_path / "nowhere" / "o.h5ad"), "-s", str(_sets_file(tmp_path))]) == 1
+    assert (
+        main(["-q", "score", str(path), "-o", str(tmp_path / "nowhere" / "o.h5ad"), "-s", str(_sets_file(tmp_path))])
+        == 1
+    )
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
 
 
@@ -348,7 +355,9 @@ def output_folder_missing(tmp_path, capsys):
 def output_parent_is_file(tmp_path, capsys):
     path = _h5ad(tmp_path)
     (tmp_path / "afile").write_text("x")
-    assert main(["-q", "score", str(path), "-o", str(tmp_path / "afile" / "o.h5ad"), "-s", str(_sets_file(tmp_path))]) == 1
+    assert (
+        main(["-q", "score", str(path), "-o", str(tmp_path / "afile" / "o.h5ad"), "-s", str(_sets_file(tmp_path))]) == 1
+    )
     assert "is a file" in capsys.readouterr().err
 
 
@@ -492,7 +501,10 @@ def classify_bad_reference(tmp_path, capsys):
         ie.tl.classify(bulk, reference=3.5)
     path = tmp_path / "bulk.h5ad"
     bulk.write_h5ad(path)
-    assert main(["-q", "classify", str(path), "-o", str(tmp_path / "c.csv"), "--reference", str(tmp_path / "ref.json")]) == 1
+    assert (
+        main(["-q", "classify", str(path), "-o", str(tmp_path / "c.csv"), "--reference", str(tmp_path / "ref.json")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "not a reference profile" in err and "Traceback" not in err
 
@@ -500,10 +512,15 @@ def classify_bad_reference(tmp_path, capsys):
 @case
 def classify_no_model_genes(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.poisson(3, (12, 40)).astype(float), index=[f"s{i}" for i in range(12)],
-                         columns=[f"ENSX{i:06d}" for i in range(40)])  # fmt: skip
+    frame = pd.DataFrame(
+        rng.poisson(3, (12, 40)).astype(float),
+        index=[f"s{i}" for i in range(12)],
+        columns=[f"ENSX{i:06d}" for i in range(40)],
+    )
     bulk = ad.AnnData(frame.to_numpy(), obs=pd.DataFrame(index=frame.index), var=pd.DataFrame(index=frame.columns))
-    bulk.obsm["immunescape"] = pd.DataFrame(rng.normal(size=(12, 2)), index=frame.index, columns=["apm_mariathasan2018", "immune_checkpoints_curated"])
+    bulk.obsm["immunescape"] = pd.DataFrame(
+        rng.normal(size=(12, 2)), index=frame.index, columns=["apm_mariathasan2018", "immune_checkpoints_curated"]
+    )
     with pytest.warns(ie.DataWarning, match="gene_symbols="):
         calls = ie.tl.classify(bulk, inplace=False)
     assert set(calls["immune_context"]) == {"indeterminate"} and calls.attrs["reference"] == "this cohort"
@@ -538,8 +555,9 @@ def cli_wrong_key(tmp_path, capsys):
 def file_named_like_a_collection(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "immune_escape").write_text("")
-    assert [s.name for s in ie.signatures.load("immune_escape")] == [s.name for s in ie.signatures.collection("immune_escape")]
-
+    assert [s.name for s in ie.signatures.load("immune_escape")] == [
+        s.name for s in ie.signatures.collection("immune_escape")
+    ]
 
 
 def _damage(matrix: sp.csr_matrix, how: str) -> sp.csr_matrix:
@@ -571,7 +589,8 @@ def damaged_sparse_matrix(tmp_path, capsys):
         # each dask block damaged after slicing (scipy's own row slicing silently drops bad column indices)
         if how != "indptr_past_values":  # scipy itself refuses to carry such a block through dask
             dask_x = da.from_array(adata.X.tocsr(), chunks=(25, bad.n_vars), asarray=False).map_blocks(
-                _damage, how, dtype=np.float32, meta=sp.csr_matrix((0, bad.n_vars), dtype=np.float32))
+                _damage, how, dtype=np.float32, meta=sp.csr_matrix((0, bad.n_vars), dtype=np.float32)
+            )
             with pytest.raises(InputError, match="sparse matrix"):
                 ie.tl.score(ad.AnnData(dask_x, obs=bad.obs, var=bad.var), sigs)
         path = tmp_path / f"{how}.h5ad"
@@ -599,7 +618,10 @@ def damaged_sparse_matrix(tmp_path, capsys):
         fh.seek(offset)
         fh.write(np.random.default_rng(0).integers(2**20, 2**30, 1024, dtype=np.int32).tobytes())
     for backed in ([], ["--backed"]):
-        assert main(["-q", "score", str(path), "-o", str(tmp_path / "g.h5ad"), *backed, "-s", str(_sets_file(tmp_path))]) == 1
+        assert (
+            main(["-q", "score", str(path), "-o", str(tmp_path / "g.h5ad"), *backed, "-s", str(_sets_file(tmp_path))])
+            == 1
+        )
         assert "damaged" in capsys.readouterr().err
 
 
@@ -639,15 +661,36 @@ def output_is_an_input(tmp_path, capsys):
     os.link(path, tmp_path / "hard.h5ad")
     before = _sha(path)
     for out in ("in.h5ad", "link.h5ad", "hard.h5ad"):
-        for command in (["classify", str(path), "--sample-key", "sample"], ["score", str(path), "-s", "cytolytic_activity_rooney2015"],
-                        ["enrich", str(path), "--groupby", "sample", "-s", "cytolytic_activity_rooney2015"]):  # fmt: skip
+        for command in (
+            ["classify", str(path), "--sample-key", "sample"],
+            ["score", str(path), "-s", "cytolytic_activity_rooney2015"],
+            ["enrich", str(path), "--groupby", "sample", "-s", "cytolytic_activity_rooney2015"],
+        ):
             assert main(["-q", *command, "-o", str(tmp_path / out), "--force"]) == 1
             assert "is the input" in capsys.readouterr().err
     assert main(["-q", "report", str(path), "--sample-key", "sample", "-o", str(path), "--force"]) == 2
     sets = _sets_file(tmp_path)
-    assert main(["-q", "score", str(path), "-s", str(sets), "--scores-only", str(sets), "--force"]) == 1  # the signature file
-    assert main(["-q", "score", str(path), "--scores-only", str(tmp_path / "x.csv"), "-o", str(tmp_path / "x.csv"), "--force"]) == 2
-    assert main(["-q", "score", str(path), "--scores-only", str(tmp_path / "x.csv"), "-o", str(tmp_path / "./x.csv")]) == 2
+    assert (
+        main(["-q", "score", str(path), "-s", str(sets), "--scores-only", str(sets), "--force"]) == 1
+    )  # the signature file
+    assert (
+        main(
+            [
+                "-q",
+                "score",
+                str(path),
+                "--scores-only",
+                str(tmp_path / "x.csv"),
+                "-o",
+                str(tmp_path / "x.csv"),
+                "--force",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(["-q", "score", str(path), "--scores-only", str(tmp_path / "x.csv"), "-o", str(tmp_path / "./x.csv")]) == 2
+    )
     capsys.readouterr()
     assert _sha(path) == before and not (tmp_path / "x.csv").exists()
 
@@ -707,7 +750,10 @@ def outputs_together(tmp_path, monkeypatch):
         raise io.ImmunescapeIOError("simulated failure of the second output")
 
     monkeypatch.setattr(io, "write_h5ad", fail_second)
-    assert main(["-q", "score", str(path), "-s", str(_sets_file(tmp_path)), "--scores-only", str(table), "-o", str(out)]) == 1
+    assert (
+        main(["-q", "score", str(path), "-s", str(_sets_file(tmp_path)), "--scores-only", str(table), "-o", str(out)])
+        == 1
+    )
     assert not table.exists() and not out.exists()
     monkeypatch.setattr(io, "write_h5ad", original)
     # a failed rename puts back what was there before
@@ -722,10 +768,9 @@ def outputs_together(tmp_path, monkeypatch):
         return real_replace(src, dst)
 
     monkeypatch.setattr(io.os, "replace", replace_fails_on_b)
-    with pytest.raises(io.ImmunescapeIOError, match="nothing was written"):
-        with io.all_or_nothing():
-            io.atomic_write_text(tmp_path / "a.txt", "new a")
-            io.atomic_write_text(tmp_path / "b.txt", "new b")
+    with pytest.raises(io.ImmunescapeIOError, match="nothing was written"), io.all_or_nothing():
+        io.atomic_write_text(tmp_path / "a.txt", "new a")
+        io.atomic_write_text(tmp_path / "b.txt", "new b")
     monkeypatch.setattr(io.os, "replace", real_replace)
     assert (tmp_path / "a.txt").read_text() == "old a" and not (tmp_path / "b.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ie-")) == []
@@ -745,8 +790,25 @@ def write_fails(tmp_path):
 
     for extra in ([], ["--backed"]):
         out = tmp_path / "o.h5ad"
-        proc = subprocess.run([sys.executable, "-m", "immunescape.cli", "-q", "score", str(path), "-o", str(out), *extra, "-s",
-                               str(_sets_file(tmp_path))], capture_output=True, text=True, preexec_fn=limit, timeout=300)  # fmt: skip
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "immunescape.cli",
+                "-q",
+                "score",
+                str(path),
+                "-o",
+                str(out),
+                *extra,
+                "-s",
+                str(_sets_file(tmp_path)),
+            ],
+            capture_output=True,
+            text=True,
+            preexec_fn=limit,
+            timeout=300,
+        )
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert proc.stderr.count("\n") == 1 and "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
         assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".ie-")]
@@ -759,10 +821,18 @@ def write_fails(tmp_path):
 @case
 def bad_method_param_types(tmp_path):
     adata, sigs = _data()
-    for method, params in (("mean", {"ctrl_size": "abc"}), ("mean", {"ctrl_size": True}), ("ucell", {"max_rank": True}),
-                           ("ucell", {"w_neg": "abc"}), ("ucell", {"w_neg": float("nan")}), ("aucell", {"n_up": "abc"}),
-                           ("ssgsea", {"alpha": "abc"}), ("ssgsea", {"alpha": -1}), ("singscore", {"center": "yes"}),
-                           ("ucell", {"missing_genes": 3})):  # fmt: skip
+    for method, params in (
+        ("mean", {"ctrl_size": "abc"}),
+        ("mean", {"ctrl_size": True}),
+        ("ucell", {"max_rank": True}),
+        ("ucell", {"w_neg": "abc"}),
+        ("ucell", {"w_neg": float("nan")}),
+        ("aucell", {"n_up": "abc"}),
+        ("ssgsea", {"alpha": "abc"}),
+        ("ssgsea", {"alpha": -1}),
+        ("singscore", {"center": "yes"}),
+        ("ucell", {"missing_genes": 3}),
+    ):
         with pytest.raises(InputError, match="is not valid"):
             ie.tl.score(adata, sigs, method=method, **params)
     with pytest.raises(InputError, match="random_state"):
@@ -770,9 +840,18 @@ def bad_method_param_types(tmp_path):
     path = _h5ad(tmp_path)
     for argv in (["-p", "ctrl_size=abc", "-m", "mean"], ["-p", "max_rank=true"]):
         assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), *argv]) == 1
-    for argv in (["--seed", "-1"], ["--n-jobs", "0"], ["--min-coverage", "2"], ["--chunk-size", "x"], ["--n-null", "1"]):
+    for argv in (
+        ["--seed", "-1"],
+        ["--n-jobs", "0"],
+        ["--min-coverage", "2"],
+        ["--chunk-size", "x"],
+        ["--n-null", "1"],
+    ):
         assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), *argv]) == 2
-    assert main(["-q", "enrich", str(path), "--groupby", "group", "-o", str(tmp_path / "e.csv"), "--permutations", "0"]) == 2
+    assert (
+        main(["-q", "enrich", str(path), "--groupby", "group", "-o", str(tmp_path / "e.csv"), "--permutations", "0"])
+        == 2
+    )
     assert not (tmp_path / "o.h5ad").exists()
 
 
@@ -804,9 +883,13 @@ def hostile_signature_file(tmp_path):
     bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
     for prev, name in zip("abcdefgh", "bcdefghi"):
         bomb += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]\n"
-    cases = {"bomb.yaml": (bomb, "expands to more than"), "deep.yaml": ("x: " + "[" * 3000 + "]" * 3000, "nested"),
-             "dup.yaml": ("s: [CD8A]\ns: [GZMB]\n", "appears twice"), "dup.json": ('{"s": ["CD8A"], "s": ["GZMB"]}', "appears twice"),
-             "deep.json": ('{"s": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested")}  # fmt: skip
+    cases = {
+        "bomb.yaml": (bomb, "expands to more than"),
+        "deep.yaml": ("x: " + "[" * 3000 + "]" * 3000, "nested"),
+        "dup.yaml": ("s: [CD8A]\ns: [GZMB]\n", "appears twice"),
+        "dup.json": ('{"s": ["CD8A"], "s": ["GZMB"]}', "appears twice"),
+        "deep.json": ('{"s": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested"),
+    }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
         with pytest.raises(ie.SignatureError, match=message):
@@ -829,11 +912,18 @@ def too_many_signatures(tmp_path, capsys):
     path = _h5ad(tmp_path)
     adata, _ = _data()
     gmt = tmp_path / "many.gmt"
-    gmt.write_text("".join(f"signature_with_a_rather_long_name_{i:05d}\tx\t{adata.var_names[i % 50]}\n" for i in range(3000)))
+    gmt.write_text(
+        "".join(f"signature_with_a_rather_long_name_{i:05d}\tx\t{adata.var_names[i % 50]}\n" for i in range(3000))
+    )
     out = tmp_path / "o.h5ad"
     assert main(["-q", "score", str(path), "-s", str(gmt), "-o", str(out)]) == 1
     assert "--scores-only" in capsys.readouterr().err and not out.exists()
-    assert main(["-q", "score", str(path), "-s", str(gmt), "--scores-only", str(tmp_path / "t.csv"), "--min-coverage", "0"]) == 0
+    assert (
+        main(
+            ["-q", "score", str(path), "-s", str(gmt), "--scores-only", str(tmp_path / "t.csv"), "--min-coverage", "0"]
+        )
+        == 0
+    )
     adata, sigs = _data()
     with pytest.raises(InputError, match="n_null=.*GiB"):
         ie.tl.score(adata, sigs, null="matched", n_null=10**12, null_bins=5)
@@ -841,8 +931,18 @@ def too_many_signatures(tmp_path, capsys):
 
 @case
 def celltype_label_words():
-    labels = pd.Series(["Tumor-infiltrating CD8+ T cells", "Cancer-associated fibroblasts", "Tumor-associated macrophages",
-                        "Tumour cells", "T/NK cells", "TILs", "NKT cells", "Plasma cells"])  # fmt: skip
+    labels = pd.Series(
+        [
+            "Tumor-infiltrating CD8+ T cells",
+            "Cancer-associated fibroblasts",
+            "Tumor-associated macrophages",
+            "Tumour cells",
+            "T/NK cells",
+            "TILs",
+            "NKT cells",
+            "Plasma cells",
+        ]
+    )
     with pytest.warns(ie.DataWarning, match="'T/NK cells' \\(T, NK\\).*'TILs'"):
         mapped = ie.tl.compartments_from_labels(labels)
     assert mapped.tolist() == ["T", "fibroblast", "myeloid", "malignant", "other", "other", "T", "B"]
@@ -862,7 +962,6 @@ def backed_without_x(tmp_path, capsys):
     assert "stores no X" in capsys.readouterr().err
 
 
-
 @case
 def missing_sample_labels():
     cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=1)
@@ -879,6 +978,7 @@ def missing_sample_labels():
     cells.obs["sample"] = np.nan
     with pytest.raises(InputError, match="all missing"), pytest.warns(ie.DataWarning):
         ie.pp.pseudobulk(cells, "sample")
+
 
 @case
 def file_reads_elsewhere(tmp_path, capsys):
@@ -912,7 +1012,9 @@ def file_reads_elsewhere(tmp_path, capsys):
         before = _sha(target)
         for extra in ([], ["--backed"]):
             out = tmp_path / "o.h5ad"
-            assert main(["-q", "score", str(target), "-o", str(out), *extra, "-s", str(_sets_file(tmp_path))]) == 1, kind
+            assert main(["-q", "score", str(target), "-o", str(out), *extra, "-s", str(_sets_file(tmp_path))]) == 1, (
+                kind
+            )
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and "outside itself" in err, (kind, err)
             assert not out.exists() and _sha(target) == before
@@ -936,7 +1038,9 @@ def claimed_shapes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "o.csv"
     assert main(["-q", "score", str(path), "--scores-only", str(out), "-s", str(_sets_file(tmp_path))]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "GiB of memory by its stored shapes" in err and "--backed" in err and not out.exists()
+    assert (
+        err.count("\n") == 1 and "GiB of memory by its stored shapes" in err and "--backed" in err and not out.exists()
+    )
 
 
 @case
@@ -959,7 +1063,10 @@ def stored_index_types(tmp_path, capsys):
     for target, message in ((floats, "not integers"), (half, "sparse float16")):
         for extra in ([], ["--backed"]):
             out = tmp_path / "o.csv"
-            assert main(["-q", "score", str(target), "--scores-only", str(out), *extra, "-s", str(_sets_file(tmp_path))]) == 1
+            assert (
+                main(["-q", "score", str(target), "--scores-only", str(out), *extra, "-s", str(_sets_file(tmp_path))])
+                == 1
+            )
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and message in err and not out.exists(), err
 
@@ -994,13 +1101,17 @@ def key_added_taken(tmp_path, capsys):
 @case
 def foreign_score_table():
     cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=2)
-    for value, message in ((np.zeros((cells.n_obs, 3)), "not the score table"),
-                           (pd.DataFrame({"a": ["x"] * cells.n_obs}, index=cells.obs_names), "not numbers"),
-                           (pd.DataFrame(np.zeros((cells.n_obs, 2)), index=cells.obs_names), "not signature names")):  # fmt: skip
+    for value, message in (
+        (np.zeros((cells.n_obs, 3)), "not the score table"),
+        (pd.DataFrame({"a": ["x"] * cells.n_obs}, index=cells.obs_names), "not numbers"),
+        (pd.DataFrame(np.zeros((cells.n_obs, 2)), index=cells.obs_names), "not signature names"),
+    ):
         cells.obsm["immunescape"] = value
         with pytest.raises(InputError, match=message):
             ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
-        bulk = ad.AnnData(np.ones((cells.n_obs, 3)), obs=pd.DataFrame(index=cells.obs_names), obsm={"immunescape": value})
+        bulk = ad.AnnData(
+            np.ones((cells.n_obs, 3)), obs=pd.DataFrame(index=cells.obs_names), obsm={"immunescape": value}
+        )
         with pytest.raises(InputError, match=message), warnings.catch_warnings():
             warnings.simplefilter("ignore", ie.DataWarning)  # no context-model genes in this toy: said, then refused
             ie.tl.classify(bulk, reference="cohort", rows_are_samples=True)
@@ -1027,8 +1138,23 @@ def repeated_option(tmp_path, capsys):
     out = tmp_path / "o.csv"
     assert main(["-q", "score", str(path), "--scores-only", str(out), "-p", "max_rank=10", "-p", "max_rank=20"]) == 2
     assert "given twice" in capsys.readouterr().err and not out.exists()
-    assert main(["-q", "classify", str(path), "--rows-are-samples", "-o", str(out), "--threshold", "checkpoint_high=1",
-                 "--threshold", "checkpoint_high=2"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "classify",
+                str(path),
+                "--rows-are-samples",
+                "-o",
+                str(out),
+                "--threshold",
+                "checkpoint_high=1",
+                "--threshold",
+                "checkpoint_high=2",
+            ]
+        )
+        == 2
+    )
     assert "given twice" in capsys.readouterr().err and not out.exists()
 
 
@@ -1054,7 +1180,9 @@ def enrich_permutations_memory():
     adata, _ = _data()
     adata.obs["group"] = np.where(np.arange(adata.n_obs) % 2, "a", "b")
     with pytest.raises(InputError, match="permutation_num=.*GiB.*at most about"):
-        ie.tl.enrich(adata, "group", signatures={"s": list(adata.var_names[:10])}, permutation_num=10**12, min_coverage=0)
+        ie.tl.enrich(
+            adata, "group", signatures={"s": list(adata.var_names[:10])}, permutation_num=10**12, min_coverage=0
+        )
 
 
 @case
@@ -1071,10 +1199,14 @@ def api_argument_types():
         (lambda: ie.tl.aggregate(cells, "sample", min_cells="5"), InputError, "min_cells must be a whole number"),
         (lambda: ie.tl.aggregate(cells, "sample", min_cells=0), InputError, "min_cells must be a whole number"),
         (lambda: ie.tl.aggregate(cells, 5), InputError, "sample_key=5"),
-        (lambda: ie.tl.classify(samples, thresholds={"checkpoint_high": np.bool_(True)}), InputError, "must be a number"),
+        (
+            lambda: ie.tl.classify(samples, thresholds={"checkpoint_high": np.bool_(True)}),
+            InputError,
+            "must be a number",
+        ),
         (lambda: ie.tl.adjust_pvalues(pd.DataFrame({"a": [0.5, 2.0]})), InputError, "between 0 and 1"),
         (lambda: ie.tl.adjust_pvalues(pd.DataFrame({"a": ["x", "y"]})), InputError, "must hold numbers"),
-    ]  # fmt: skip
+    ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
@@ -1083,7 +1215,7 @@ def api_argument_types():
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30
-    assert set(ids) == set(CASES), (set(ids) ^ set(CASES))
+    assert set(ids) == set(CASES), set(ids) ^ set(CASES)
 
 
 @pytest.mark.parametrize("row", sorted(CASES))
@@ -1092,5 +1224,7 @@ def test_bad_input(row, tmp_path, capsys, monkeypatch, request):
     kwargs = {}
     names = fn.__code__.co_varnames[: fn.__code__.co_argcount]
     for name in names:
-        kwargs[name] = {"tmp_path": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}.get(name) or request.getfixturevalue(name)
+        kwargs[name] = {"tmp_path": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}.get(
+            name
+        ) or request.getfixturevalue(name)
     fn(**kwargs)

@@ -11,7 +11,6 @@ import immunescape as ie
 from immunescape.cli import main
 from immunescape.tl import MECHANISMS
 
-
 UNUSED_SEEDS = (31, 32, 33)  # seeds no threshold or estimator was looked at with
 
 
@@ -67,7 +66,9 @@ def test_aggregate_uses_each_signature_compartment(scored_cells):
     t_cells = (cells.obs["sample"] == first) & (cells.obs["compartment"] == "T")
     expected = cells.obsm["immunescape"].loc[t_cells.to_numpy(), "tex_cd8_chu2023"].mean()
     assert samples[first, "tex_cd8_chu2023"].X[0, 0] == pytest.approx(expected)
-    comp = samples.obs[[c for c in samples.obs if c.startswith("frac_") and c.removeprefix("frac_") in ie.tl._aggregate.COMPARTMENTS]]
+    comp = samples.obs[
+        [c for c in samples.obs if c.startswith("frac_") and c.removeprefix("frac_") in ie.tl._aggregate.COMPARTMENTS]
+    ]
     np.testing.assert_allclose(comp.sum(axis=1), 1.0)
     assert {"median", "frac_high"} <= set(samples.layers)
     assert samples.uns["immunescape_samples"]["compartments_from"].startswith("labels")
@@ -95,12 +96,28 @@ def test_aggregate_guards(scored_cells):
 
 def test_label_mapping_and_marker_fallback(scored_cells):
     labels = pd.Series(["CD8+ T cell", "Tregs", "Malignant epithelial", "TAM", "CAF", "NK", "plasma B", "odd"])
-    assert ie.tl.compartments_from_labels(labels).tolist() == ["T", "T", "malignant", "myeloid", "fibroblast", "NK", "B", "other"]
+    assert ie.tl.compartments_from_labels(labels).tolist() == [
+        "T",
+        "T",
+        "malignant",
+        "myeloid",
+        "fibroblast",
+        "NK",
+        "B",
+        "other",
+    ]
     assert ie.tl.compartments_from_labels(labels, {"myeloid": ["odd"]}).iloc[-1] == "myeloid"
     guessed = ie.tl.compartments_from_markers(scored_cells)
     truth = scored_cells.obs["compartment"].astype(str)
     # measured recall on this cohort; T cells are the fallback's weak spot (documented)
-    for comp, least in (("B", 0.9), ("NK", 0.85), ("fibroblast", 0.9), ("myeloid", 0.6), ("malignant", 0.75), ("T", 0.35)):
+    for comp, least in (
+        ("B", 0.9),
+        ("NK", 0.85),
+        ("fibroblast", 0.9),
+        ("myeloid", 0.6),
+        ("malignant", 0.75),
+        ("T", 0.35),
+    ):
         mask = truth == comp
         assert (guessed[mask] == comp).mean() >= least, comp
     samples = ie.tl.aggregate(scored_cells, "sample")  # no labels: fallback, and it says so
@@ -108,7 +125,9 @@ def test_label_mapping_and_marker_fallback(scored_cells):
 
 
 def test_pseudobulk_mode(scored_cells):
-    samples = ie.tl.aggregate(scored_cells, "sample", celltype_key="cell_type", mode="pseudobulk", signatures="immune_escape")
+    samples = ie.tl.aggregate(
+        scored_cells, "sample", celltype_key="cell_type", mode="pseudobulk", signatures="immune_escape"
+    )
     assert samples.n_obs == 9 and np.isfinite(samples[:, "apm_mariathasan2018"].X).all()
 
 
@@ -120,14 +139,19 @@ def test_calls_carry_numbers_and_reasons(scored_cells):
         assert {f"{m}_z", f"{m}_percentile", f"{m}_confidence", f"{m}_reason"} <= set(calls.columns)
     reason = row["antigen_presentation_loss_reason"]
     assert "percentile" in reason and "robust z" in reason
-    assert re.match(r"antigen presentation low: [A-Z0-9-]+, [A-Z0-9-]+, [A-Z0-9-]+ at the \d+(st|nd|rd|th)", reason), reason
+    assert re.match(r"antigen presentation low: [A-Z0-9-]+, [A-Z0-9-]+, [A-Z0-9-]+ at the \d+(st|nd|rd|th)", reason), (
+        reason
+    )
     assert row["antigen_presentation_loss_genes"] in reason
     assert row["immune_context"] in ("inflamed", "excluded", "desert", "indeterminate") and row["context_reason"]
     assert "P(inflamed)" in row["context_reason"]
     assert calls.attrs["thresholds"]["mechanisms"]["checkpoint_high"] == MECHANISMS["checkpoint_high"].threshold
     assert set(calls["bagaev_class"]) <= {"IE", "IE/F", "F", "D"}
     assert samples.obs["immunescape_class"].tolist() == calls["immune_context"].tolist()
-    assert json.loads(samples.uns["immunescape_class"]["thresholds"])["context_margin"] == ie.tl.load_context_model().margin
+    assert (
+        json.loads(samples.uns["immunescape_class"]["thresholds"])["context_margin"]
+        == ie.tl.load_context_model().margin
+    )
 
 
 def test_thresholds_are_overridable(scored_cells):
@@ -173,12 +197,31 @@ def test_cli_classify(tmp_path):
     path = tmp_path / "cells.h5ad"
     cells.write_h5ad(path)
     out = tmp_path / "samples.csv"
-    assert main(["-q", "classify", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(out)]) == 0
+    assert (
+        main(["-q", "classify", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(out)])
+        == 0
+    )
     table = pd.read_csv(out, index_col=0)
     assert len(table) == 6 and "immune_context" in table and "bagaev_class" in table
     h5 = tmp_path / "samples.h5ad"
-    assert main(["-q", "classify", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(h5),
-                 "--threshold", "context_margin=0.2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "classify",
+                str(path),
+                "--sample-key",
+                "sample",
+                "--celltype-key",
+                "cell_type",
+                "-o",
+                str(h5),
+                "--threshold",
+                "context_margin=0.2",
+            ]
+        )
+        == 0
+    )
     import anndata as ad
 
     assert "immunescape_class" in ad.read_h5ad(h5).obs

@@ -37,7 +37,9 @@ SIGS = "bagaev2021_NK_cells,bagaev2021_T_cells,cytolytic_activity_rooney2015"
 def test_score_writes_h5ad_with_the_notebook_results(pbmc_file, tmp_path, pbmc):
     out = tmp_path / "out.h5ad"
     before = sha(pbmc_file)
-    assert main(["-q", "score", str(pbmc_file), "-o", str(out), "-s", SIGS, "-m", "aucell", "--min-coverage", "0.3"]) == 0
+    assert (
+        main(["-q", "score", str(pbmc_file), "-o", str(out), "-s", SIGS, "-m", "aucell", "--min-coverage", "0.3"]) == 0
+    )
     scored = ad.read_h5ad(out)
     expected = ie.tl.score(pbmc, SIGS, method="aucell", min_coverage=0.3, inplace=False)
     np.testing.assert_array_equal(scored.obsm["immunescape"].to_numpy(), expected.to_numpy())
@@ -48,15 +50,53 @@ def test_score_writes_h5ad_with_the_notebook_results(pbmc_file, tmp_path, pbmc):
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet"])
 def test_scores_only(pbmc_file, tmp_path, suffix):
     out = tmp_path / f"scores{suffix}"
-    assert main(["-q", "score", str(pbmc_file), "--scores-only", str(out), "-s", SIGS, "--min-coverage", "0.3", "-p", "max_rank=400"]) == 0
-    table = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out, sep="," if suffix == ".csv" else "\t", index_col=0)
+    assert (
+        main(
+            [
+                "-q",
+                "score",
+                str(pbmc_file),
+                "--scores-only",
+                str(out),
+                "-s",
+                SIGS,
+                "--min-coverage",
+                "0.3",
+                "-p",
+                "max_rank=400",
+            ]
+        )
+        == 0
+    )
+    table = (
+        pd.read_parquet(out)
+        if suffix == ".parquet"
+        else pd.read_csv(out, sep="," if suffix == ".csv" else "\t", index_col=0)
+    )
     assert table.shape == (700, 3) and list(table.columns)[0] == "bagaev2021_NK_cells"
 
 
 def test_score_with_null_writes_z_p_and_padj(pbmc_file, tmp_path, pbmc):
     out, table = tmp_path / "out.h5ad", tmp_path / "scores.csv"
-    args = ["-q", "score", str(pbmc_file), "-o", str(out), "--scores-only", str(table), "-s", SIGS, "--min-coverage", "0.3",
-            "--null", "matched", "--n-null", "30", "--seed", "4"]  # fmt: skip
+    args = [
+        "-q",
+        "score",
+        str(pbmc_file),
+        "-o",
+        str(out),
+        "--scores-only",
+        str(table),
+        "-s",
+        SIGS,
+        "--min-coverage",
+        "0.3",
+        "--null",
+        "matched",
+        "--n-null",
+        "30",
+        "--seed",
+        "4",
+    ]
     assert main(args) == 0
     expected = ie.tl.score(pbmc, SIGS, min_coverage=0.3, null="matched", n_null=30, random_state=4, inplace=False)
     scored = ad.read_h5ad(out)
@@ -70,7 +110,21 @@ def test_score_with_null_writes_z_p_and_padj(pbmc_file, tmp_path, pbmc):
 
 def test_score_with_analytic_null(pbmc_file, tmp_path, pbmc):
     out = tmp_path / "out.h5ad"
-    args = ["-q", "score", str(pbmc_file), "-o", str(out), "-s", SIGS, "--min-coverage", "0.3", "-m", "wmean", "--null", "analytic"]
+    args = [
+        "-q",
+        "score",
+        str(pbmc_file),
+        "-o",
+        str(out),
+        "-s",
+        SIGS,
+        "--min-coverage",
+        "0.3",
+        "-m",
+        "wmean",
+        "--null",
+        "analytic",
+    ]
     assert main(args) == 0
     expected = ie.tl.score(pbmc, SIGS, method="wmean", min_coverage=0.3, null="analytic", inplace=False)
     scored = ad.read_h5ad(out)
@@ -137,8 +191,26 @@ def test_killed_run_leaves_no_output(pbmc_file, tmp_path, sig):
     out = tmp_path / "out.h5ad"
     before = sha(pbmc_file)
     env = {**os.environ, "IMMUNESCAPE_TEST_PAUSE_BEFORE_RENAME": "30"}  # hold the finished temporary file
-    proc = subprocess.Popen([sys.executable, "-m", "immunescape.cli", "-q", "score", str(pbmc_file), "-o", str(out),
-                             "--backed", "-s", SIGS, "--min-coverage", "0.3"], stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "immunescape.cli",
+            "-q",
+            "score",
+            str(pbmc_file),
+            "-o",
+            str(out),
+            "--backed",
+            "-s",
+            SIGS,
+            "--min-coverage",
+            "0.3",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.time() + 120
     while not [p for p in os.listdir(tmp_path) if p.endswith(".part")]:
         if proc.poll() is not None or time.time() > deadline:

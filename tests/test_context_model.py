@@ -70,7 +70,9 @@ def test_context_is_indeterminate_when_the_panel_is_short(bulk):
     calls = ie.tl.classify(short, inplace=False)
     assert set(calls["immune_context"]) == {"indeterminate"}
     assert calls["context_reason"].str.contains("of the model's 1768 genes are in the data").all()
-    no_cd8 = bulk[:, [g for g in bulk.var_names if g not in {"CD8A", "GZMA", "GZMB", "PRF1", "IFNG", "CXCL9", "CXCL10", "TBX21"}]].copy()
+    no_cd8 = bulk[
+        :, [g for g in bulk.var_names if g not in {"CD8A", "GZMA", "GZMB", "PRF1", "IFNG", "CXCL9", "CXCL10", "TBX21"}]
+    ].copy()
     assert (ie.tl.classify(no_cd8, inplace=False)["immune_context"] == "indeterminate").all()
 
 
@@ -146,7 +148,9 @@ def test_fit_and_cross_validation_on_separable_toy_data():
     assert base["accuracy"] > 0.85
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/icb_phenotype (real cohort, not in the repository)")
+@pytest.mark.skipif(
+    not SHARED.is_dir(), reason="needs ../shared/data/icb_phenotype (real cohort, not in the repository)"
+)
 def test_shipped_reference_matches_the_code_on_the_development_data():
     expr = pd.read_csv(SHARED / "IMvigor210_dev_expr_log2tpm.csv.gz", index_col=0).T
     model = ie.tl.load_context_model()
@@ -164,7 +168,9 @@ def test_shipped_reference_matches_the_code_on_the_development_data():
 def _bulk(frame: pd.DataFrame):
     import anndata as ad
 
-    return ad.AnnData(frame.to_numpy(np.float32), obs=pd.DataFrame(index=frame.index), var=pd.DataFrame(index=frame.columns))
+    return ad.AnnData(
+        frame.to_numpy(np.float32), obs=pd.DataFrame(index=frame.index), var=pd.DataFrame(index=frame.columns)
+    )
 
 
 # ------------------------------------------------------------------------------------------ contributions
@@ -175,10 +181,17 @@ def small_cells():
     return cells
 
 
-@pytest.mark.parametrize(("method", "signature"), [
-    ("ucell", "apm_mariathasan2018"), ("ucell", "tex_cd8_chu2023"), ("singscore", "tis_gep_ayers2017"),
-    ("singscore", "apm_mariathasan2018"), ("wmean", "tis_gep_ayers2017"), ("mean", "cd8_t_effector_mariathasan2018"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "signature"),
+    [
+        ("ucell", "apm_mariathasan2018"),
+        ("ucell", "tex_cd8_chu2023"),
+        ("singscore", "tis_gep_ayers2017"),
+        ("singscore", "apm_mariathasan2018"),
+        ("wmean", "tis_gep_ayers2017"),
+        ("mean", "cd8_t_effector_mariathasan2018"),
+    ],
+)
 def test_contributions_add_up_to_each_cells_score(small_cells, method, signature):
     table = ie.tl.contributions(small_cells, signature, groupby="cell_id", method=method)
     score = ie.tl.score(small_cells, [signature], method=method, inplace=False, min_coverage=0.0).iloc[:, 0]

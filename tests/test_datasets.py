@@ -18,7 +18,10 @@ def test_simulator_is_seeded_and_documents_truth(tumour):
 def test_contexts_shape_composition(tumour):
     truth = tumour.uns["simulation"]["truth"]
     t_frac = tumour.obs.groupby("sample", observed=True)["compartment"].apply(lambda c: (c == "T").mean())
-    assert t_frac[truth.index[truth["context"] == "inflamed"]].min() > t_frac[truth.index[truth["context"] == "desert"]].max()
+    assert (
+        t_frac[truth.index[truth["context"] == "inflamed"]].min()
+        > t_frac[truth.index[truth["context"] == "desert"]].max()
+    )
 
 
 def test_pbmc_example_is_real_scanpy_data():

@@ -20,8 +20,12 @@ def test_api_reference_builds_without_warnings(tmp_path):
     pytest.importorskip("numpydoc")
     source = tmp_path / "docs"
     shutil.copytree(ROOT / "docs", source, ignore=shutil.ignore_patterns("generated", "_build"))
-    run = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q", str(source), str(tmp_path / "html")],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q", str(source), str(tmp_path / "html")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, f"sphinx failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     page = (tmp_path / "html" / "generated" / "immunescape.tl.score.html").read_text()
     assert "Parameters" in page and "key_added" in page and "Examples" in page

@@ -24,8 +24,11 @@ def panel():
     """Bulk-like samples on a small panel: the cytolytic genes, half of the IFN-gamma genes, none of the rest."""
     rng = np.random.default_rng(0)
     genes = ["GZMA", "PRF1", "IDO1", "CXCL10", "CXCL9", *(f"FILLER{i}" for i in range(40))]
-    return ad.AnnData(rng.gamma(2.0, 1.0, (30, len(genes))), var=pd.DataFrame(index=genes),
-                      obs=pd.DataFrame(index=[f"S{i}" for i in range(30)]))  # fmt: skip
+    return ad.AnnData(
+        rng.gamma(2.0, 1.0, (30, len(genes))),
+        var=pd.DataFrame(index=genes),
+        obs=pd.DataFrame(index=[f"S{i}" for i in range(30)]),
+    )
 
 
 # --------------------------------------------------------------------------- collections on partial panels
@@ -39,7 +42,9 @@ def test_collection_drops_uncovered_members_with_one_warning_and_a_record(panel)
     assert (panel.uns["immunescape"]["coverage"]["coverage"] >= 0.5).all()
     left_out = panel.uns["immunescape"]["left_out"]
     assert "apm_mariathasan2018" in set(left_out["name"]) and not set(kept) & set(left_out["name"])
-    assert (left_out["coverage"] < 0.5).all() and len(kept) + len(left_out) == len(ie.signatures.collection("immune_escape"))
+    assert (left_out["coverage"] < 0.5).all() and len(kept) + len(left_out) == len(
+        ie.signatures.collection("immune_escape")
+    )
     assert f"{len(left_out)} of {len(kept) + len(left_out)} signatures" in str(low[0].message)
 
 
@@ -54,7 +59,9 @@ def test_a_signature_named_one_by_one_still_raises(panel):
 
 
 def test_nothing_left_to_score_is_an_error(panel):
-    with pytest.raises(ie.GeneResolutionError, match=r"29 signature\(s\) below min_coverage=50%:\n  bagaev2021_Angiogenesis: 0 of 15"):
+    with pytest.raises(
+        ie.GeneResolutionError, match=r"29 signature\(s\) below min_coverage=50%:\n  bagaev2021_Angiogenesis: 0 of 15"
+    ):
         ie.tl.score(panel, "bagaev2021")
     with pytest.raises(ie.InputError, match="low_coverage"):
         ie.tl.score(panel, "immune_escape", low_coverage="ignore")
@@ -63,7 +70,9 @@ def test_nothing_left_to_score_is_an_error(panel):
 def test_named_explicitly_tells_names_from_collections(tmp_path):
     assert ie.signatures.named_explicitly("immune_escape") == set()
     assert ie.signatures.named_explicitly("tam_bagaev2021,thorsson2018") == {"bagaev2021_Macrophages"}  # alias resolved
-    assert ie.signatures.named_explicitly(["cytolytic_activity_rooney2015", {"a": ["X"], "b": ["Y"]}]) == {"cytolytic_activity_rooney2015"}
+    assert ie.signatures.named_explicitly(["cytolytic_activity_rooney2015", {"a": ["X"], "b": ["Y"]}]) == {
+        "cytolytic_activity_rooney2015"
+    }
     path = tmp_path / "sets.gmt"
     path.write_text("a\tna\tGZMA\tPRF1\n")
     assert ie.signatures.named_explicitly(str(path)) == set()
@@ -86,7 +95,10 @@ def test_cli_low_coverage_and_min_coverage(panel, tmp_path, capsys):
     err = capsys.readouterr().err
     expected = ie.tl.score(panel, "immune_escape", inplace=False)
     n_lib = len(ie.signatures.collection("immune_escape"))
-    assert f"immunescape: warning: {n_lib - expected.shape[1]} of {n_lib} signatures below min_coverage=50% were left out" in err
+    assert (
+        f"immunescape: warning: {n_lib - expected.shape[1]} of {n_lib} signatures below min_coverage=50% were left out"
+        in err
+    )
     assert list(pd.read_csv(tmp_path / "a.csv", index_col=0).columns) == list(expected.columns)
     assert main(["score", str(path), "--scores-only", str(tmp_path / "b.csv"), "--low-coverage", "raise"]) == 1
     assert "below min_coverage" in capsys.readouterr().err and not (tmp_path / "b.csv").exists()
@@ -105,16 +117,46 @@ def test_rescoring_with_the_same_key_removes_the_earlier_runs_columns(panel):
     removed = panel.uns["immunescape"]["removed_previous"]
     assert list(removed["obs"]) == ["immunescape_ifng_ayers2017"]
     assert sorted(removed["obsm"]) == ["immunescape_padj", "immunescape_pval", "immunescape_z"]
-    np.testing.assert_array_equal(panel.obs["immunescape_cytolytic_activity_rooney2015"], panel.obsm["immunescape"].iloc[:, 0])
+    np.testing.assert_array_equal(
+        panel.obs["immunescape_cytolytic_activity_rooney2015"], panel.obsm["immunescape"].iloc[:, 0]
+    )
 
 
 @pytest.mark.parametrize("mode", [["--inplace"], ["--backed", "-o", "OUT"]])
 def test_cli_rescoring_removes_the_earlier_runs_columns(panel, tmp_path, mode):
     path = tmp_path / "panel.h5ad"
     panel.write_h5ad(path)
-    assert main(["-q", "score", str(path), "--inplace", "-s", "cytolytic_activity_rooney2015,ifng_ayers2017", "--null", "matched", "--n-null", "20"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "score",
+                str(path),
+                "--inplace",
+                "-s",
+                "cytolytic_activity_rooney2015,ifng_ayers2017",
+                "--null",
+                "matched",
+                "--n-null",
+                "20",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "out.h5ad"
-    assert main(["-q", "score", str(path), "-s", "cytolytic_activity_rooney2015", *[str(out) if m == "OUT" else m for m in mode]]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "score",
+                str(path),
+                "-s",
+                "cytolytic_activity_rooney2015",
+                *[str(out) if m == "OUT" else m for m in mode],
+            ]
+        )
+        == 0
+    )
     result = ad.read_h5ad(path if "--inplace" in mode else out)
     assert [c for c in result.obs if c.startswith("immunescape_")] == ["immunescape_cytolytic_activity_rooney2015"]
     assert list(result.obsm) == ["immunescape"]
@@ -143,7 +185,9 @@ def test_cli_gives_back_the_library_logging(panel, tmp_path):
     assert main(["-q", "score", str(path), "-s", "cytolytic_activity_rooney2015", "--inplace"]) == 0
     logger = logging.getLogger("immunescape")
     ours = [type(h).__name__ for h in logger.handlers if type(h).__module__ == "immunescape._logging"]
-    assert logger.propagate is False and ours == ["_ScanpyVerbosity"]  # pytest >= 9.2 may add capture handlers of its own
+    assert logger.propagate is False and ours == [
+        "_ScanpyVerbosity"
+    ]  # pytest >= 9.2 may add capture handlers of its own
 
 
 def test_cli_warnings_are_one_line(tmp_path):
@@ -152,7 +196,9 @@ def test_cli_warnings_are_one_line(tmp_path):
     cells.write_h5ad(path)
     from tests.test_cli import run
 
-    done = run("classify", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(tmp_path / "c.csv"))
+    done = run(
+        "classify", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(tmp_path / "c.csv")
+    )
     assert done.returncode == 0, done.stderr
     warned = [line for line in done.stderr.splitlines() if "Warning" in line or "warning:" in line]
     assert warned and all(line.startswith("immunescape: warning") for line in warned), done.stderr
@@ -186,9 +232,15 @@ def test_every_cli_option_has_help_and_shows_its_default():
             continue
         where = f"immunescape {' '.join(path)} {action.option_strings or action.dest}"
         assert action.help and len(action.help) > 8, f"{where} has no help"
-        if action.option_strings and action.default not in (None, False, True, []) and action.default != argparse.SUPPRESS:
+        if (
+            action.option_strings
+            and action.default not in (None, False, True, [])
+            and action.default != argparse.SUPPRESS
+        ):
             text = parser.format_help()
-            assert f"default: {action.default}" in " ".join(text.split()), f"{where} hides its default {action.default!r}"
+            assert f"default: {action.default}" in " ".join(text.split()), (
+                f"{where} hides its default {action.default!r}"
+            )
 
 
 def test_cli_method_choices_come_from_the_registry():
@@ -255,9 +307,11 @@ def test_provenance_is_true_to_its_sources():
     assert "TIDE" not in iobr.meta["title"] and "IOBR" in iobr.meta["title"]
     assert iobr.meta["source"]["doi"] == "10.3389/fimmu.2021.687975"
     gep = ie.signatures.get("tis_gep_ayers2017")
-    assert gep.weighted and "deliberately left null" not in gep.meta["notes"] and "NOT verified" not in gep.meta["notes"]
+    assert (
+        gep.weighted and "deliberately left null" not in gep.meta["notes"] and "NOT verified" not in gep.meta["notes"]
+    )
     assert "easier" in gep.meta["source"]["checked_against"]
-    for name, row in ie.signatures.list_signatures().iterrows():
+    for name in ie.signatures.list_signatures().index:
         source = ie.signatures.get(name).meta["source"]
         assert source.get("checked_against"), f"{name}: say what the list was checked against"
         if source.get("via"):
@@ -270,8 +324,13 @@ def test_results_record_the_signature_library_version(panel):
     cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=3)
     ie.tl.score(cells, "immune_escape", min_coverage=0.3)
     samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
-    assert samples.uns["immunescape_samples"]["versions"]["immunescape signature library"] == ie.signatures.library_version()
+    assert (
+        samples.uns["immunescape_samples"]["versions"]["immunescape signature library"]
+        == ie.signatures.library_version()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ie.tl.classify(samples)
-    assert samples.uns["immunescape_class"]["versions"]["immunescape signature library"] == ie.signatures.library_version()
+    assert (
+        samples.uns["immunescape_class"]["versions"]["immunescape signature library"] == ie.signatures.library_version()
+    )

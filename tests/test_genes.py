@@ -47,7 +47,20 @@ def test_ensembl_ids_with_versions_and_gene_symbols_column(pbmc):
 
 
 def test_mouse_data_use_orthologs():
-    mouse_names = ["Cd8a", "Gzmb", "Prf1", "Pdcd1", "Cd274", "Actb", "Gapdh", "Foxp3", "Lag3", "Havcr2", "Tigit", "Ctla4"]
+    mouse_names = [
+        "Cd8a",
+        "Gzmb",
+        "Prf1",
+        "Pdcd1",
+        "Cd274",
+        "Actb",
+        "Gapdh",
+        "Foxp3",
+        "Lag3",
+        "Havcr2",
+        "Tigit",
+        "Ctla4",
+    ]
     assert detect_organism(mouse_names) == "mouse"
     assert detect_organism(["CD8A", "GZMB", "C1orf109", "PRF1"]) == "human"
     sig = Signature("tex", ("PDCD1", "HAVCR2", "LAG3", "TIGIT", "CTLA4", "HLA-A"))
@@ -58,7 +71,9 @@ def test_mouse_data_use_orthologs():
 
 
 def test_case_insensitive_only_when_unambiguous():
-    res = resolve([Signature("s", ("MYGENE", "OTHER"))], pd.Index(["mygene", "Other", "OTHER2", "other"]), min_coverage=0)
+    res = resolve(
+        [Signature("s", ("MYGENE", "OTHER"))], pd.Index(["mygene", "Other", "OTHER2", "other"]), min_coverage=0
+    )
     assert res.coverage.loc["s", "missing"] == "OTHER"  # 'Other' and 'other' both match
     assert res.coverage.loc["s", "matched_as"] == "MYGENE->mygene"
 

@@ -95,7 +95,9 @@ def test_kernels_only_ever_see_checked_arrays(arrays):
     assert _safe(*arrays)
     dense = ad.AnnData(matrix.toarray())
     dense.var_names = adata.var_names
-    np.testing.assert_allclose(scores.to_numpy(), ie.tl.score(dense, sets, method="wmean", min_coverage=0, inplace=False).to_numpy())
+    np.testing.assert_allclose(
+        scores.to_numpy(), ie.tl.score(dense, sets, method="wmean", min_coverage=0, inplace=False).to_numpy()
+    )
 
 
 def test_chunks_of_a_checked_matrix_cover_every_row():
@@ -105,7 +107,11 @@ def test_chunks_of_a_checked_matrix_cover_every_row():
 
 
 _ANY_VALUE = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
     st.lists(st.integers(), max_size=3),
 )
 
@@ -127,8 +133,10 @@ def test_parameter_check_refuses_or_returns_the_right_types(method_name, data):
     if isinstance(default, bool) or kind == "bool":
         assert isinstance(params[name], (bool, np.bool_))
     elif kind.endswith("int") or (isinstance(default, int) and not kind):
-        assert params[name] is None and kind.startswith("optional") or (
-            isinstance(params[name], int) and not isinstance(params[name], bool)
+        assert (
+            params[name] is None
+            and kind.startswith("optional")
+            or (isinstance(params[name], int) and not isinstance(params[name], bool))
         )
     elif kind.endswith("number") or isinstance(default, float):
         assert not isinstance(params[name], bool) and math.isfinite(params[name])

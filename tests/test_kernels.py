@@ -83,7 +83,9 @@ def test_ucell_is_the_mann_whitney_u_of_capped_descending_ranks(max_rank):
     up_missing, dn_missing = np.array([1, 0, 0], np.int64), np.array([0, 2, 0], np.int64)
     w_neg = 0.7
     out = np.empty((R1 - R0, 3))
-    ranks.ucell(_rows(X), X.shape[1], X.shape[1], _sets(UP, DOWN), up_missing, dn_missing, max_rank, w_neg, 4, out, *NO_NULL)
+    ranks.ucell(
+        _rows(X), X.shape[1], X.shape[1], _sets(UP, DOWN), up_missing, dn_missing, max_rank, w_neg, 4, out, *NO_NULL
+    )
     for i, row in enumerate(X[R0:R1]):
         for s in range(3):
             up = _ucell_reference(row, UP[s], up_missing[s], max_rank)
@@ -182,16 +184,31 @@ def test_linear_nulls_score_every_random_set_and_tally_z_and_p(floor):
     genes = np.array([0, 5, 9, 31, 40], np.int64)
     weights = np.array([1.0, 2.0, -1.5, 0.5, -0.25])
     c0 = np.array([0.3])
-    sets = build_null_sets(["s"], [genes], [weights], [np.zeros(5, np.int64)], means=X.mean(0), pool=np.ones(60, bool),
-                           n_null=40, n_bins=4, random_state=1, statistic=NullStatistic(c0=c0, floor=floor))  # fmt: skip
+    sets = build_null_sets(
+        ["s"],
+        [genes],
+        [weights],
+        [np.zeros(5, np.int64)],
+        means=X.mean(0),
+        pool=np.ones(60, bool),
+        n_null=40,
+        n_bins=4,
+        random_state=1,
+        statistic=NullStatistic(c0=c0, floor=floor),
+    )
     z, p = np.empty((R1 - R0, 1)), np.empty((R1 - R0, 1))
     nulls.linear_nulls(_rows(X), 60, sets.bundle, NullTables(0, z, p), 3)
     rows = X[R0:R1]
-    clip = lambda v: np.maximum(v, floor)  # noqa: E731
+    clip = lambda v: np.maximum(v, floor)
     observed = clip(c0[0] + rows[:, genes] @ weights)
     ptr, lo, hi, w, _ = sets.runs
-    null_scores = np.stack([clip(c0[0] + sum(w[r] * rows[:, sets.slot_gene[k, lo[r] : hi[r]]].sum(1) for r in range(ptr[0], ptr[1])))
-                            for k in range(40)], axis=1)  # fmt: skip
+    null_scores = np.stack(
+        [
+            clip(c0[0] + sum(w[r] * rows[:, sets.slot_gene[k, lo[r] : hi[r]]].sum(1) for r in range(ptr[0], ptr[1])))
+            for k in range(40)
+        ],
+        axis=1,
+    )
     z_ref, p_ref = _null_reference(observed, null_scores, sets.seed, range(R0, R1), 0)
     np.testing.assert_allclose(p[:, 0], p_ref, rtol=1e-12)
     finite = np.isfinite(z_ref)
@@ -204,7 +221,9 @@ def test_linear_moments_equal_the_enumerated_null():
     X = _matrix(11, n_genes=24)
     genes = np.array([1, 2, 7, 15, 22], np.int64)
     weights = np.array([1.0, -2.0, 0.5, 1.5, 1.0])
-    moment = build_moment_null(["s"], [genes], [weights], means=X.mean(0), pool=np.ones(24, bool), n_bins=3, random_state=0)
+    moment = build_moment_null(
+        ["s"], [genes], [weights], means=X.mean(0), pool=np.ones(24, bool), n_bins=3, random_state=0
+    )
     z, p = np.empty((R1 - R0, 1)), np.empty((R1 - R0, 1))
     nulls.linear_moments(_rows(X), 24, moment.bundle, 0, 2, z, p)
     bin_of = moment.bundle.bin_of

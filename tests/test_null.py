@@ -14,13 +14,13 @@ import scipy.sparse as sp
 from scipy import stats
 
 import immunescape as ie
+from immunescape._engine import gene_stats as _scan
 from immunescape._errors import InputError
 from immunescape._kernels.nulls import TIE_TOLERANCE, uniform
 from immunescape._null import benjamini_hochberg, expression_bins
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method, method_names
 from immunescape.signatures import load
-from immunescape._engine import gene_stats as _scan
 
 from ._synthetic import synthetic
 
@@ -86,7 +86,11 @@ def test_null_equals_explicit_rescoring_of_the_null_sets(method):
     adata, sets = synthetic(seed=3, n_cells=120, n_genes=300)
     if method in ("aucell", "ssgsea"):
         adata = _tie_free(adata)
-    sigs = {"small": sets["s0"], "signed": {"up": sets["s1"], "down": sets["s2"][:7]}, "absent": sets["with_absent_gene"]}
+    sigs = {
+        "small": sets["s0"],
+        "signed": {"up": sets["s1"], "down": sets["s2"][:7]},
+        "absent": sets["with_absent_gene"],
+    }
     n_null = 30
     resolved, plan = _plan(adata, sigs, method, n_null)
     res = ie.tl.score(adata, sigs, method=method, null="matched", n_null=n_null, min_coverage=0, inplace=False)
@@ -108,15 +112,26 @@ def test_weighted_signature_null_keeps_the_weights():
     """wmean's null sets carry the signature's weights onto bin-matched random genes."""
     adata, sets = synthetic(seed=4, n_cells=80, n_genes=300)
     genes = sets["s1"]
-    sig = ie.Signature("weighted", tuple(genes[:8]), tuple(genes[8:]), weights={**{g: 0.5 + i for i, g in enumerate(genes[:8])},
-                       **{g: -2.0 for g in genes[8:]}})  # fmt: skip
+    sig = ie.Signature(
+        "weighted",
+        tuple(genes[:8]),
+        tuple(genes[8:]),
+        weights={**{g: 0.5 + i for i, g in enumerate(genes[:8])}, **dict.fromkeys(genes[8:], -2.0)},
+    )
     n_null = 25
     resolved, plan = _plan(adata, [sig], "wmean", n_null)
     slot_gene, (run_ptr, run_lo, run_hi, run_w, _) = plan.null.slot_gene, plan.null.runs
     X = adata.X.toarray().astype(np.float64)
-    null_scores = np.stack([sum(run_w[r] * X[:, slot_gene[k, run_lo[r] : run_hi[r]]].sum(1) for r in range(run_ptr[0], run_ptr[1]))
-                            for k in range(n_null)], axis=1)  # fmt: skip
-    np.testing.assert_array_equal(np.unique(run_w), np.unique(plan.null.weights[0]))  # each weight carried to random genes
+    null_scores = np.stack(
+        [
+            sum(run_w[r] * X[:, slot_gene[k, run_lo[r] : run_hi[r]]].sum(1) for r in range(run_ptr[0], run_ptr[1]))
+            for k in range(n_null)
+        ],
+        axis=1,
+    )
+    np.testing.assert_array_equal(
+        np.unique(run_w), np.unique(plan.null.weights[0])
+    )  # each weight carried to random genes
     assert np.unique(run_w).size >= 6
     res = ie.tl.score(adata, [sig], method="wmean", null="matched", n_null=n_null, min_coverage=0, inplace=False)
     observed = X[:, plan.null.genes[0]] @ plan.null.weights[0]
@@ -131,8 +146,13 @@ def test_mean_null_compares_signature_genes_with_random_genes():
     resolved, plan = _plan(adata, {"a": sets["s1"]}, "mean", n_null)
     slot_gene, (run_ptr, run_lo, run_hi, run_w, _) = plan.null.slot_gene, plan.null.runs
     X = adata.X.toarray().astype(np.float64)
-    null_scores = np.stack([sum(run_w[r] * X[:, slot_gene[k, run_lo[r] : run_hi[r]]].sum(1) for r in range(run_ptr[0], run_ptr[1]))
-                            for k in range(n_null)], axis=1)  # fmt: skip
+    null_scores = np.stack(
+        [
+            sum(run_w[r] * X[:, slot_gene[k, run_lo[r] : run_hi[r]]].sum(1) for r in range(run_ptr[0], run_ptr[1]))
+            for k in range(n_null)
+        ],
+        axis=1,
+    )
     observed = X[:, resolved.positions[0]].mean(1)
     res = ie.tl.score(adata, {"a": sets["s1"]}, method="mean", null="matched", n_null=n_null, inplace=False)
     z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0))
@@ -161,8 +181,11 @@ def _counts(seed: int, n_cells: int, n_genes: int) -> np.ndarray:
 def _lognorm(counts: np.ndarray) -> ad.AnnData:
     X = np.log1p(counts / np.maximum(counts.sum(1, keepdims=True), 1) * 1e4)
     n_cells, n_genes = X.shape
-    return ad.AnnData(sp.csr_matrix(X.astype(np.float32)), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
-                      var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]))  # fmt: skip
+    return ad.AnnData(
+        sp.csr_matrix(X.astype(np.float32)),
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]),
+    )
 
 
 def _permuted_within_cells(seed: int, n_cells: int = 600, n_genes: int = 1500) -> ad.AnnData:
@@ -172,7 +195,9 @@ def _permuted_within_cells(seed: int, n_cells: int = 600, n_genes: int = 1500) -
     return _lognorm(rng.permuted(counts, axis=1))
 
 
-@pytest.mark.parametrize(("method", "null"), [(m, "matched") for m in ALL_METHODS] + [(m, "analytic") for m in LINEAR_METHODS])
+@pytest.mark.parametrize(
+    ("method", "null"), [(m, "matched") for m in ALL_METHODS] + [(m, "analytic") for m in LINEAR_METHODS]
+)
 def test_pvalues_are_uniform_for_random_signatures(method, null):
     """Real-like data, a different random signature (5-40 genes, some signed) for each cell: the
     p-values are uniform (KS), for every method. One p per signature keeps them independent. The
@@ -184,7 +209,11 @@ def test_pvalues_are_uniform_for_random_signatures(method, null):
     sigs = {}
     for j in range(400):
         picked = rng.choice(genes, rng.integers(5, 41), replace=False)
-        sigs[f"r{j}"] = {"up": list(picked[: len(picked) * 2 // 3]), "down": list(picked[len(picked) * 2 // 3 :])} if j % 4 == 0 else list(picked)
+        sigs[f"r{j}"] = (
+            {"up": list(picked[: len(picked) * 2 // 3]), "down": list(picked[len(picked) * 2 // 3 :])}
+            if j % 4 == 0
+            else list(picked)
+        )
     res = ie.tl.score(adata, sigs, method=method, null=null, n_null=100, min_coverage=0, inplace=False)
     p = res["pval"].to_numpy()[np.arange(400), np.arange(400)]
     assert stats.kstest(p, "uniform").pvalue > 0.01, method
@@ -206,8 +235,11 @@ def test_gsva_pvalues_are_uniform_for_random_signatures():
     assert stats.kstest(res["pval"].to_numpy()[np.arange(150), np.arange(150)], "uniform").pvalue > 0.01
 
 
-@pytest.mark.parametrize(("method", "null"), [(m, "matched") for m in ["ucell", "aucell", "singscore", *LINEAR_METHODS]]
-                         + [(m, "analytic") for m in LINEAR_METHODS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "null"),
+    [(m, "matched") for m in ["ucell", "aucell", "singscore", *LINEAR_METHODS]]
+    + [(m, "analytic") for m in LINEAR_METHODS],
+)
 def test_pvalues_are_uniform_across_cells_when_genes_are_permuted_within_cells(method, null):
     """Genes shuffled within each cell: a fixed signature's p-values over cells are uniform.
     (Not ssGSEA: as gseapy, it orders a cell's zeros by gene position, so a fixed gene set carries the
@@ -215,8 +247,14 @@ def test_pvalues_are_uniform_across_cells_when_genes_are_permuted_within_cells(m
     adata = _permuted_within_cells(21)
     rng = np.random.default_rng(22)
     genes = np.asarray(adata.var_names)
-    sigs = {"small": list(rng.choice(genes, 8, replace=False)), "large": list(rng.choice(genes, 60, replace=False)),
-            "signed": {"up": list(rng.choice(genes, 20, replace=False)), "down": list(rng.choice(genes, 10, replace=False))}}  # fmt: skip
+    sigs = {
+        "small": list(rng.choice(genes, 8, replace=False)),
+        "large": list(rng.choice(genes, 60, replace=False)),
+        "signed": {
+            "up": list(rng.choice(genes, 20, replace=False)),
+            "down": list(rng.choice(genes, 10, replace=False)),
+        },
+    }
     res = ie.tl.score(adata, sigs, method=method, null=null, n_null=100, min_coverage=0, inplace=False)
     for name in sigs:
         assert stats.kstest(res["pval"][name], "uniform").pvalue > 0.01, (method, name)
@@ -257,12 +295,26 @@ def test_planted_signature_is_detected_at_fdr_005(method):
 def test_same_seed_same_pvalues_whatever_chunks_and_threads(method):
     adata, sets = synthetic(seed=7, n_cells=150)
     sigs = {k: sets[k] for k in ("s0", "s1", "s3")}
-    base = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=3, inplace=False)
-    other = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=3, chunk_size=7,
-                        n_jobs=1, inplace=False)  # fmt: skip
+    base = ie.tl.score(
+        adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=3, inplace=False
+    )
+    other = ie.tl.score(
+        adata,
+        sigs,
+        method=method,
+        null="matched",
+        n_null=50,
+        null_bins=10,
+        random_state=3,
+        chunk_size=7,
+        n_jobs=1,
+        inplace=False,
+    )
     for a, b in zip(base.values(), other.values()):
         pd.testing.assert_frame_equal(a, b)
-    changed = ie.tl.score(adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=4, inplace=False)
+    changed = ie.tl.score(
+        adata, sigs, method=method, null="matched", n_null=50, null_bins=10, random_state=4, inplace=False
+    )
     assert not np.allclose(base["pval"], changed["pval"])
     if method != "aucell":  # aucell's tie-breaking order depends on random_state too
         pd.testing.assert_frame_equal(base["score"], changed["score"])

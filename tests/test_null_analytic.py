@@ -16,17 +16,16 @@ import scipy.sparse as sp
 from scipy import stats
 
 import immunescape as ie
+from immunescape._engine import gene_stats as _scan
 from immunescape._errors import InputError
 from immunescape._kernels.nulls import uniform
 from immunescape._null import _null_bins, null_seeds
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method
 from immunescape.signatures import load
-from immunescape._engine import gene_stats as _scan
 
 from ._synthetic import synthetic
 from .test_null import LINEAR_METHODS, _counts, _lognorm, planted_programme
-
 
 
 def _scored_genes(adata, sig, method="wmean"):
@@ -61,13 +60,24 @@ def test_z_and_p_equal_the_enumerated_null_distribution():
     X[:, :] = np.where(X.sum(0) == 0, 1.0, X)  # every gene expressed somewhere (wmean keeps non-empty genes)
     genes = [f"G{i}" for i in range(n_genes)]
     order = np.argsort(X.mean(0))
-    positive = ie.Signature("positive", tuple(genes[i] for i in order[[0, 6, 7, 12]]),
-                            weights={genes[order[0]]: 1.0, genes[order[6]]: 2.5, genes[order[7]]: 0.5, genes[order[12]]: 1.0})  # fmt: skip
+    positive = ie.Signature(
+        "positive",
+        tuple(genes[i] for i in order[[0, 6, 7, 12]]),
+        weights={genes[order[0]]: 1.0, genes[order[6]]: 2.5, genes[order[7]]: 0.5, genes[order[12]]: 1.0},
+    )
     signed = ie.Signature("signed", tuple(genes[i] for i in order[[1, 8]]), tuple(genes[i] for i in order[[2, 13]]))
     X[2, order[[0, 6, 7, 12]]] = 0.0  # a cell where the positive signature is all zero: the exact atom
     adata = ad.AnnData(X.astype(np.float32), var=pd.DataFrame(index=genes))
-    res = ie.tl.score(adata, [positive, signed], method="wmean", null="analytic", null_bins=4, min_coverage=0,
-                      random_state=5, inplace=False)  # fmt: skip
+    res = ie.tl.score(
+        adata,
+        [positive, signed],
+        method="wmean",
+        null="analytic",
+        null_bins=4,
+        min_coverage=0,
+        random_state=5,
+        inplace=False,
+    )
     Xf = X.astype(np.float32).astype(np.float64)
     bin_of = _null_bins(Xf.sum(0) / Xf.shape[0], np.ones(n_genes, bool), 4)[2]  # the null's bins (float64 sums)
     seed = null_seeds(5)[1]
@@ -137,11 +147,20 @@ def test_analytic_null_is_the_same_whatever_chunks_threads_backed_or_dask(tmp_pa
     adata, sets = synthetic(seed=8, n_cells=130)
     sigs = {k: sets[k] for k in ("s0", "s2", "with_empty_gene")}
     memory = ie.tl.score(adata, sigs, method="wmean", null="analytic", random_state=3, inplace=False)
-    chunked = ie.tl.score(adata, sigs, method="wmean", null="analytic", random_state=3, chunk_size=7, n_jobs=1, inplace=False)
+    chunked = ie.tl.score(
+        adata, sigs, method="wmean", null="analytic", random_state=3, chunk_size=7, n_jobs=1, inplace=False
+    )
     path = tmp_path / "x.h5ad"
     adata.write_h5ad(path)
-    on_disk = ie.tl.score(ad.read_h5ad(path, backed="r"), sigs, method="wmean", null="analytic", random_state=3,
-                          chunk_size=50, inplace=False)  # fmt: skip
+    on_disk = ie.tl.score(
+        ad.read_h5ad(path, backed="r"),
+        sigs,
+        method="wmean",
+        null="analytic",
+        random_state=3,
+        chunk_size=50,
+        inplace=False,
+    )
     lazy = adata.copy()
     lazy.X = da.from_array(adata.X.toarray(), chunks=(40, -1))
     in_dask = ie.tl.score(lazy, sigs, method="wmean", null="analytic", random_state=3, inplace=False)

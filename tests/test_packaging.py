@@ -17,8 +17,10 @@ def test_wheel_ships_signatures_and_gene_tables(tmp_path):
     # --no-isolation: the build backend (hatchling) comes from the test extra, so no index is needed here
     run = subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, f"building the wheel failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     (wheel,) = tmp_path.glob("immunescape-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -45,7 +47,9 @@ def test_licence_citation_and_types_ship_with_the_source():
     assert all(ref["title"] and ref["authors"] and ref["type"] for ref in cff["references"])
     cited = {ref["doi"] for ref in cff["references"]}
     library = set(ie.signatures.list_signatures()["doi"].dropna())
-    assert library <= cited, f"signature sources missing from CITATION.cff (run scripts/build_signatures.py --stamp): {library - cited}"
+    assert library <= cited, (
+        f"signature sources missing from CITATION.cff (run scripts/build_signatures.py --stamp): {library - cited}"
+    )
     assert ie.signatures.library_version() in cff["notes"]
 
 

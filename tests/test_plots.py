@@ -38,7 +38,9 @@ def test_scores_violin_box_and_embedding(pbmc, tmp_path):
     fig = ie.pl.scores(adata, groupby="bulk_labels", kind="dot", save=tmp_path / "dot.png", show=False)
     not_blank(tmp_path / "dot.png")
     assert any("bagaev2021_NK_cells" in [t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes)
-    fig = ie.pl.scores(adata, "bagaev2021_NK_cells", basis="umap", kind="embedding", save=tmp_path / "umap.png", show=False)
+    fig = ie.pl.scores(
+        adata, "bagaev2021_NK_cells", basis="umap", kind="embedding", save=tmp_path / "umap.png", show=False
+    )
     not_blank(tmp_path / "umap.png")
     with pytest.raises(ie.InputError, match="groupby"):
         ie.pl.scores(adata, show=False)
@@ -79,6 +81,8 @@ def test_compare(cohort, tmp_path):
     fig = ie.pl.compare(samples, "cd8_t_effector_mariathasan2018", "context", save=tmp_path / "k.png", show=False)
     not_blank(tmp_path / "k.png")
     ax = fig.axes[0]
-    assert ("Kruskal" in ax.get_title() or "Mann-Whitney" in ax.get_title()) and "(n=" in ax.get_xticklabels()[0].get_text()
+    assert ("Kruskal" in ax.get_title() or "Mann-Whitney" in ax.get_title()) and "(n=" in ax.get_xticklabels()[
+        0
+    ].get_text()
     with pytest.raises(ie.InputError, match="Unknown feature"):
         ie.pl.compare(samples, "nope", "context", show=False)

@@ -36,7 +36,9 @@ def matrices(draw, allow_negative=False):
     k_up = draw(st.integers(1, n_genes - 1))
     up = list(rng.choice(genes, size=k_up, replace=False))
     rest = [g for g in genes if g not in up]
-    down = list(rng.choice(rest, size=draw(st.integers(0, min(3, len(rest) - 1))), replace=False)) if len(rest) > 1 else []
+    down = (
+        list(rng.choice(rest, size=draw(st.integers(0, min(3, len(rest) - 1))), replace=False)) if len(rest) > 1 else []
+    )
     matrix = sp.csr_matrix(X) if draw(st.booleans()) else X
     adata = ad.AnnData(matrix, var=pd.DataFrame(index=genes))
     return adata, X.astype(np.float64), genes, up, down
@@ -85,7 +87,8 @@ def naive_aucell(X, sets, n_up, perm):
         r = rankdata(-shuffled, method="ordinal")  # ties by shuffled position
         rank = np.empty_like(r)
         rank[perm] = r
-        def auc(s):
+
+        def auc(s, rank=rank):
             x = np.sort(rank[s][rank[s] <= n_up])
             y = np.arange(x.size) + 1
             x = np.append(x, n_up)
@@ -93,6 +96,7 @@ def naive_aucell(X, sets, n_up, perm):
             xt = np.arange(1, k + 1)
             max_auc = np.sum(np.diff(np.append(xt, n_up)) * xt)
             return np.sum(np.diff(x) * y) / max_auc
+
         out.append(auc(sets[0]) - (auc(sets[1]) if len(sets[1]) else 0.0))
     return np.array(out)
 
@@ -133,8 +137,11 @@ def naive_singscore(X, up, down):
 @given(matrices(), st.integers(1, 30))
 def test_ucell_matches_naive(data, max_rank):
     adata, X, genes, up, down = data
-    np.testing.assert_allclose(ours(adata, up, down, "ucell", max_rank=max_rank),
-                               naive_ucell(X, idx(genes, up), idx(genes, down), max_rank), atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        ours(adata, up, down, "ucell", max_rank=max_rank),
+        naive_ucell(X, idx(genes, up), idx(genes, down), max_rank),
+        atol=1e-9,
+    )
 
 
 @SETTINGS
@@ -152,14 +159,18 @@ def test_aucell_matches_naive(data):
 @given(matrices(allow_negative=True))
 def test_ssgsea_closed_form_matches_the_running_sum(data):
     adata, X, genes, up, down = data
-    np.testing.assert_allclose(ours(adata, up, down, "ssgsea"), naive_ssgsea(X, idx(genes, up), idx(genes, down)), atol=1e-9)
+    np.testing.assert_allclose(
+        ours(adata, up, down, "ssgsea"), naive_ssgsea(X, idx(genes, up), idx(genes, down)), atol=1e-9
+    )
 
 
 @SETTINGS
 @given(matrices(allow_negative=True))
 def test_singscore_matches_naive(data):
     adata, X, genes, up, down = data
-    np.testing.assert_allclose(ours(adata, up, down, "singscore"), naive_singscore(X, idx(genes, up), idx(genes, down)), atol=1e-9)
+    np.testing.assert_allclose(
+        ours(adata, up, down, "singscore"), naive_singscore(X, idx(genes, up), idx(genes, down)), atol=1e-9
+    )
 
 
 @SETTINGS
@@ -175,8 +186,12 @@ def test_weighted_means_match_numpy(data, seed):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        got = ie.tl.score(adata, sig, method="wmean", min_coverage=0, inplace=False, drop_empty_genes=False)["s"].to_numpy()
-        z = ie.tl.score(adata, sig, method="zmean", min_coverage=0, inplace=False, drop_empty_genes=False)["s"].to_numpy()
+        got = ie.tl.score(adata, sig, method="wmean", min_coverage=0, inplace=False, drop_empty_genes=False)[
+            "s"
+        ].to_numpy()
+        z = ie.tl.score(adata, sig, method="zmean", min_coverage=0, inplace=False, drop_empty_genes=False)[
+            "s"
+        ].to_numpy()
     mean = X @ w / np.abs(w).sum()
     np.testing.assert_allclose(got, mean, atol=1e-9)
     sd = X.std(axis=1, ddof=1) if X.shape[1] > 1 else np.zeros(len(X))
@@ -215,9 +230,13 @@ def test_parsers_raise_only_our_errors(tmp_path_factory, text, fmt):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                    max_leaves=12))  # fmt: skip
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        max_leaves=12,
+    )
+)
 def test_dict_loader_raises_only_our_errors(obj):
     try:
         sigs = ie.signatures.load(obj)

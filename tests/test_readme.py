@@ -86,8 +86,9 @@ def test_python_blocks_run_in_order_with_the_outputs_shown(tmp_path, monkeypatch
 
 def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.mark.slow
@@ -103,8 +104,15 @@ def test_shell_blocks_run_in_a_fresh_folder(tmp_path):
     assert "report" in done.stdout and "Planted escape mechanisms" in done.stdout
     out = tmp_path / "immunescape_demo"
     names = {p.name for p in out.iterdir()}
-    assert {"tumour_report.html", "tumour_cells.h5ad", "tumour_calls.csv", "tumour_heatmap.png", "tumour_samples.h5ad",
-            "scores_pbmc68k.csv", "pbmc_scores.png"} <= names  # fmt: skip
+    assert {
+        "tumour_report.html",
+        "tumour_cells.h5ad",
+        "tumour_calls.csv",
+        "tumour_heatmap.png",
+        "tumour_samples.h5ad",
+        "scores_pbmc68k.csv",
+        "pbmc_scores.png",
+    } <= names
     assert not [n for n in names if n.startswith(".") or n.endswith(".part")], "temporary files left behind"
     for number, script in enumerate(blocks("bash")[1:], 2):
         done = _run(script, tmp_path)

@@ -51,7 +51,9 @@ def report_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "cells.h5ad"
     cells.write_h5ad(path)
     out = path.parent / "report.html"
-    assert main(["-q", "report", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(out)]) == 0
+    assert (
+        main(["-q", "report", str(path), "--sample-key", "sample", "--celltype-key", "cell_type", "-o", str(out)]) == 0
+    )
     return out, cells
 
 
@@ -62,7 +64,9 @@ def test_report_is_self_contained_and_well_formed(report_file):
     parser.feed(text)
     parser.close()
     assert parser.stack == [], "unclosed tags"
-    assert all(ref.startswith("data:image/png;base64,") for ref in parser.refs), [r for r in parser.refs if not r.startswith("data:")]
+    assert all(ref.startswith("data:image/png;base64,") for ref in parser.refs), [
+        r for r in parser.refs if not r.startswith("data:")
+    ]
     assert "http://" not in text and "https://" not in text
     assert len(parser.images) >= 3
     for src in parser.images:
@@ -87,9 +91,25 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
         pytest.skip("Debian's chromium is not installed here (.ci/run installs it when it can)")
     out, _ = report_file
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
-                    out.as_uri()], check=True, capture_output=True, timeout=180)  # fmt: skip
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            out.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert image.shape[0] > 500 and image.std() > 10  # text and colours, not a blank page

@@ -43,8 +43,11 @@ def test_backed_csr_equals_in_memory_bitwise(files, method):
 def test_backed_dense_equals_in_memory(files, method):
     adata, sets, folder = files
     backed = ad.read_h5ad(folder / "dense.h5ad", backed="r")
-    # mean: scanpy averages dense float32 genes in float32; streaming sums in float64 (bins can differ only on exact ties)
-    np.testing.assert_allclose(scores(backed, sets, method, chunk_size=64), scores(adata, sets, method), rtol=0, atol=1e-6)
+    # mean: scanpy averages dense float32 genes in float32; streaming sums in float64
+    # (bins can differ only on exact ties)
+    np.testing.assert_allclose(
+        scores(backed, sets, method, chunk_size=64), scores(adata, sets, method), rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -52,7 +55,10 @@ def test_dask_equals_in_memory(files, method):
     da = pytest.importorskip("dask.array")
     adata, sets, _ = files
     ref = scores(adata, sets, method)
-    for X in (da.from_array(adata.X.toarray(), chunks=(120, 100)), da.from_array(adata.X, chunks=(77, -1), asarray=False)):
+    for X in (
+        da.from_array(adata.X.toarray(), chunks=(120, 100)),
+        da.from_array(adata.X, chunks=(77, -1), asarray=False),
+    ):
         lazy = ad.AnnData(X, obs=adata.obs, var=adata.var)
         np.testing.assert_allclose(scores(lazy, sets, method), ref, rtol=0, atol=1e-9)
 
@@ -78,10 +84,10 @@ def test_dask_distributed_local_cluster_equals_in_memory(files):
     adata, sets, _ = files
     X = da.from_array(adata.X, chunks=(100, -1), asarray=False)
     lazy = ad.AnnData(X, obs=adata.obs, var=adata.var)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with distributed.Client(cluster):
-            for method in ("ucell", "mean", "aucell"):
-                np.testing.assert_allclose(scores(lazy, sets, method), scores(adata, sets, method), rtol=0, atol=1e-9)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster):
+        for method in ("ucell", "mean", "aucell"):
+            np.testing.assert_allclose(scores(lazy, sets, method), scores(adata, sets, method), rtol=0, atol=1e-9)
 
 
 def test_backed_errors_before_writing(files, tmp_path):

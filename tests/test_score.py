@@ -95,8 +95,12 @@ def test_results_land_where_scanpy_users_look(pbmc):
     adata = pbmc.copy()
     assert ie.tl.score(adata, "bagaev2021_NK_cells,bagaev2021_T_cells", method="ucell", min_coverage=0.3) is None
     table = adata.obsm["immunescape"]
-    assert list(table.columns) == ["bagaev2021_NK_cells", "bagaev2021_T_cells"] and (table.index == adata.obs_names).all()
-    np.testing.assert_array_equal(adata.obs["immunescape_bagaev2021_NK_cells"].to_numpy(), table["bagaev2021_NK_cells"].to_numpy())
+    assert (
+        list(table.columns) == ["bagaev2021_NK_cells", "bagaev2021_T_cells"] and (table.index == adata.obs_names).all()
+    )
+    np.testing.assert_array_equal(
+        adata.obs["immunescape_bagaev2021_NK_cells"].to_numpy(), table["bagaev2021_NK_cells"].to_numpy()
+    )
     uns = adata.uns["immunescape"]
     assert uns["method"] == "ucell" and uns["params"]["max_rank"] == 1500 and uns["use_raw"] is True
     assert set(uns["coverage"]["signature"]) == set(table.columns) and "scanpy" in uns["versions"]

@@ -179,7 +179,9 @@ def test_singscore_equals_the_r_definition(case):
         assert np.abs(_singscore_reference(X, idx) - got[name].to_numpy()).max() <= 1e-10
     up, down = sets[names[0]], [g for g in sets[names[1]] if g not in sets[names[0]]]
     got = ours(adata, {"ud": {"up": up, "down": down}}, "singscore", center=False)["ud"].to_numpy()
-    ref = _singscore_reference(X, [adata.var_names.get_loc(g) for g in up], [adata.var_names.get_loc(g) for g in down], center=False)
+    ref = _singscore_reference(
+        X, [adata.var_names.get_loc(g) for g in up], [adata.var_names.get_loc(g) for g in down], center=False
+    )
     assert np.abs(ref - got).max() <= 1e-10
 
 
@@ -187,4 +189,6 @@ def test_singscore_hand_computed_example():
     # 1 sample, 4 genes with values 3, 1, 2, 2 -> min ranks 4, 1, 2, 2; set {g0, g2}: mean rank 3,
     # bounds (2+1)/2 = 1.5 and (8-2+1)/2 = 3.5 -> (3 - 1.5) / 2 - 0.5 = 0.25
     frame = pd.DataFrame([[3.0, 1.0, 2.0, 2.0]], columns=["g0", "g1", "g2", "g3"], index=["s"])
-    assert ie.tl.score(frame, {"x": ["g0", "g2"]}, method="singscore", min_coverage=0)["x"].iloc[0] == pytest.approx(0.25)
+    assert ie.tl.score(frame, {"x": ["g0", "g2"]}, method="singscore", min_coverage=0)["x"].iloc[0] == pytest.approx(
+        0.25
+    )

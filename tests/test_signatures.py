@@ -42,14 +42,34 @@ def test_schema_rejects_broken_entries():
 
 
 REQUIRED_AXES = [
-    "rloop_regulators_core", "ifn_type1_rooney2015", "cgas_sting_core", "tam_trem2_xue2022", "tam_spp1_xue2022",
-    "tex_cd8_chu2023", "tex_inhibitory_receptors_curated", "apm_mariathasan2018", "bagaev2021_MHCI",
-    "ribosomal_p_stalk_curated", "ifng_ayers2017", "tis_gep_ayers2017", "cytolytic_activity_rooney2015",
-    "cd8_t_effector_mariathasan2018", "wnt_target_mariathasan2018", "tgfb_pan_f_tbrs_mariathasan2018",
-    "bagaev2021_CAF", "bagaev2021_MDSC", "bagaev2021_Treg", "bagaev2021_Neutrophil_signature",
-    "tan_spp1_xue2022", "immune_checkpoints_curated", "kynurenine_rosario2018", "adenosine_core",
-    "glycolysis_rosario2018", "tcell_recruiting_chemokines_curated", "stat3_axis_core",
-]  # fmt: skip
+    "rloop_regulators_core",
+    "ifn_type1_rooney2015",
+    "cgas_sting_core",
+    "tam_trem2_xue2022",
+    "tam_spp1_xue2022",
+    "tex_cd8_chu2023",
+    "tex_inhibitory_receptors_curated",
+    "apm_mariathasan2018",
+    "bagaev2021_MHCI",
+    "ribosomal_p_stalk_curated",
+    "ifng_ayers2017",
+    "tis_gep_ayers2017",
+    "cytolytic_activity_rooney2015",
+    "cd8_t_effector_mariathasan2018",
+    "wnt_target_mariathasan2018",
+    "tgfb_pan_f_tbrs_mariathasan2018",
+    "bagaev2021_CAF",
+    "bagaev2021_MDSC",
+    "bagaev2021_Treg",
+    "bagaev2021_Neutrophil_signature",
+    "tan_spp1_xue2022",
+    "immune_checkpoints_curated",
+    "kynurenine_rosario2018",
+    "adenosine_core",
+    "glycolysis_rosario2018",
+    "tcell_recruiting_chemokines_curated",
+    "stat3_axis_core",
+]
 
 
 def test_required_axes_and_collections():
@@ -57,7 +77,9 @@ def test_required_axes_and_collections():
     assert set(REQUIRED_AXES) <= names
     assert len(ie.signatures.collection("bagaev2021")) == 29
     assert len(ie.signatures.collection("thorsson2018")) == 5
-    assert set(REQUIRED_AXES) - {"bagaev2021_Neutrophil_signature"} <= {s.name for s in ie.signatures.collection("immune_escape")}
+    assert set(REQUIRED_AXES) - {"bagaev2021_Neutrophil_signature"} <= {
+        s.name for s in ie.signatures.collection("immune_escape")
+    }
     assert len(ie.signatures.collection("all")) == len(names)
 
 
@@ -99,11 +121,15 @@ def test_load_formats_agree(tmp_path):
     (tmp_path / "s.gmt").write_text("cyt\tx\tGZMA\tPRF1\nmix_UP\tx\tCD8A\nmix_DN\tx\tFOXP3\n")
     for source in (as_dict, tmp_path / "s.yaml", str(tmp_path / "s.json"), tmp_path / "s.gmt"):
         loaded = ie.signatures.load(source)
-        assert [(s.name, s.genes_up, s.genes_down) for s in loaded] == [(s.name, s.genes_up, s.genes_down) for s in expected]
+        assert [(s.name, s.genes_up, s.genes_down) for s in loaded] == [
+            (s.name, s.genes_up, s.genes_down) for s in expected
+        ]
 
 
 def test_load_long_dataframe_with_weights():
-    net = pd.DataFrame({"source": ["a", "a", "a", "b"], "target": ["G1", "G2", "G3", "G4"], "weight": [2.0, -1.0, 0.5, 1.0]})
+    net = pd.DataFrame(
+        {"source": ["a", "a", "a", "b"], "target": ["G1", "G2", "G3", "G4"], "weight": [2.0, -1.0, 0.5, 1.0]}
+    )
     a, b = ie.signatures.load(net)
     assert a.genes_up == ("G1", "G3") and a.genes_down == ("G2",) and a.weights["G2"] == -1.0
     assert b.gene_weights() == {"G4": 1.0}

@@ -24,7 +24,11 @@ def resolve_use_raw(adata: AnnData, use_raw: bool | None, layer: str | None) -> 
 
 
 def get_expression(
-    adata: AnnData, *, layer: str | None = None, use_raw: bool | None = None, gene_symbols: str | None = None,
+    adata: AnnData,
+    *,
+    layer: str | None = None,
+    use_raw: bool | None = None,
+    gene_symbols: str | None = None,
     check: bool = True,
 ) -> tuple[Any, pd.Index, bool]:
     """Return the matrix to score, its gene names and whether ``.raw`` was used.
@@ -35,14 +39,18 @@ def get_expression(
     to match, as in scanpy's plotting functions.
     """
     if not isinstance(adata, AnnData):
-        raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
+        raise InputError(
+            f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X)."
+        )
     use_raw = resolve_use_raw(adata, use_raw, layer)
     if use_raw:
         matrix, var = adata.raw.X, adata.raw.var
         names = adata.raw.var_names
     elif layer is not None:
         if layer not in adata.layers:
-            raise InputError(f"Layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'no layers'}.")
+            raise InputError(
+                f"Layer {layer!r} not found; adata.layers has {sorted(adata.layers.keys()) or 'no layers'}."
+            )
         matrix, var, names = adata.layers[layer], adata.var, adata.var_names
     else:
         try:
@@ -53,14 +61,18 @@ def get_expression(
     if matrix is None:
         raise InputError("adata.X is None (the file stores no X); pass layer= (--layer) to score a layer.")
     if tuple(matrix.shape) != (adata.n_obs, len(names)):  # a damaged or hand-made file: rows and names must line up
-        raise InputError(f"The matrix is {matrix.shape[0]:,} x {matrix.shape[1]:,} but the data name {adata.n_obs:,} rows and "
-                         f"{len(names):,} genes; the file is damaged or inconsistent.")  # fmt: skip
+        raise InputError(
+            f"The matrix is {matrix.shape[0]:,} x {matrix.shape[1]:,} but the data name {adata.n_obs:,} rows and "
+            f"{len(names):,} genes; the file is damaged or inconsistent."
+        )
     if check:
         check_sparse(matrix)  # before scipy or a kernel indexes with what a file stored
     if gene_symbols is not None:
         if gene_symbols not in var.columns:
             where = "adata.raw.var" if use_raw else "adata.var"
-            raise InputError(f"gene_symbols={gene_symbols!r} is not a column of {where} (columns: {list(var.columns)[:12]}).")
+            raise InputError(
+                f"gene_symbols={gene_symbols!r} is not a column of {where} (columns: {list(var.columns)[:12]})."
+            )
         names = pd.Index(var[gene_symbols].astype(str))
     return matrix, pd.Index(names.astype(str)), use_raw
 
@@ -105,27 +117,40 @@ def sample_labels(adata: AnnData, sample_key: str) -> pd.Series:
     missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
     labels = raw.astype(str).where(~missing, None)
     if missing.any():
-        warnings.warn(f"{int(missing.sum()):,} of {adata.n_obs:,} rows have no label in obs[{sample_key!r}] and are left out.",
-                      DataWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{int(missing.sum()):,} of {adata.n_obs:,} rows have no label in obs[{sample_key!r}] and are left out.",
+            DataWarning,
+            stacklevel=3,
+        )
     if missing.all():
         raise InputError(f"obs[{sample_key!r}] holds no sample labels (all missing).")
     return labels
 
 
 def stored_scores(adata: AnnData, key: str) -> pd.DataFrame:
-    """A float64 copy of ``adata.obsm[key]``, a samples/cells x signatures table of numbers, refused with a clear message
-    when it is not one (a file from another tool, or damaged, may hold anything under that key)."""
+    """A float64 copy of ``adata.obsm[key]``, a samples/cells x signatures table of numbers, refused with
+    a clear message when it is not one (a file from another tool, or damaged, may hold anything there)."""
     if key not in adata.obsm:
         raise InputError(f"No scores in adata.obsm[{key!r}]; run ie.tl.score(adata, ...) first (or pass key=).")
     table = adata.obsm[key]
     if not isinstance(table, pd.DataFrame):
-        raise InputError(f"adata.obsm[{key!r}] is a {type(table).__name__}, not the score table ie.tl.score writes (a DataFrame "
-                         "with one column per signature); score again with another key_added, or pass key= for the scores.")
+        raise InputError(
+            f"adata.obsm[{key!r}] is a {type(table).__name__}, not the score table ie.tl.score writes (a DataFrame "
+            "with one column per signature); score again with another key_added, or pass key= for the scores."
+        )
     if not all(isinstance(c, str) for c in table.columns):
-        raise InputError(f"adata.obsm[{key!r}] has column names that are not signature names ({list(table.columns[:5])}); "
-                         "it is not a score table written by ie.tl.score.")
-    not_numeric = [c for c in table.columns if not (pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]))]
+        raise InputError(
+            f"adata.obsm[{key!r}] has column names that are not signature names ({list(table.columns[:5])}); "
+            "it is not a score table written by ie.tl.score."
+        )
+    not_numeric = [
+        c
+        for c in table.columns
+        if not (pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]))
+    ]
     if not_numeric:
-        raise InputError(f"adata.obsm[{key!r}] holds columns that are not numbers ({', '.join(map(str, not_numeric[:5]))}); "
-                         "it is not a score table written by ie.tl.score.")
+        raise InputError(
+            f"adata.obsm[{key!r}] holds columns that are not numbers ({', '.join(map(str, not_numeric[:5]))}); "
+            "it is not a score table written by ie.tl.score."
+        )
     return table.astype(np.float64)

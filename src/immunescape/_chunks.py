@@ -58,7 +58,9 @@ def _float(data: np.ndarray) -> np.ndarray:
     if data.dtype in (np.float32, np.float64):
         return data
     if data.dtype.kind not in "fiub":  # complex, text, objects: nothing a kernel can rank or add
-        raise InputError(f"Expression values must be real numbers, got dtype {data.dtype}; convert X (or the layer) to float32.")
+        raise InputError(
+            f"Expression values must be real numbers, got dtype {data.dtype}; convert X (or the layer) to float32."
+        )
     return data.astype(np.float64)
 
 
@@ -76,14 +78,18 @@ def check_compressed(indptr, indices, data, n_major: int, n_minor: int, *, fmt: 
     if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
         raise InputError(f"The sparse matrix's index arrays are not integers ({indptr.dtype}, {indices.dtype}): {fix}")
     if indptr.size != n_major + 1:
-        raise InputError(f"The sparse matrix's indptr has {indptr.size} entries for {n_major} {'rows' if fmt == 'csr' else 'columns'} "
-                         f"(expected {n_major + 1}): {fix}")  # fmt: skip
+        raise InputError(
+            f"The sparse matrix's indptr has {indptr.size} entries for {n_major} "
+            f"{'rows' if fmt == 'csr' else 'columns'} (expected {n_major + 1}): {fix}"
+        )
     steps = np.diff(indptr)
     if int(indptr[0]) != 0 or (steps.size and int(steps.min()) < 0):
         raise InputError(f"The sparse matrix's indptr must start at 0 and never decrease, and does not: {fix}")
     end = int(indptr[-1])
     if end > indices.size or end > data.size:
-        raise InputError(f"The sparse matrix's indptr points past its stored values ({end} > {min(indices.size, data.size)}): {fix}")
+        raise InputError(
+            f"The sparse matrix's indptr points past its stored values ({end} > {min(indices.size, data.size)}): {fix}"
+        )
     if end:
         used = indices[:end]
         low, high = int(used.min()), int(used.max())
@@ -110,7 +116,9 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
             matrix = matrix.sorted_indices()
         for start in range(0, n_rows, size):
             stop = min(start + size, n_rows)
-            d, i, p = csc_rows_to_csr(_float(matrix.data), matrix.indices, matrix.indptr.astype(np.int64), start, stop, matrix.shape[1])
+            d, i, p = csc_rows_to_csr(
+                _float(matrix.data), matrix.indices, matrix.indptr.astype(np.int64), start, stop, matrix.shape[1]
+            )
             yield Chunk(d, i, p, 0, stop - start, start, stop, matrix.shape[1])
         return
     in_memory = isinstance(matrix, np.ndarray)
@@ -119,7 +127,16 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
     def read(start: int) -> Chunk:
         stop = min(start + size, n_rows)
         block = _read_block(matrix, start, stop)
-        return Chunk(_float(block.data), block.indices, block.indptr.astype(np.int64), 0, stop - start, start, stop, matrix.shape[1])
+        return Chunk(
+            _float(block.data),
+            block.indices,
+            block.indptr.astype(np.int64),
+            0,
+            stop - start,
+            start,
+            stop,
+            matrix.shape[1],
+        )
 
     if in_memory or len(starts) < 2:
         for start in starts:
@@ -178,11 +195,22 @@ def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
             return check_sparse(block).tocsr()
         dense = np.asarray(block)
         if dense.dtype.kind not in "fiub":
-            raise InputError(f"Expression values must be real numbers, got dtype {dense.dtype}; convert X (or the layer) to float32.")
+            raise InputError(
+                f"Expression values must be real numbers, got dtype {dense.dtype}; convert X (or the layer) to float32."
+            )
         if dense.dtype == np.float16:  # scipy.sparse has no float16
             dense = dense.astype(np.float32)
         return sp.csr_matrix(dense)
     except InputError:
         raise
-    except (ValueError, IndexError, TypeError, OSError, KeyError, RuntimeError) as err:  # h5py, anndata and scipy on damaged data
-        raise InputError(f"Could not read rows {start}-{stop} of the matrix: the file looks damaged ({type(err).__name__}: {err}).") from err
+    except (
+        ValueError,
+        IndexError,
+        TypeError,
+        OSError,
+        KeyError,
+        RuntimeError,
+    ) as err:  # h5py, anndata and scipy on damaged data
+        raise InputError(
+            f"Could not read rows {start}-{stop} of the matrix: the file looks damaged ({type(err).__name__}: {err})."
+        ) from err

@@ -20,10 +20,14 @@ class _ScanpyVerbosity(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         from scanpy import logging as scanpy_logging
 
-        log = {logging.DEBUG: scanpy_logging.debug, logging.INFO: scanpy_logging.info, logging.WARNING: scanpy_logging.warning}
+        log = {
+            logging.DEBUG: scanpy_logging.debug,
+            logging.INFO: scanpy_logging.info,
+            logging.WARNING: scanpy_logging.warning,
+        }
         try:
             log.get(record.levelno, scanpy_logging.error)(self.format(record))
-        except Exception:  # a broken log stream must never stop the work
+        except Exception:  # noqa: BLE001 - logging.Handler's idiom: a broken log stream must never stop the work
             self.handleError(record)
 
 

@@ -84,18 +84,26 @@ def check_null_args(null: str | None, n_null: int, null_bins: int | None) -> Non
     if null not in NULL_KINDS:
         raise InputError(f"null must be None or one of {list(NULL_KINDS)}, got {null!r}.")
     if not isinstance(n_null, (int, np.integer)) or isinstance(n_null, bool) or n_null < 2:
-        raise InputError(f"n_null must be an integer >= 2 (random gene sets per signature), got {n_null!r}; 100 to 1000 is usual.")
-    if null_bins is not None and (not isinstance(null_bins, (int, np.integer)) or isinstance(null_bins, bool) or null_bins < 2):
-        raise InputError(f"null_bins must be an integer >= 2 (expression bins the random genes are matched in), got {null_bins!r}.")
+        raise InputError(
+            f"n_null must be an integer >= 2 (random gene sets per signature), got {n_null!r}; 100 to 1000 is usual."
+        )
+    if null_bins is not None and (
+        not isinstance(null_bins, (int, np.integer)) or isinstance(null_bins, bool) or null_bins < 2
+    ):
+        raise InputError(
+            f"null_bins must be an integer >= 2 (expression bins the random genes are matched in), got {null_bins!r}."
+        )
 
 
 def _check_null_memory(n_null: int, n_slots: int) -> None:
     """Refuse, before drawing, random gene sets that would not fit in half of this machine's memory."""
     need = 8 * int(n_null) * max(int(n_slots), 1)
     if need > physical_memory() // 2:
-        raise InputError(f"n_null={n_null:,} random sets of {n_slots:,} genes need {need / 2**30:,.1f} GiB, more than half of this "
-                         f"machine's memory; lower n_null (100 to 10,000 is usual), or use null='analytic' with mean, wmean "
-                         "or zmean.")  # fmt: skip
+        raise InputError(
+            f"n_null={n_null:,} random sets of {n_slots:,} genes need {need / 2**30:,.1f} GiB, more than half of this "
+            f"machine's memory; lower n_null (100 to 10,000 is usual), or use null='analytic' with mean, wmean "
+            "or zmean."
+        )
 
 
 def expression_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +153,9 @@ def build_null_sets(
     for name, g, w, p in zip(names, genes, weights, parts):
         b = bin_of[g]
         if np.any(b < 0):
-            raise InputError(f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it.")
+            raise InputError(
+                f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it."
+            )
         keys = pd.DataFrame({"bin": b, "part": p, "weight": w}).value_counts(sort=False).sort_index()
         runs_s = [(int(bb), int(pp), float(ww), int(n)) for (bb, pp, ww), n in keys.items()]
         sig_runs.append(runs_s)
@@ -183,8 +193,13 @@ def build_null_sets(
     part_w = [np.asarray([np.sum(w[p == 0]), np.sum(w[p == 1])]) for w, p in zip(weights, parts)]
     shift_coef = np.asarray([coef[s] @ part_w[s] for s in range(n_sig)], np.float64).reshape(n_sig)
     obs_cw = _concat([w * coef[s][p] for s, (w, p) in enumerate(zip(weights, parts))], np.float64)
-    runs = NullRuns(np.asarray(run_ptr, np.int64), np.asarray(run_lo, np.int64), np.asarray(run_hi, np.int64),
-                    np.asarray(run_w, np.float64), np.asarray(run_part, np.int64))  # fmt: skip
+    runs = NullRuns(
+        np.asarray(run_ptr, np.int64),
+        np.asarray(run_lo, np.int64),
+        np.asarray(run_hi, np.int64),
+        np.asarray(run_w, np.float64),
+        np.asarray(run_part, np.int64),
+    )
     # groups: a signature's runs of one part and weight (across bins) share one raw sum per replicate
     run_sig = np.repeat(np.arange(n_sig), np.diff(runs[0]))
     run_cw = runs[3] * coef[run_sig, runs[4]] if run_sig.size else np.zeros(0)
@@ -213,7 +228,9 @@ def build_null_sets(
         seed=seed,
     )
     details = {"n_null": int(n_null), "null_bins": int(n_bins), "n_bins_used": len(bins), "n_slots": n_slots}
-    return NullSets(bundle=bundle, slot_gene=slot_gene, runs=runs, genes=list(genes), weights=list(weights), details=details)
+    return NullSets(
+        bundle=bundle, slot_gene=slot_gene, runs=runs, genes=list(genes), weights=list(weights), details=details
+    )
 
 
 def _null_bins(means: np.ndarray, pool: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,7 +296,9 @@ def build_moment_null(
     for name, g, w in zip(names, genes, weights):
         b = bin_of[g]
         if np.any(b < 0):
-            raise InputError(f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it.")
+            raise InputError(
+                f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it."
+            )
         for bb in np.unique(b):
             ww = np.asarray(w, np.float64)[b == bb]
             n, size = ww.size, bin_size[bb]
@@ -318,8 +337,9 @@ def build_moment_null(
     return MomentNull(bundle=bundle, details=details)
 
 
-def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.ndarray, run_group: np.ndarray,
-                  n_groups: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _gene_entries(
+    slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.ndarray, run_group: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For each gene (CSR by gene), the entries ``k * n_groups + group`` it adds to: the gene at slot
     ``t`` of replicate ``k`` belongs to every run (of any signature) whose slots cover ``t``."""
     n_null, n_slots = slot_gene.shape
@@ -335,11 +355,15 @@ def _gene_entries(slot_gene: np.ndarray, n_genes: int, lo: np.ndarray, hi: np.nd
     by_gene = np.argsort(genes, kind="stable")
     k_occ, t_occ = np.divmod(by_gene, n_slots)
     counts = cover_ptr[t_occ + 1] - cover_ptr[t_occ]
-    first = np.repeat(cover_ptr[t_occ], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    first = (
+        np.repeat(cover_ptr[t_occ], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    )
     idx = np.repeat(k_occ * n_groups, counts) + cover_group[first]
     ptr = np.zeros(n_genes + 1, np.int64)
     np.add.at(ptr, genes[by_gene] + 1, counts)
-    dtype = np.int16 if n_null * n_groups < 2**15 else np.int32 if n_null * n_groups < 2**31 else np.int64  # small: cache-resident
+    dtype = (
+        np.int16 if n_null * n_groups < 2**15 else np.int32 if n_null * n_groups < 2**31 else np.int64
+    )  # small: cache-resident
     return np.cumsum(ptr), idx.astype(dtype)
 
 

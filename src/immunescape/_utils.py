@@ -49,8 +49,9 @@ def check_key(key: object, what: str = "key_added") -> str:
     if not isinstance(key, str) or not key.strip():
         raise InputError(f"{what} must be a non-empty name, got {key!r}.")
     if "/" in key or "\x00" in key or key in (".", ".."):
-        raise InputError(f"{what}={key!r} cannot be stored in an .h5ad file ('/' separates HDF5 groups); choose a name "
-                         "without '/'.")  # fmt: skip
+        raise InputError(
+            f"{what}={key!r} cannot be stored in an .h5ad file ('/' separates HDF5 groups); choose a name without '/'."
+        )
     if len(key.encode()) > 200:
         raise InputError(f"{what} is {len(key.encode())} bytes long; keep it under 200.")
     return key
@@ -58,9 +59,9 @@ def check_key(key: object, what: str = "key_added") -> str:
 
 def check_whole(value: object, name: str, lowest: int = 1) -> int:
     """``value`` as an int when it is a whole number >= ``lowest`` (booleans are not numbers), else an InputError."""
-    from ._errors import InputError
-
     import numpy as np
+
+    from ._errors import InputError
 
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lowest:
         raise InputError(f"{name} must be a whole number >= {lowest}, got {value!r}.")
@@ -69,13 +70,17 @@ def check_whole(value: object, name: str, lowest: int = 1) -> int:
 
 def check_random_state(random_state: object) -> None:
     """random_state must be None or a whole number >= 0 (numpy's seeds), refused in one line otherwise."""
-    from ._errors import InputError
-
     import numpy as np
+
+    from ._errors import InputError
 
     if random_state is None:
         return
-    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
+    if (
+        isinstance(random_state, (bool, np.bool_))
+        or not isinstance(random_state, (int, np.integer))
+        or random_state < 0
+    ):
         raise InputError(f"random_state must be None or a whole number >= 0, got {random_state!r}.")
 
 

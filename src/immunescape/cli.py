@@ -74,19 +74,34 @@ def _parser() -> argparse.ArgumentParser:
     cov.add_argument("-s", "--signatures", default="immune_escape", help=_SIGNATURES_HELP)
     _matrix_arguments(cov)
 
-    sc_ = _add_parser(sub, "score", help="score an .h5ad file with signatures", description=(
-        "Score every cell/sample of IN.h5ad. Writes OUT.h5ad (-o), a score table (--scores-only), or updates "
-        "the input (--inplace); outputs appear only when complete."))  # fmt: skip
+    sc_ = _add_parser(
+        sub,
+        "score",
+        help="score an .h5ad file with signatures",
+        description=(
+            "Score every cell/sample of IN.h5ad. Writes OUT.h5ad (-o), a score table (--scores-only), or updates "
+            "the input (--inplace); outputs appear only when complete."
+        ),
+    )
     sc_.add_argument("input", help="input .h5ad file")
     sc_.add_argument("-o", "--output", help="output .h5ad with scores in obsm/obs/uns")
     _scoring_arguments(sc_, methods, signatures="immune_escape", min_coverage=0.5)
-    sc_.add_argument("--chunk-size", type=_whole(1), help="cells per chunk; results do not depend on it (default: 10000)")
-    sc_.add_argument("--n-jobs", type=_whole(1, also=(-1,)), help="threads of the numba kernels, -1 for all; results do not "
-                     "depend on it (default: all cores)")  # fmt: skip
+    sc_.add_argument(
+        "--chunk-size", type=_whole(1), help="cells per chunk; results do not depend on it (default: 10000)"
+    )
+    sc_.add_argument(
+        "--n-jobs",
+        type=_whole(1, also=(-1,)),
+        help="threads of the numba kernels, -1 for all; results do not depend on it (default: all cores)",
+    )
     sc_.add_argument("--seed", type=_whole(0), default=0, help="random_state of the method and of the null")
-    sc_.add_argument("--null", choices=list(NULL_KINDS), help="also test each score against random gene sets "
-                     "matched in size and expression (z, p-value, BH-adjusted p-value per cell); 'analytic': their exact "
-                     f"moments instead of n-null draws ({', '.join(method_names(null='analytic'))}) (default: no test)")  # fmt: skip
+    sc_.add_argument(
+        "--null",
+        choices=list(NULL_KINDS),
+        help="also test each score against random gene sets "
+        "matched in size and expression (z, p-value, BH-adjusted p-value per cell); 'analytic': their exact "
+        f"moments instead of n-null draws ({', '.join(method_names(null='analytic'))}) (default: no test)",
+    )
     sc_.add_argument("--n-null", type=_whole(2), default=100, help="random gene sets per signature with --null")
     sc_.add_argument("--null-bins", type=_whole(2), help="expression bins of the null genes (default: 25; aucell 50)")
     sc_.add_argument("--key-added", default="immunescape", help="obsm key of the scores (obs columns KEY_<signature>)")
@@ -94,17 +109,39 @@ def _parser() -> argparse.ArgumentParser:
     sc_.add_argument("--scores-only", metavar="TABLE", help="write only the score table (.csv, .tsv or .parquet)")
     sc_.add_argument("--inplace", action="store_true", help="add the scores to the input file itself")
     sc_.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    sc_.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="method parameter, repeatable, e.g. -p max_rank=1000 (see ie.tl.methods())")  # fmt: skip
+    sc_.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="method parameter, repeatable, e.g. -p max_rank=1000 (see ie.tl.methods())",
+    )
 
-    cl = _add_parser(sub, "classify", help="per-sample immune context and escape mechanisms", description=(
-        "Classify each sample of IN.h5ad. Single cells: give --sample-key (and --celltype-key); bulk: every obs is a "
-        "sample. Cells/samples are scored first (-s, -m) unless obsm[--key] already holds scores."))  # fmt: skip
+    cl = _add_parser(
+        sub,
+        "classify",
+        help="per-sample immune context and escape mechanisms",
+        description=(
+            "Classify each sample of IN.h5ad. Single cells: give --sample-key (and --celltype-key); bulk: every obs is "
+            "a "
+            "sample. Cells/samples are scored first (-s, -m) unless obsm[--key] already holds scores."
+        ),
+    )
     _sample_arguments(cl, methods, output_help="samples.csv (table of calls) or samples.h5ad (sample AnnData)")
-    cl.add_argument("--mode", choices=["scores", "pseudobulk"], default="scores",
-                    help="per-sample features from the cells' scores, or from scoring each sample's pseudobulk")  # fmt: skip
-    cl.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a threshold, repeatable, e.g. --threshold checkpoint_high=1.5 (see ie.tl.Thresholds)")  # fmt: skip
+    cl.add_argument(
+        "--mode",
+        choices=["scores", "pseudobulk"],
+        default="scores",
+        help="per-sample features from the cells' scores, or from scoring each sample's pseudobulk",
+    )
+    cl.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a threshold, repeatable, e.g. --threshold checkpoint_high=1.5 (see ie.tl.Thresholds)",
+    )
 
     rp = _add_parser(sub, "report", help="self-contained HTML report: calls with reasons, heatmap, profiles, coverage")
     _sample_arguments(rp, methods, output_help="report.html")
@@ -119,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     en.add_argument("--plot", help="also draw the table (.png/.pdf/.svg)")
     en.add_argument("--permutations", type=_whole(1), default=1000, help="gseapy permutations per test")
     en.add_argument("--seed", type=_whole(0), default=0, help="random_state of the permutations")
-    en.add_argument("--min-coverage", type=_fraction, default=0.5, help="signatures below this share of genes found are left out")
+    en.add_argument(
+        "--min-coverage", type=_fraction, default=0.5, help="signatures below this share of genes found are left out"
+    )
     en.add_argument("--layer", help="layer to rank genes on (default: X, or .raw when present)")
     en.add_argument("--use-raw", action="store_true", default=None, help="rank genes on adata.raw")
     en.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -162,22 +201,42 @@ def _fraction(text: str) -> float:
 def _matrix_arguments(parser: argparse.ArgumentParser) -> None:
     """Which matrix and gene names to read, as scanpy's layer / use_raw / gene_symbols."""
     parser.add_argument("--layer", help="layer to read (default: X, or .raw when present)")
-    parser.add_argument("--use-raw", action="store_true", default=None, help="read adata.raw (default: when present and no --layer)")
-    parser.add_argument("--no-raw", dest="use_raw", action="store_false", default=None, help="read X even if .raw exists")
+    parser.add_argument(
+        "--use-raw", action="store_true", default=None, help="read adata.raw (default: when present and no --layer)"
+    )
+    parser.add_argument(
+        "--no-raw", dest="use_raw", action="store_false", default=None, help="read X even if .raw exists"
+    )
     parser.add_argument("--gene-symbols", help="var column holding gene symbols (default: var_names)")
 
 
-def _scoring_arguments(parser: argparse.ArgumentParser, methods: list[str], *, signatures: str, min_coverage: float) -> None:
+def _scoring_arguments(
+    parser: argparse.ArgumentParser, methods: list[str], *, signatures: str, min_coverage: float
+) -> None:
     """The signatures, method and gene-coverage options of every command that scores."""
     parser.add_argument("-s", "--signatures", default=signatures, help=_SIGNATURES_HELP)
-    parser.add_argument("-m", "--method", default="ucell", choices=methods, metavar="METHOD",
-                        help="scoring method: " + ", ".join(methods))  # fmt: skip
+    parser.add_argument(
+        "-m",
+        "--method",
+        default="ucell",
+        choices=methods,
+        metavar="METHOD",
+        help="scoring method: " + ", ".join(methods),
+    )
     _matrix_arguments(parser)
-    parser.add_argument("--min-coverage", type=_fraction, default=min_coverage,
-                        help="smallest share of a signature's genes that must be found in the data")  # fmt: skip
-    parser.add_argument("--low-coverage", choices=["auto", "drop", "raise"], default="auto",
-                        help="signatures below --min-coverage: drop them with one warning, raise an error, or 'auto' "
-                        "(drop members of a collection or file, raise for a signature named one by one)")  # fmt: skip
+    parser.add_argument(
+        "--min-coverage",
+        type=_fraction,
+        default=min_coverage,
+        help="smallest share of a signature's genes that must be found in the data",
+    )
+    parser.add_argument(
+        "--low-coverage",
+        choices=["auto", "drop", "raise"],
+        default="auto",
+        help="signatures below --min-coverage: drop them with one warning, raise an error, or 'auto' "
+        "(drop members of a collection or file, raise for a signature named one by one)",
+    )
 
 
 def _sample_arguments(parser: argparse.ArgumentParser, methods: list[str], *, output_help: str) -> None:
@@ -185,15 +244,23 @@ def _sample_arguments(parser: argparse.ArgumentParser, methods: list[str], *, ou
     parser.add_argument("input", help="input .h5ad file")
     parser.add_argument("-o", "--output", required=True, help=output_help)
     parser.add_argument("--sample-key", help="obs column with the sample of each cell; required for single cells")
-    parser.add_argument("--rows-are-samples", action="store_true",
-                        help="classify every row as a sample even if the rows look like single cells")  # fmt: skip
+    parser.add_argument(
+        "--rows-are-samples",
+        action="store_true",
+        help="classify every row as a sample even if the rows look like single cells",
+    )
     parser.add_argument("--celltype-key", help="obs column with cell-type labels (default: marker-based compartments)")
     _scoring_arguments(parser, methods, signatures="immune_escape,bagaev2021", min_coverage=0.3)
     parser.add_argument("--key", default="immunescape", help="obsm key of existing scores (scored first when absent)")
-    parser.add_argument("--min-cells", type=_whole(1), default=10, help="fewest cells of a compartment per sample to average it")
-    parser.add_argument("--reference", help="what mechanisms are judged against: 'shipped' (the reference distributions "
-                        "shipped with the context model; default for bulk), 'cohort' (the samples themselves; default for "
-                        "single cells), a saved profile (.json) or a samples .h5ad")  # fmt: skip
+    parser.add_argument(
+        "--min-cells", type=_whole(1), default=10, help="fewest cells of a compartment per sample to average it"
+    )
+    parser.add_argument(
+        "--reference",
+        help="what mechanisms are judged against: 'shipped' (the reference distributions "
+        "shipped with the context model; default for bulk), 'cohort' (the samples themselves; default for "
+        "single cells), a saved profile (.json) or a samples .h5ad",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
@@ -207,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)  # other libraries: warnings only
+    logging.basicConfig(
+        level=logging.WARNING, format="%(message)s", stream=sys.stderr
+    )  # other libraries: warnings only
     use_stderr(logging.WARNING if args.quiet else logging.INFO)
     _interrupt_on_sigterm()
     from . import io
@@ -246,8 +315,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         INTERRUPTED.clear()  # handled: later writes in this process must not see a stale flag
         written = ", ".join(map(str, WRITTEN)) if WRITTEN else ""
-        print(f"immunescape: interrupted after writing {written}." if written else "immunescape: interrupted; no output was written.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"immunescape: interrupted after writing {written}."
+            if written
+            else "immunescape: interrupted; no output was written.",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -315,8 +388,8 @@ def _cmd_signatures(args: argparse.Namespace) -> int:
 
 
 def _cmd_coverage(args: argparse.Namespace) -> int:
-    from .pp import coverage
     from .io import read_h5ad
+    from .pp import coverage
 
     adata = read_h5ad(args.input, backed=True)
     table = coverage(adata, args.signatures, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols)
@@ -338,7 +411,9 @@ def _method_params(pairs: list[str], option: str = "--param") -> dict:
         try:
             params[name] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise UsageError(f"{option} {pair!r}: cannot read {value!r} as a value; quote text, e.g. NAME='text'.") from None
+            raise UsageError(
+                f"{option} {pair!r}: cannot read {value!r} as a value; quote text, e.g. NAME='text'."
+            ) from None
     return params
 
 
@@ -351,9 +426,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.inplace and args.output:
         raise UsageError("use either --inplace or -o, not both.")
     if args.output and Path(args.output).suffix.lower() != ".h5ad":
-        raise UsageError(f"-o writes an AnnData file and must end in .h5ad, got {args.output!r}; a table goes to --scores-only.")
+        raise UsageError(
+            f"-o writes an AnnData file and must end in .h5ad, got {args.output!r}; a table goes to --scores-only."
+        )
     _usage(check_key, args.key_added, "--key-added")
-    check_outputs([args.output, args.scores_only], inputs=[args.input, _file_argument(args.signatures)], overwrite=args.force)
+    check_outputs(
+        [args.output, args.scores_only], inputs=[args.input, _file_argument(args.signatures)], overwrite=args.force
+    )
     if args.inplace:
         check_updatable(args.input)
     params = _method_params(args.param)
@@ -383,20 +462,32 @@ def _check_space_for_scores(args: argparse.Namespace, n_obs: int, n_signatures: 
 def _score_and_write(args: argparse.Namespace, params: dict, names: list[str]) -> int:
     import pandas as pd
 
+    from ._engine import check_key_is_ours, obs_columns, previous_outputs, removed_record, store_scores
     from .io import add_to_h5ad, read_h5ad, write_h5ad, write_table
     from .tl import compute_scores
-    from ._engine import check_key_is_ours, obs_columns, previous_outputs, removed_record, store_scores
 
     adata = read_h5ad(args.input, backed=args.backed)
     if args.output or args.inplace:
         _usage(check_key_is_ours, adata, args.key_added, [f"{args.key_added}_{name}" for name in names])
     _check_space_for_scores(args, adata.n_obs, len(names))
     table, record, null_tables = compute_scores(
-        adata, args.signatures, args.method, null=args.null, n_null=args.n_null, null_bins=args.null_bins,
-        layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols, min_coverage=args.min_coverage,
-        low_coverage=args.low_coverage, chunk_size=args.chunk_size, n_jobs=args.n_jobs, random_state=args.seed,
-        progress=None if not args.quiet else False, **params,
-    )  # fmt: skip
+        adata,
+        args.signatures,
+        args.method,
+        null=args.null,
+        n_null=args.n_null,
+        null_bins=args.null_bins,
+        layer=args.layer,
+        use_raw=args.use_raw,
+        gene_symbols=args.gene_symbols,
+        min_coverage=args.min_coverage,
+        low_coverage=args.low_coverage,
+        chunk_size=args.chunk_size,
+        n_jobs=args.n_jobs,
+        random_state=args.seed,
+        progress=None if not args.quiet else False,
+        **params,
+    )
     obsm = {args.key_added: table, **{args.key_added + suffix: frame for suffix, frame in null_tables.items()}}
     if args.scores_only:  # one table: the scores, then <signature>_z, _pval, _padj columns with a null
         extra = [frame.add_suffix(suffix) for suffix, frame in null_tables.items()]
@@ -408,8 +499,16 @@ def _score_and_write(args: argparse.Namespace, params: dict, names: list[str]) -
             new_obs = obs_columns(table, args.key_added)
             stale_obs, stale_obsm = previous_outputs(adata, args.key_added, new_obs, list(obsm))
             record["removed_previous"] = removed_record(stale_obs, stale_obsm)
-            add_to_h5ad(args.input, target, obsm=obsm, obs=adata.obs.drop(columns=stale_obs), obs_columns=new_obs,
-                        uns={args.key_added: record}, obsm_removed=stale_obsm, overwrite=args.force or args.inplace)  # fmt: skip
+            add_to_h5ad(
+                args.input,
+                target,
+                obsm=obsm,
+                obs=adata.obs.drop(columns=stale_obs),
+                obs_columns=new_obs,
+                uns={args.key_added: record},
+                obsm_removed=stale_obsm,
+                overwrite=args.force or args.inplace,
+            )
         else:
             store_scores(adata, table, record, null_tables, args.key_added)
             write_h5ad(adata, target, overwrite=args.force)
@@ -430,13 +529,17 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     adata = read_h5ad(args.input)
     _check_sample_arguments(args, adata)
     samples = _samples(args, adata)
-    table = classify(samples, reference=reference, thresholds=thresholds, key=args.key, rows_are_samples=args.rows_are_samples)
+    table = classify(
+        samples, reference=reference, thresholds=thresholds, key=args.key, rows_are_samples=args.rows_are_samples
+    )
     if out.suffix.lower() == ".h5ad":
         write_h5ad(samples, out, overwrite=args.force)
     else:
         write_table(table, out, overwrite=args.force)
     counts = table["immune_context"].value_counts().to_dict()
-    logger.info("classified %d samples: %s; wrote %s", len(table), ", ".join(f"{k} {v}" for k, v in counts.items()), out)
+    logger.info(
+        "classified %d samples: %s; wrote %s", len(table), ", ".join(f"{k} {v}" for k, v in counts.items()), out
+    )
     return 0
 
 
@@ -447,19 +550,27 @@ def _check_sample_arguments(args: argparse.Namespace, adata) -> None:
 
     for option, column in (("--sample-key", args.sample_key), ("--celltype-key", args.celltype_key)):
         if column is not None and column not in adata.obs:
-            raise UsageError(f"{option} {column!r} is not an obs column of {args.input}; it has: "
-                             f"{', '.join(map(str, adata.obs.columns[:20])) or 'none'}." + closest(column, adata.obs.columns))  # fmt: skip
+            raise UsageError(
+                f"{option} {column!r} is not an obs column of {args.input}; it has: "
+                f"{', '.join(map(str, adata.obs.columns[:20])) or 'none'}." + closest(column, adata.obs.columns)
+            )
     if args.layer is not None and args.layer not in adata.layers:
-        raise UsageError(f"--layer {args.layer!r} is not in {args.input}; its layers: {', '.join(adata.layers) or 'none'}.")
+        raise UsageError(
+            f"--layer {args.layer!r} is not in {args.input}; its layers: {', '.join(adata.layers) or 'none'}."
+        )
     if args.use_raw and adata.raw is None:
         raise UsageError(f"--use-raw: {args.input} has no .raw.")
     if args.sample_key is None and "immunescape_samples" not in adata.uns:
         evidence = single_cell_evidence(adata, layer=args.layer, use_raw=args.use_raw)
         if evidence and not args.rows_are_samples:
-            raise UsageError(f"{args.input} looks like single cells ({evidence}): give --sample-key COLUMN to call each "
-                             "sample from its cells, or --rows-are-samples to classify every row as a sample.")  # fmt: skip
+            raise UsageError(
+                f"{args.input} looks like single cells ({evidence}): give --sample-key COLUMN to call each "
+                "sample from its cells, or --rows-are-samples to classify every row as a sample."
+            )
         if evidence:
-            logger.warning("treating each of the %d rows as a sample (--rows-are-samples), although %s", adata.n_obs, evidence)
+            logger.warning(
+                "treating each of the %d rows as a sample (--rows-are-samples), although %s", adata.n_obs, evidence
+            )
     elif args.sample_key is not None and args.rows_are_samples:
         raise UsageError("--rows-are-samples and --sample-key contradict each other; give one.")
 
@@ -469,12 +580,29 @@ def _samples(args: argparse.Namespace, adata):
     from .tl import aggregate, score
 
     if getattr(args, "mode", "scores") == "scores" and args.key not in adata.obsm:
-        score(adata, args.signatures, method=args.method, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols,
-              key_added=args.key, min_coverage=args.min_coverage, low_coverage=args.low_coverage)  # fmt: skip
+        score(
+            adata,
+            args.signatures,
+            method=args.method,
+            layer=args.layer,
+            use_raw=args.use_raw,
+            gene_symbols=args.gene_symbols,
+            key_added=args.key,
+            min_coverage=args.min_coverage,
+            low_coverage=args.low_coverage,
+        )
     if not args.sample_key:
         return adata
-    return aggregate(adata, args.sample_key, celltype_key=args.celltype_key, key=args.key, mode=getattr(args, "mode", "scores"),
-                     min_cells=args.min_cells, signatures=args.signatures, method=args.method)  # fmt: skip
+    return aggregate(
+        adata,
+        args.sample_key,
+        celltype_key=args.celltype_key,
+        key=args.key,
+        mode=getattr(args, "mode", "scores"),
+        min_cells=args.min_cells,
+        signatures=args.signatures,
+        method=args.method,
+    )
 
 
 def _usage(check, *values):
@@ -510,7 +638,9 @@ def _reference_argument(value: str | None):
     if value is None or value in ("shipped", "cohort"):
         return value
     if not Path(value).is_file():
-        raise UsageError(f"--reference {value!r} is neither 'shipped', 'cohort' nor an existing .json profile or .h5ad file.")
+        raise UsageError(
+            f"--reference {value!r} is neither 'shipped', 'cohort' nor an existing .json profile or .h5ad file."
+        )
     if not value.endswith(".h5ad"):
         return value
     from ._anndata import single_cell_evidence
@@ -518,8 +648,10 @@ def _reference_argument(value: str | None):
     reference = read_h5ad(value)
     evidence = None if "immunescape_samples" in reference.uns else single_cell_evidence(reference)
     if evidence:
-        raise UsageError(f"--reference {value!r} looks like single cells ({evidence}); give a samples .h5ad "
-                         "(immunescape classify CELLS.h5ad --sample-key ... -o samples.h5ad) or a bulk cohort.")  # fmt: skip
+        raise UsageError(
+            f"--reference {value!r} looks like single cells ({evidence}); give a samples .h5ad "
+            "(immunescape classify CELLS.h5ad --sample-key ... -o samples.h5ad) or a bulk cohort."
+        )
     return reference
 
 
@@ -541,9 +673,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     samples = _samples(args, adata)
     calls = classify(samples, reference=reference, key=args.key, rows_are_samples=args.rows_are_samples, inplace=False)
     cover = coverage(adata, args.signatures, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols)
-    write_report(args.output, samples, calls, coverage=cover,
-                 parameters={"input": args.input, "method": args.method, "signatures": args.signatures,
-                             "sample_key": args.sample_key, "celltype_key": args.celltype_key}, overwrite=args.force)  # fmt: skip
+    write_report(
+        args.output,
+        samples,
+        calls,
+        coverage=cover,
+        parameters={
+            "input": args.input,
+            "method": args.method,
+            "signatures": args.signatures,
+            "sample_key": args.sample_key,
+            "celltype_key": args.celltype_key,
+        },
+        overwrite=args.force,
+    )
     logger.info("wrote %s (%d samples)", args.output, len(calls))
     return 0
 
@@ -559,13 +702,25 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     check_outputs([args.output, args.plot], inputs=[args.input, _file_argument(args.signatures)], overwrite=args.force)
     adata = read_h5ad(args.input)
     groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
-    table = enrich(adata, args.groupby, groups=groups, reference=args.reference, signatures=args.signatures, layer=args.layer,
-                   use_raw=args.use_raw, min_coverage=args.min_coverage, permutation_num=args.permutations, random_state=args.seed)  # fmt: skip
+    table = enrich(
+        adata,
+        args.groupby,
+        groups=groups,
+        reference=args.reference,
+        signatures=args.signatures,
+        layer=args.layer,
+        use_raw=args.use_raw,
+        min_coverage=args.min_coverage,
+        permutation_num=args.permutations,
+        random_state=args.seed,
+    )
     with all_or_nothing():
         write_table(table, args.output, overwrite=args.force)
         if args.plot:
             enrichment(table, save=args.plot, show=False)
-    logger.info("%d signature tests, %d with FDR < 0.05; wrote %s", len(table), int((table["fdr"] < 0.05).sum()), args.output)
+    logger.info(
+        "%d signature tests, %d with FDR < 0.05; wrote %s", len(table), int((table["fdr"] < 0.05).sum()), args.output
+    )
     return 0
 
 
@@ -583,8 +738,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"signatures": _cmd_signatures, "coverage": _cmd_coverage, "score": _cmd_score, "classify": _cmd_classify,
-             "enrich": _cmd_enrich, "report": _cmd_report, "demo": _cmd_demo}
+_COMMANDS = {
+    "signatures": _cmd_signatures,
+    "coverage": _cmd_coverage,
+    "score": _cmd_score,
+    "classify": _cmd_classify,
+    "enrich": _cmd_enrich,
+    "report": _cmd_report,
+    "demo": _cmd_demo,
+}
 
 
 if __name__ == "__main__":

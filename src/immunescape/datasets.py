@@ -25,26 +25,84 @@ MECHANISMS = tuple(RULES)  # the classifier's table is the one list of mechanism
 # cell type -> (compartment, marker genes raised in it)
 CELL_TYPES = {
     "malignant": ("malignant", ["EPCAM", "KRT8", "KRT18", "KRT19", "MUC1", "CDH1", "SOX2", "NKX2-1"]),
-    "CD8 T": ("T", ["PTPRC", "CD3D", "CD3E", "CD3G", "CD2", "CD8A", "CD8B", "GZMA", "GZMB", "GZMK", "PRF1", "NKG7", "CCL5", "IFNG", "CD247"]),
+    "CD8 T": (
+        "T",
+        [
+            "PTPRC",
+            "CD3D",
+            "CD3E",
+            "CD3G",
+            "CD2",
+            "CD8A",
+            "CD8B",
+            "GZMA",
+            "GZMB",
+            "GZMK",
+            "PRF1",
+            "NKG7",
+            "CCL5",
+            "IFNG",
+            "CD247",
+        ],
+    ),
     "CD4 T": ("T", ["PTPRC", "CD3D", "CD3E", "CD3G", "CD2", "CD4", "IL7R", "CD28", "TRAT1"]),
     "Treg": ("T", ["PTPRC", "CD3D", "CD3E", "CD4", "FOXP3", "IL2RA", "CTLA4", "IKZF2", "IKZF4", "TNFRSF18", "CCR8"]),
     "NK": ("NK", ["PTPRC", "NKG7", "GNLY", "KLRF1", "NCR1", "KLRD1", "PRF1", "GZMB", "FGFBP2"]),
     "B": ("B", ["PTPRC", "CD19", "MS4A1", "CD79A", "CD79B", "PAX5", "BLK"]),
-    "myeloid": ("myeloid", ["PTPRC", "CD68", "CD14", "LYZ", "CSF1R", "C1QA", "C1QB", "C1QC", "FCGR3A", "CD163", "MRC1", "APOE"]),
-    "fibroblast": ("fibroblast", ["COL1A1", "COL1A2", "COL3A1", "DCN", "LUM", "PDGFRB", "PDGFRA", "FAP", "COL6A3", "FBLN1"]),
+    "myeloid": (
+        "myeloid",
+        ["PTPRC", "CD68", "CD14", "LYZ", "CSF1R", "C1QA", "C1QB", "C1QC", "FCGR3A", "CD163", "MRC1", "APOE"],
+    ),
+    "fibroblast": (
+        "fibroblast",
+        ["COL1A1", "COL1A2", "COL3A1", "DCN", "LUM", "PDGFRB", "PDGFRA", "FAP", "COL6A3", "FBLN1"],
+    ),
     "endothelial": ("endothelial", ["PECAM1", "VWF", "CDH5", "KDR", "CLDN5"]),
 }
 UBIQUITOUS_HIGH = ("B2M", "HLA-A", "HLA-B", "HLA-C", "HLA-E", "TAP1", "TAP2", "TAPBP", "NLRC5")
 # context -> cell-type proportions
 PROPORTIONS = {
-    "inflamed": {"malignant": 0.35, "CD8 T": 0.18, "CD4 T": 0.10, "Treg": 0.03, "NK": 0.05, "B": 0.05, "myeloid": 0.12, "fibroblast": 0.08, "endothelial": 0.04},
-    "excluded": {"malignant": 0.45, "CD8 T": 0.045, "CD4 T": 0.03, "Treg": 0.008, "NK": 0.01, "B": 0.02, "myeloid": 0.12, "fibroblast": 0.27, "endothelial": 0.05},
-    "desert": {"malignant": 0.78, "CD8 T": 0.012, "CD4 T": 0.008, "Treg": 0.002, "NK": 0.005, "B": 0.01, "myeloid": 0.07, "fibroblast": 0.06, "endothelial": 0.04},
-}  # fmt: skip
+    "inflamed": {
+        "malignant": 0.35,
+        "CD8 T": 0.18,
+        "CD4 T": 0.10,
+        "Treg": 0.03,
+        "NK": 0.05,
+        "B": 0.05,
+        "myeloid": 0.12,
+        "fibroblast": 0.08,
+        "endothelial": 0.04,
+    },
+    "excluded": {
+        "malignant": 0.45,
+        "CD8 T": 0.045,
+        "CD4 T": 0.03,
+        "Treg": 0.008,
+        "NK": 0.01,
+        "B": 0.02,
+        "myeloid": 0.12,
+        "fibroblast": 0.27,
+        "endothelial": 0.05,
+    },
+    "desert": {
+        "malignant": 0.78,
+        "CD8 T": 0.012,
+        "CD4 T": 0.008,
+        "Treg": 0.002,
+        "NK": 0.005,
+        "B": 0.01,
+        "myeloid": 0.07,
+        "fibroblast": 0.06,
+        "endothelial": 0.04,
+    },
+}
 # mechanism -> (cell types whose expression changes, fold change); the genes are those of the classifier's rule
 _TARGETS = {
     "antigen_presentation_loss": (["malignant"], 0.15),
-    "checkpoint_high": (["malignant", "myeloid"], 5.0),  # ligands on tumour and myeloid cells (PD-L1 TC/IC); receptors on T cells are exhaustion
+    "checkpoint_high": (
+        ["malignant", "myeloid"],
+        5.0,
+    ),  # ligands on tumour and myeloid cells (PD-L1 TC/IC); receptors on T cells are exhaustion
     "suppressive_myeloid": (["myeloid"], 5.0),
     "t_cell_exhaustion": (["CD8 T"], 5.0),
     "ifn_sting_silenced": (["malignant"], 0.15),
@@ -53,7 +111,7 @@ _TARGETS = {
     "tgfb_stromal_exclusion": (["fibroblast"], 5.0),
     "treg_high": (["Treg"], 1.0),  # acts through cell proportions (see below)
     "immunosuppressive_metabolism": (["malignant", "myeloid"], 4.0),
-}  # fmt: skip
+}
 # mechanism -> (signatures whose genes change, cell types affected, fold change)
 PLANTS = {m: (list(RULES[m].signatures), *_TARGETS[m]) for m in MECHANISMS}
 
@@ -87,7 +145,8 @@ def simulate_tumor(
     independently with probability ``mechanism_rate``. A mechanism multiplies the expression of its
     signature genes in the cell types where it acts (e.g. antigen-presentation genes x0.15 in
     malignant cells, exhaustion genes x5 in CD8 T cells); ``treg_high`` triples the Treg fraction.
-    MHC class I genes get a high baseline in every cell, as in real tissue. The ground truth is kept coherent: ``tgfb_stromal_exclusion`` is planted exactly in the excluded
+    MHC class I genes get a high baseline in every cell, as in real tissue. The ground truth is kept
+    coherent: ``tgfb_stromal_exclusion`` is planted exactly in the excluded
     samples (it defines that context), and the T-cell mechanisms (exhaustion, Treg-high) only where
     T cells infiltrate (inflamed, excluded), since no assay can see them in a desert. Counts are
     negative binomial around gene- and cell-type-specific means with log-normal library sizes.
@@ -179,7 +238,9 @@ def simulate_tumor(
     adata.uns["simulation"] = {
         "truth": truth,
         "seed": seed,
-        "description": "Planted immune context and escape mechanisms per sample; see immunescape.datasets.simulate_tumor.",
+        "description": (
+            "Planted immune context and escape mechanisms per sample; see immunescape.datasets.simulate_tumor."
+        ),
     }
     return adata
 
@@ -199,6 +260,8 @@ def _simulation_genes(n_background: int, rng: np.random.Generator) -> list[str]:
 
     wanted.update(dict.fromkeys(g for g in load_context_model().universe if g in gene_tables().current))
     current = gene_tables().current
-    pool = sorted(g for g in current if g not in wanted and g.isalnum() and not g.startswith(("LINC", "MIR", "LOC", "SNOR")))
+    pool = sorted(
+        g for g in current if g not in wanted and g.isalnum() and not g.startswith(("LINC", "MIR", "LOC", "SNOR"))
+    )
     background = rng.choice(pool, size=min(n_background, len(pool)), replace=False).tolist()
     return list(wanted) + sorted(background)

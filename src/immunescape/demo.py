@@ -29,12 +29,18 @@ def mechanism_recovery(calls: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame
         called = calls[m].eq(True)
         planted = truth[m].astype(bool)
         hits = called & planted
-        rows.append({
-            "mechanism": m, "planted": int(planted.sum()), "called": int(called.sum()), "found": int(hits.sum()),
-            "recall": hits.sum() / planted.sum() if planted.any() else float("nan"),
-            "precision": hits.sum() / called.sum() if called.any() else float("nan"),
-            "missed": " ".join(calls.index[planted & ~called]), "false_calls": " ".join(calls.index[called & ~planted]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "mechanism": m,
+                "planted": int(planted.sum()),
+                "called": int(called.sum()),
+                "found": int(hits.sum()),
+                "recall": hits.sum() / planted.sum() if planted.any() else float("nan"),
+                "precision": hits.sum() / called.sum() if called.any() else float("nan"),
+                "missed": " ".join(calls.index[planted & ~called]),
+                "false_calls": " ".join(calls.index[called & ~planted]),
+            }
+        )
     return pd.DataFrame(rows).set_index("mechanism")
 
 
@@ -82,7 +88,9 @@ def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str
     pbmc_scores = score(pbmc, immune, method="ucell", min_coverage=0.3, low_coverage="drop", inplace=False)
     pbmc_scores.insert(0, "cell_type", pbmc.obs["bulk_labels"].astype(str))
     write_csv("UCell scores (pbmc68k_reduced)", "scores_pbmc68k.csv", pbmc_scores)
-    write_csv("mean score per PBMC type", "scores_pbmc68k_by_celltype.csv", pbmc_scores.groupby("cell_type").mean().round(4))
+    write_csv(
+        "mean score per PBMC type", "scores_pbmc68k_by_celltype.csv", pbmc_scores.groupby("cell_type").mean().round(4)
+    )
 
     logger.info("simulating, scoring and classifying a %d-patient tumour cohort ...", n_samples)
     tumour = datasets.simulate_tumor(n_samples=n_samples, cells_per_sample=cells_per_sample, seed=0)
@@ -95,7 +103,9 @@ def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str
     truth = tumour.uns["simulation"]["truth"]
     summary = calls[["immune_context", "mechanisms", "bagaev_class"]].join(truth.add_prefix("planted_"))
     write_csv("calls next to the planted truth", "tumour_calls_vs_truth.csv", summary)
-    write_csv("recall and precision per planted mechanism", RECOVERY_CSV, mechanism_recovery(calls, truth.loc[calls.index]))
+    write_csv(
+        "recall and precision per planted mechanism", RECOVERY_CSV, mechanism_recovery(calls, truth.loc[calls.index])
+    )
     contexts = pd.crosstab(truth.loc[calls.index, "context"], calls["immune_context"])
     write_csv("planted context (rows) vs the context model's call (columns)", "tumour_context_vs_truth.csv", contexts)
 
@@ -107,11 +117,23 @@ def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str
 
     samples.obs["immune context"] = calls["immune_context"]
     plots = {
-        "heatmap of patient features": ("tumour_heatmap.png", lambda p: pl.heatmap(samples, annotate=["immune context"], cluster=True, save=p, show=False)),
-        "escape profile of patient P01": ("tumour_profile_P01.png", lambda p: pl.escape_profile(calls, "P01", save=p, show=False)),
-        "CD8 T-effector by immune context": ("tumour_compare.png", lambda p: pl.compare(samples, "cd8_t_effector_mariathasan2018", "immune context", save=p, show=False)),
-        "NK signature by PBMC type": ("pbmc_scores.png", lambda p: pl.scores(pbmc_scored, "bagaev2021_NK_cells", groupby="bulk_labels", save=p, show=False)),
-    }  # fmt: skip
+        "heatmap of patient features": (
+            "tumour_heatmap.png",
+            lambda p: pl.heatmap(samples, annotate=["immune context"], cluster=True, save=p, show=False),
+        ),
+        "escape profile of patient P01": (
+            "tumour_profile_P01.png",
+            lambda p: pl.escape_profile(calls, "P01", save=p, show=False),
+        ),
+        "CD8 T-effector by immune context": (
+            "tumour_compare.png",
+            lambda p: pl.compare(samples, "cd8_t_effector_mariathasan2018", "immune context", save=p, show=False),
+        ),
+        "NK signature by PBMC type": (
+            "pbmc_scores.png",
+            lambda p: pl.scores(pbmc_scored, "bagaev2021_NK_cells", groupby="bulk_labels", save=p, show=False),
+        ),
+    }
     pbmc_scored = pbmc.copy()
     pbmc_scored.obsm["immunescape"] = pbmc_scores.drop(columns="cell_type")
     import matplotlib.pyplot as plt
@@ -120,10 +142,19 @@ def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str
         draw(outdir / name)
         plt.close("all")
         outputs[label] = outdir / name
-    report = write_report(outdir / "tumour_report.html", samples, calls, coverage=coverage(tumour, "immune_escape"),
-                          parameters={"data": "simulated 12-patient cohort (seed 0)", "method": "ucell"}, overwrite=True)  # fmt: skip
+    report = write_report(
+        outdir / "tumour_report.html",
+        samples,
+        calls,
+        coverage=coverage(tumour, "immune_escape"),
+        parameters={"data": "simulated 12-patient cohort (seed 0)", "method": "ucell"},
+        overwrite=True,
+    )
     outputs["HTML report"] = report
-    for label, name, adata in (("scored tumour cells", "tumour_cells.h5ad", tumour), ("patient-level AnnData", "tumour_samples.h5ad", samples)):
+    for label, name, adata in (
+        ("scored tumour cells", "tumour_cells.h5ad", tumour),
+        ("patient-level AnnData", "tumour_samples.h5ad", samples),
+    ):
         path = outdir / name
         with atomic_path(path) as tmp:
             adata.write_h5ad(tmp)

@@ -19,7 +19,8 @@ Examples
 >>> import pandas as pd
 >>> from immunescape.genes import resolve
 >>> from immunescape.signatures import Signature
->>> matched = resolve([Signature("sting", ("STING1", "CGAS", "NOTAGENE"))], pd.Index(["TMEM173", "MB21D1", "ACTB"]), min_coverage=0)
+>>> sting = Signature("sting", ("STING1", "CGAS", "NOTAGENE"))
+>>> matched = resolve([sting], pd.Index(["TMEM173", "MB21D1", "ACTB"]), min_coverage=0)
 >>> row = matched.coverage.loc["sting"]
 >>> int(row["n_found"]), int(row["n_alias"]), row["missing"]
 (2, 2, 'NOTAGENE')
@@ -85,7 +86,8 @@ def gene_tables() -> GeneTables:
     mouse = mouse.assign(rank=(mouse["homology"] != "one2one").astype(int) * 2 - mouse["confidence"])
     mouse = mouse.sort_values(["human_symbol", "rank", "mouse_symbol"])
     orthologs = {
-        h: tuple(zip(g["mouse_symbol"], g["mouse_ensembl"].fillna(""))) for h, g in mouse.groupby("human_symbol", sort=False)
+        h: tuple(zip(g["mouse_symbol"], g["mouse_ensembl"].fillna("")))
+        for h, g in mouse.groupby("human_symbol", sort=False)
     }
     return GeneTables(
         current=frozenset(human["symbol"]),
@@ -194,8 +196,11 @@ def resolve(
     -------
     ResolvedSignatures
     """
-    if isinstance(min_coverage, (bool, np.bool_)) or not isinstance(min_coverage, (int, float, np.integer, np.floating)) \
-            or not 0 <= min_coverage <= 1:
+    if (
+        isinstance(min_coverage, (bool, np.bool_))
+        or not isinstance(min_coverage, (int, float, np.integer, np.floating))
+        or not 0 <= min_coverage <= 1
+    ):
         raise InputError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
     names = pd.Index([str(n) for n in var_names])
     if len(names) == 0:
@@ -204,7 +209,11 @@ def resolve(
     data_organism = organism or detect_organism(names)
     if data_organism not in ("human", "mouse"):
         raise InputError(f"organism must be 'human' or 'mouse', got {organism!r}.")
-    lookup_names = pd.Index([_ENSEMBL.match(n).group(1) if _ENSEMBL.match(n) else n for n in names]) if id_type == "ensembl" else names
+    lookup_names = (
+        pd.Index([_ENSEMBL.match(n).group(1) if _ENSEMBL.match(n) else n for n in names])
+        if id_type == "ensembl"
+        else names
+    )
     first = _first_positions(lookup_names)
     upper: dict[str, list[int]] = {}
     if id_type == "symbol":
@@ -256,7 +265,9 @@ def resolve(
     if coverage["n_missing"].any():
         short = coverage[coverage["n_missing"] > 0]
         logger.info("%d of %d signatures miss some genes (the coverage report lists them)", len(short), len(coverage))
-        logger.debug("genes missing from the data: %s", "; ".join(f"{s}: {r.n_missing}/{r.n_genes}" for s, r in short.iterrows()))
+        logger.debug(
+            "genes missing from the data: %s", "; ".join(f"{s}: {r.n_missing}/{r.n_genes}" for s, r in short.iterrows())
+        )
     if data_organism == "mouse":
         logger.info("mouse data detected: human signature genes were mapped to mouse orthologs")
     return ResolvedSignatures(list(signatures), positions, weights, coverage, id_type, data_organism)
@@ -319,7 +330,9 @@ def _check_coverage(coverage: pd.DataFrame, min_coverage: float) -> None:
     for name, row in failing.iterrows():
         missing = row["missing"].split(";")
         shown = ", ".join(missing[:15]) + (f" and {len(missing) - 15} more" if len(missing) > 15 else "")
-        lines.append(f"  {name}: {row['n_found']} of {row['n_genes']} genes found ({row['coverage']:.0%}); missing: {shown}")
+        lines.append(
+            f"  {name}: {row['n_found']} of {row['n_genes']} genes found ({row['coverage']:.0%}); missing: {shown}"
+        )
     raise GeneResolutionError(
         f"{len(failing)} signature(s) below min_coverage={min_coverage:.0%}:\n"
         + "\n".join(lines)

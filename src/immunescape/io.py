@@ -28,7 +28,8 @@ WRITE_FAILED = threading.Event()
 
 
 def check_target(target: str | Path, *, overwrite: bool) -> Path:
-    """Fail with a clear message if ``target`` cannot be written (or exists without ``overwrite``); return its folder."""
+    """Fail with a clear message if ``target`` cannot be written (or exists without ``overwrite``);
+    return its folder."""
     target = Path(target)
     if not target.name or target.name in (".", ".."):
         raise ImmunescapeIOError(f"Cannot write {str(target)!r}: name a file, not a folder.")
@@ -42,8 +43,10 @@ def check_target(target: str | Path, *, overwrite: bool) -> Path:
     except (OSError, ValueError):
         longest = 255
     if len(os.fsencode(target.name)) > longest:
-        raise ImmunescapeIOError(f"The output name {target.name[:40]!r}... is longer than this file system allows ({longest} bytes); "
-                                 "choose a shorter name.")  # fmt: skip
+        raise ImmunescapeIOError(
+            f"The output name {target.name[:40]!r}... is longer than this file system allows ({longest} bytes); "
+            "choose a shorter name."
+        )
     if target.is_dir():
         raise ImmunescapeIOError(f"{str(target)!r} is a folder; name a file inside it instead.")
     if target.exists() and not overwrite:
@@ -53,7 +56,9 @@ def check_target(target: str | Path, *, overwrite: bool) -> Path:
     return folder
 
 
-def check_outputs(outputs: Sequence[str | Path | None], *, inputs: Sequence[str | Path | None] = (), overwrite: bool) -> list[Path]:
+def check_outputs(
+    outputs: Sequence[str | Path | None], *, inputs: Sequence[str | Path | None] = (), overwrite: bool
+) -> list[Path]:
     """Check a command's outputs before any work: each writable, none an input, no two the same file.
 
     An output "is" an input when it names the same file by any route: the same path, a symlink to
@@ -64,12 +69,16 @@ def check_outputs(outputs: Sequence[str | Path | None], *, inputs: Sequence[str 
         check_target(path, overwrite=overwrite)
         for source in filter(None, inputs):
             if _same_file(path, Path(source)):
-                raise ImmunescapeIOError(f"The output {str(path)!r} is the input {str(source)!r} (same file); an output never "
-                                         "replaces an input. Choose another output name.")  # fmt: skip
+                raise ImmunescapeIOError(
+                    f"The output {str(path)!r} is the input {str(source)!r} (same file); an output never "
+                    "replaces an input. Choose another output name."
+                )
     for i, path in enumerate(paths):
         for other in paths[i + 1 :]:
             if _same_file(path, other):
-                raise ImmunescapeIOError(f"Two outputs name the same file ({str(path)!r}, {str(other)!r}); give each its own name.")
+                raise ImmunescapeIOError(
+                    f"Two outputs name the same file ({str(path)!r}, {str(other)!r}); give each its own name."
+                )
     return paths
 
 
@@ -79,7 +88,9 @@ def check_updatable(path: str | Path) -> Path:
     if not real.is_file():
         raise ImmunescapeIOError(f"Cannot update {str(path)!r} in place: it is not an existing file.")
     if not os.access(real, os.W_OK) or not real.stat().st_mode & stat.S_IWUSR:  # mode bits count, even for root
-        raise ImmunescapeIOError(f"{str(path)!r} is read-only; make it writable (chmod u+w) or write a new file with -o.")
+        raise ImmunescapeIOError(
+            f"{str(path)!r} is read-only; make it writable (chmod u+w) or write a new file with -o."
+        )
     check_target(real, overwrite=True)
     return real
 
@@ -94,9 +105,11 @@ def check_column_names(names: Sequence[str], key: str) -> None:
         return
     longest = max(len(f"{key}_{n}".encode()) for n in names)
     if len(names) * longest > _COLUMN_LIST_BYTES:
-        raise ImmunescapeIOError(f"{len(names):,} signatures are more columns than an .h5ad DataFrame can list (HDF5 keeps the "
-                                 "list in one 64 KiB attribute); write the scores with --scores-only TABLE.csv (or "
-                                 ".parquet), or score fewer signatures per run.")  # fmt: skip
+        raise ImmunescapeIOError(
+            f"{len(names):,} signatures are more columns than an .h5ad DataFrame can list (HDF5 keeps the "
+            "list in one 64 KiB attribute); write the scores with --scores-only TABLE.csv (or "
+            ".parquet), or score fewer signatures per run."
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -206,8 +219,9 @@ def exclusive_update(path: str | Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
-            raise ImmunescapeIOError(f"Another immunescape run is updating {str(path)!r}; wait until it has finished, "
-                                     "then run again.") from err  # fmt: skip
+            raise ImmunescapeIOError(
+                f"Another immunescape run is updating {str(path)!r}; wait until it has finished, then run again."
+            ) from err
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:  # the previous holder removed it between our open and our lock
@@ -274,8 +288,10 @@ def check_free_space(folder: str | Path, need: int, what: str) -> None:
     except OSError:
         return
     if need > free:
-        raise ImmunescapeIOError(f"{what} needs about {need / 2**20:,.0f} MiB but {str(folder)!r} has {free / 2**20:,.0f} MiB "
-                                 "free; free some space or write elsewhere.")  # fmt: skip
+        raise ImmunescapeIOError(
+            f"{what} needs about {need / 2**20:,.0f} MiB but {str(folder)!r} has {free / 2**20:,.0f} MiB "
+            "free; free some space or write elsewhere."
+        )
 
 
 @contextlib.contextmanager
@@ -312,9 +328,14 @@ def atomic_path(target: str | Path, *, overwrite: bool = True) -> Iterator[Path]
         except ImmunescapeIOError:
             WRITE_FAILED.set()
             raise
-        except (OSError, RuntimeError) as err:  # disk full, quota, I/O error: one clear message, and nothing left behind
+        except (
+            OSError,
+            RuntimeError,
+        ) as err:  # disk full, quota, I/O error: one clear message, and nothing left behind
             WRITE_FAILED.set()
-            raise ImmunescapeIOError(f"Writing {str(target)!r} failed ({_first_line(err)}); nothing was written.") from err
+            raise ImmunescapeIOError(
+                f"Writing {str(target)!r} failed ({_first_line(err)}); nothing was written."
+            ) from err
         pause = float(os.environ.get("IMMUNESCAPE_TEST_PAUSE_BEFORE_RENAME", "0"))  # test hook: widen the window
         if pause:
             import time
@@ -373,7 +394,9 @@ def read_h5ad(path: str | Path, *, backed: bool = False):
     try:
         adata = ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for damaged files
-        raise ImmunescapeIOError(f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err}).") from err
+        raise ImmunescapeIOError(
+            f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err})."
+        ) from err
     _check_matrices(adata, path)
     return adata
 
@@ -414,9 +437,11 @@ def _check_stored_file(path: Path, *, backed: bool) -> None:
                 elif not (backed and (name == "X" or name.startswith("X/"))):
                     loaded += dataset.size * dataset.dtype.itemsize if dataset.shape is not None else 0
             if foreign:
-                raise ImmunescapeIOError(f"{str(path)!r} reads data from outside itself ({'; '.join(foreign[:3])}); immunescape "
-                                         "reads only self-contained .h5ad files. Re-save it with anndata (read, then "
-                                         "write_h5ad) where you trust the linked files.")  # fmt: skip
+                raise ImmunescapeIOError(
+                    f"{str(path)!r} reads data from outside itself ({'; '.join(foreign[:3])}); immunescape "
+                    "reads only self-contained .h5ad files. Re-save it with anndata (read, then "
+                    "write_h5ad) where you trust the linked files."
+                )
             groups = {"X": handle.get("X"), "raw.X": handle.get("raw/X")}
             layers = handle.get("layers")
             if isinstance(layers, h5py.Group):
@@ -424,26 +449,40 @@ def _check_stored_file(path: Path, *, backed: bool) -> None:
             for where, group in groups.items():
                 if not isinstance(group, h5py.Group) or "indices" not in group or "indptr" not in group:
                     continue
-                index_types = [group[name].dtype for name in ("indptr", "indices") if isinstance(group[name], h5py.Dataset)]
+                index_types = [
+                    group[name].dtype for name in ("indptr", "indices") if isinstance(group[name], h5py.Dataset)
+                ]
                 if len(index_types) < 2 or any(t.kind not in "iu" for t in index_types):
-                    raise ImmunescapeIOError(f"{str(path)!r}: {where} is damaged. Its sparse index arrays are not integers "
-                                             f"({', '.join(map(str, index_types))}): {fix}")  # fmt: skip
+                    raise ImmunescapeIOError(
+                        f"{str(path)!r}: {where} is damaged. Its sparse index arrays are not integers "
+                        f"({', '.join(map(str, index_types))}): {fix}"
+                    )
                 data = group.get("data")
                 if isinstance(data, h5py.Dataset) and data.dtype.kind == "f" and data.dtype.itemsize == 2:
-                    raise ImmunescapeIOError(f"{str(path)!r}: {where} is stored as sparse float16, which scipy cannot hold. "
-                                             "Convert it once in Python: X.data = X.data.astype('float32') on a copy read "
-                                             "with h5py, or re-export the file from its source as float32.")  # fmt: skip
+                    raise ImmunescapeIOError(
+                        f"{str(path)!r}: {where} is stored as sparse float16, which scipy cannot hold. "
+                        "Convert it once in Python: X.data = X.data.astype('float32') on a copy read "
+                        "with h5py, or re-export the file from its source as float32."
+                    )
     except ImmunescapeIOError:
         raise
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError):  # unreadable structure: anndata's read reports it below
+    except (
+        OSError,
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+    ):  # unreadable structure: anndata's read reports it below
         return
     from ._utils import physical_memory
 
     if loaded > physical_memory() // 2:
         hint = "" if backed else " Stream X from disk instead (--backed, or anndata.read_h5ad(path, backed='r'))."
-        raise ImmunescapeIOError(f"Reading {str(path)!r} would take {loaded / 2**30:,.1f} GiB of memory by its stored shapes "
-                                 f"(this machine has {physical_memory() / 2**30:,.0f} GiB).{hint} A small file that claims "
-                                 "this much is damaged or hostile.")  # fmt: skip
+        raise ImmunescapeIOError(
+            f"Reading {str(path)!r} would take {loaded / 2**30:,.1f} GiB of memory by its stored shapes "
+            f"(this machine has {physical_memory() / 2**30:,.0f} GiB).{hint} A small file that claims "
+            "this much is damaged or hostile."
+        )
 
 
 def _check_matrices(adata, path: Path) -> None:

@@ -21,9 +21,11 @@ from ._utils import package_versions
 from .io import atomic_write_text
 
 _STYLE = """
-body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em; color: #222;
+  max-width: 1200px; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.85em; } th, td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; }
 th { background: #f3f3f3; } td.reason { font-size: 0.9em; color: #444; } img { max-width: 100%; }
 .inflamed { background: #fde0dd; } .excluded { background: #fff3cd; } .desert { background: #e0ecf8; }
 .note { color: #666; font-size: 0.9em; }
@@ -39,8 +41,15 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def build_report(samples: AnnData, calls: pd.DataFrame, *, coverage: pd.DataFrame | None = None, title: str = "Immune-escape report",
-                 parameters: dict | None = None, max_profiles: int = 24) -> str:  # fmt: skip
+def build_report(
+    samples: AnnData,
+    calls: pd.DataFrame,
+    *,
+    coverage: pd.DataFrame | None = None,
+    title: str = "Immune-escape report",
+    parameters: dict | None = None,
+    max_profiles: int = 24,
+) -> str:
     """Return the report as one HTML string (see the module docstring).
 
     Parameters
@@ -64,18 +73,31 @@ def build_report(samples: AnnData, calls: pd.DataFrame, *, coverage: pd.DataFram
     from . import pl
     from .tl import MECHANISMS
 
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p class='note'>immunescape {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. {len(calls)} samples. "
-             "Immune context from " + html.escape(str(calls.attrs.get("context_model", "the context model"))) +
-             " (fitted on IMvigor210 pathology; each sample read alone). Mechanisms are robust z-scores against "
-             + html.escape(str(calls.attrs.get("reference", "the cohort"))) + ".</p>"]  # fmt: skip
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>immunescape {__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        f"{len(calls)} samples. "
+        "Immune context from "
+        + html.escape(str(calls.attrs.get("context_model", "the context model")))
+        + " (fitted on IMvigor210 pathology; each sample read alone). Mechanisms are robust z-scores against "
+        + html.escape(str(calls.attrs.get("reference", "the cohort")))
+        + ".</p>",
+    ]
     counts = calls["immune_context"].value_counts()
     parts.append("<h2>Summary</h2><p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in counts.items()) + "</p>")
     mech_counts = {m: int((calls[m] == True).sum()) for m in MECHANISMS}  # noqa: E712 (object column of True/False/NaN)
-    parts.append("<p>Escape mechanisms called: " + ", ".join(f"{m.replace('_', ' ')} {n}" for m, n in mech_counts.items()) + ".</p>")
+    parts.append(
+        "<p>Escape mechanisms called: "
+        + ", ".join(f"{m.replace('_', ' ')} {n}" for m, n in mech_counts.items())
+        + ".</p>"
+    )
 
-    parts.append("<h2>Samples</h2><table><tr><th>sample</th><th>immune context</th><th>mechanisms</th><th>Bagaev class</th><th>why</th></tr>")
+    parts.append(
+        "<h2>Samples</h2><table><tr><th>sample</th><th>immune context</th><th>mechanisms</th>"
+        "<th>Bagaev class</th><th>why</th></tr>"
+    )
     for sample, row in calls.iterrows():
         reasons = [row["context_reason"]] + [row[f"{m}_reason"] for m in MECHANISMS if row[m] is True]
         parts.append(
@@ -89,12 +111,18 @@ def build_report(samples: AnnData, calls: pd.DataFrame, *, coverage: pd.DataFram
     samples = samples.copy()
     samples.obs["immune context"] = calls.loc[samples.obs_names, "immune_context"].astype(str)
     parts.append("<h2>Signatures across samples</h2>")
-    parts.append(f"<img alt='heatmap' src='{_png(pl.heatmap(samples, annotate=['immune context'], cluster=True, show=False))}'>")
+    parts.append(
+        f"<img alt='heatmap' src='{_png(pl.heatmap(samples, annotate=['immune context'], cluster=True, show=False))}'>"
+    )
     parts.append("<h2>Per-sample profiles</h2>")
     for sample in list(calls.index)[:max_profiles]:
-        parts.append(f"<img alt='profile {html.escape(str(sample))}' src='{_png(pl.escape_profile(calls, sample, show=False))}'>")
+        parts.append(
+            f"<img alt='profile {html.escape(str(sample))}' src='{_png(pl.escape_profile(calls, sample, show=False))}'>"
+        )
     if len(calls) > max_profiles:
-        parts.append(f"<p class='note'>{len(calls) - max_profiles} more samples not drawn (max_profiles={max_profiles}).</p>")
+        parts.append(
+            f"<p class='note'>{len(calls) - max_profiles} more samples not drawn (max_profiles={max_profiles}).</p>"
+        )
     if coverage is not None:
         parts.append("<h2>Gene coverage</h2>")
         parts.append(f"<img alt='coverage' src='{_png(pl.coverage(coverage, show=False))}'>")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -37,8 +37,20 @@ _list = builtins.list
 CATEGORIES = ("escape_mechanism", "immune_context", "cell_state", "cell_type")
 COMPARTMENTS = ("any", "malignant", "T", "NK", "B", "myeloid", "fibroblast", "endothelial")
 ORGANISMS = ("human", "mouse")
-_REQUIRED = ("name", "title", "category", "organism", "compartment", "high_means", "genes_up", "source",
-             "exact", "exact_note", "method_in_source", "collections")  # fmt: skip
+_REQUIRED = (
+    "name",
+    "title",
+    "category",
+    "organism",
+    "compartment",
+    "high_means",
+    "genes_up",
+    "source",
+    "exact",
+    "exact_note",
+    "method_in_source",
+    "collections",
+)
 _OPTIONAL = ("genes_down", "weights", "aliases", "symbol_updates", "notes")
 _GMT_UP = re.compile(r"^(?P<base>.+?)[_.](UP|up|Up)$")
 _GMT_DOWN = re.compile(r"^(?P<base>.+?)[_.](DN|DOWN|dn|down|Dn|Down)$")
@@ -78,8 +90,10 @@ class Signature:
         if not isinstance(self.name, str) or not self.name.strip():
             raise SignatureError("A signature needs a non-empty string name.")
         if "/" in self.name or "\x00" in self.name or self.name.strip() in (".", ".."):
-            raise SignatureError(f"Signature name {self.name!r} cannot be a score column in an .h5ad file ('/' separates "
-                                 "HDF5 groups); rename it, e.g. with '_' for '/'.")  # fmt: skip
+            raise SignatureError(
+                f"Signature name {self.name!r} cannot be a score column in an .h5ad file ('/' separates "
+                "HDF5 groups); rename it, e.g. with '_' for '/'."
+            )
         object.__setattr__(self, "genes_up", _clean_genes(self.genes_up, self.name))
         object.__setattr__(self, "genes_down", _clean_genes(self.genes_down, self.name))
         if self.weights is not None:
@@ -122,7 +136,7 @@ class Signature:
         """Weight per gene: the given weights, else +1 for up and -1 for down."""
         if self.weights is not None:
             return {g: self.weights[g] for g in self.genes}
-        return {**{g: 1.0 for g in self.genes_up}, **{g: -1.0 for g in self.genes_down}}
+        return {**dict.fromkeys(self.genes_up, 1.0), **dict.fromkeys(self.genes_down, -1.0)}
 
     def to_dict(self) -> dict[str, Any]:
         """The signature as a plain mapping in the YAML schema."""
@@ -175,11 +189,26 @@ def validate(entry: Mapping[str, Any], where: str = "signature") -> None:
         ("organism", lambda v: v in ORGANISMS, f"one of {ORGANISMS}"),
         ("exact", lambda v: isinstance(v, bool), "true or false"),
         ("genes_up", lambda v: isinstance(v, _list) and all(isinstance(g, str) and g for g in v), "a list of symbols"),
-        ("genes_down", lambda v: isinstance(v, _list) and all(isinstance(g, str) and g for g in v), "a list of symbols"),
-        ("weights", lambda v: isinstance(v, dict) and all(isinstance(w, (int, float)) for w in v.values()), "gene: number"),
-        ("collections", lambda v: isinstance(v, _list) and all(isinstance(c, str) and c.isidentifier() and c != "all" for c in v),
-         "a list of collection names (identifiers, not 'all')"),
-        ("source", lambda v: isinstance(v, dict) and bool(v.get("citation")) and bool(v.get("doi") or v.get("pmid")), "citation plus doi or pmid"),
+        (
+            "genes_down",
+            lambda v: isinstance(v, _list) and all(isinstance(g, str) and g for g in v),
+            "a list of symbols",
+        ),
+        (
+            "weights",
+            lambda v: isinstance(v, dict) and all(isinstance(w, (int, float)) for w in v.values()),
+            "gene: number",
+        ),
+        (
+            "collections",
+            lambda v: isinstance(v, _list) and all(isinstance(c, str) and c.isidentifier() and c != "all" for c in v),
+            "a list of collection names (identifiers, not 'all')",
+        ),
+        (
+            "source",
+            lambda v: isinstance(v, dict) and bool(v.get("citation")) and bool(v.get("doi") or v.get("pmid")),
+            "citation plus doi or pmid",
+        ),
         ("high_means", lambda v: isinstance(v, str) and len(v) > 10, "a sentence"),
         ("exact_note", lambda v: isinstance(v, str) and bool(v), "a sentence"),
         ("title", lambda v: isinstance(v, str) and bool(v), "a string"),
@@ -273,7 +302,9 @@ def collection(name: str) -> list[Signature]:
     ['thorsson2018_CHANG_CORE_SERUM_RESPONSE_UP', 'thorsson2018_CSF1_response']
     """
     if name not in collection_names():
-        raise SignatureError(f"Unknown collection {name!r}; choose from {collection_names()}." + closest(name, collection_names()))
+        raise SignatureError(
+            f"Unknown collection {name!r}; choose from {collection_names()}." + closest(name, collection_names())
+        )
     sigs = _list(_library().values())
     return sigs if name == "all" else [s for s in sigs if name in s.meta.get("collections", ())]
 
@@ -328,7 +359,7 @@ def list_signatures(collection_name: str = "all") -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- loading user sets
-SignatureLike = Union[str, Path, Signature, Mapping, pd.DataFrame, Sequence]
+SignatureLike = str | Path | Signature | Mapping | pd.DataFrame | Sequence
 
 
 def load(source: SignatureLike, *, fmt: str | None = None) -> list[Signature]:
@@ -389,7 +420,11 @@ def named_explicitly(source: SignatureLike) -> set[str]:
     if isinstance(source, Signature):
         return {source.name}
     if isinstance(source, str) and not _is_file_source(source):
-        return {get(part).name for part in filter(None, (p.strip() for p in source.split(","))) if part not in collection_names()}
+        return {
+            get(part).name
+            for part in filter(None, (p.strip() for p in source.split(",")))
+            if part not in collection_names()
+        }
     if isinstance(source, Mapping) and _single_entry(source):
         return {str(source["name"])}
     if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
@@ -435,7 +470,9 @@ def _from_mapping(name: str, body: Any) -> Signature:
     if isinstance(body, Mapping):
         keys = set(body)
         if keys & {"genes_up", "genes_down", "up", "down", "genes", "weights"}:
-            meta = {k: v for k, v in body.items() if k not in {"genes_up", "genes_down", "up", "down", "genes", "weights"}}
+            meta = {
+                k: v for k, v in body.items() if k not in {"genes_up", "genes_down", "up", "down", "genes", "weights"}
+            }
             up = body.get("genes_up", body.get("up", body.get("genes")))
             down = body.get("genes_down", body.get("down"))
             weights = body.get("weights")
@@ -456,7 +493,9 @@ def _from_mapping(name: str, body: Any) -> Signature:
 def _from_long_frame(frame: pd.DataFrame) -> list[Signature]:
     missing = {"source", "target"} - set(frame.columns)
     if missing:
-        raise SignatureError(f"A signature DataFrame needs 'source' and 'target' columns (decoupler style); missing {sorted(missing)}.")
+        raise SignatureError(
+            f"A signature DataFrame needs 'source' and 'target' columns (decoupler style); missing {sorted(missing)}."
+        )
     out = []
     for name, group in frame.groupby("source", sort=False):
         if "weight" in frame.columns:
@@ -481,7 +520,9 @@ class _StrictLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, str) and key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -499,7 +540,9 @@ def _expanded_size(node, depth: int = 0, sizes: dict | None = None) -> int:
         for part in child if isinstance(child, tuple) else (child,):
             total += _expanded_size(part, depth + 1, sizes)
             if total > MAX_NODES:
-                raise SignatureError(f"the file expands to more than {MAX_NODES:,} values (YAML aliases?); refusing to build it.")
+                raise SignatureError(
+                    f"the file expands to more than {MAX_NODES:,} values (YAML aliases?); refusing to build it."
+                )
     sizes[id(node)] = total
     return total
 
@@ -530,17 +573,22 @@ def load_file(path: str | Path, *, fmt: str | None = None) -> list[Signature]:
     if not path.is_file():
         raise SignatureError(f"Signature file {str(path)!r} does not exist.")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise SignatureError(f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is larger than any signature library "
-                             f"({MAX_FILE_BYTES // 2**20} MiB at most); is this the right file?")  # fmt: skip
+        raise SignatureError(
+            f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is larger than any signature library "
+            f"({MAX_FILE_BYTES // 2**20} MiB at most); is this the right file?"
+        )
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in FILE_FORMATS:
-        raise SignatureError(f"{path}: not a signature file by its name; signature files end in .yaml, .yml, .json or .gmt "
-                             "(rename it, or pass fmt= in Python).")  # fmt: skip
+        raise SignatureError(
+            f"{path}: not a signature file by its name; signature files end in .yaml, .yml, .json or .gmt "
+            "(rename it, or pass fmt= in Python)."
+        )
     try:  # strict: replacement characters would become part of signature and gene names
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise SignatureError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at position {err.start}); save it as "
-                             "UTF-8.") from None  # fmt: skip
+        raise SignatureError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at position {err.start}); save it as UTF-8."
+        ) from None
     if fmt == "gmt" or fmt == "txt":
         return read_gmt(text, where=str(path))
     try:
@@ -571,7 +619,10 @@ def read_gmt(text: str, where: str = "GMT") -> list[Signature]:
             continue
         fields = line.rstrip("\r\n").split("\t")
         if len(fields) < 3:
-            raise SignatureError(f"{where}, line {lineno}: a GMT line needs name<TAB>description<TAB>genes...; found {len(fields)} field(s).")
+            raise SignatureError(
+                f"{where}, line {lineno}: a GMT line needs name<TAB>description<TAB>genes...; "
+                f"found {len(fields)} field(s)."
+            )
         name = fields[0].strip()
         genes = [g.strip() for g in fields[2:] if g.strip()]
         if not name or not genes:
@@ -588,11 +639,21 @@ def read_gmt(text: str, where: str = "GMT") -> list[Signature]:
         up, down = _GMT_UP.match(name), _GMT_DOWN.match(name)
         if up or down:
             base = (up or down).group("base")
-            partner = next((n for n in sets if n != name and (_GMT_DOWN if up else _GMT_UP).match(n)
-                            and (_GMT_DOWN if up else _GMT_UP).match(n).group("base") == base), None)  # fmt: skip
+            partner = next(
+                (
+                    n
+                    for n in sets
+                    if n != name
+                    and (_GMT_DOWN if up else _GMT_UP).match(n)
+                    and (_GMT_DOWN if up else _GMT_UP).match(n).group("base") == base
+                ),
+                None,
+            )
             if partner:
                 up_name, down_name = (name, partner) if up else (partner, name)
-                out.append(Signature(base, tuple(sets[up_name][1]), tuple(sets[down_name][1]), meta={"description": desc}))
+                out.append(
+                    Signature(base, tuple(sets[up_name][1]), tuple(sets[down_name][1]), meta={"description": desc})
+                )
                 used |= {name, partner}
                 continue
         out.append(Signature(name, tuple(genes), meta={"description": desc}))
@@ -636,4 +697,4 @@ def to_yaml(signatures: SignatureLike, path: str | Path | None = None) -> str:
     return text
 
 
-list = list_signatures  # noqa: A001  (the public name the issue asks for: ie.signatures.list())
+list = list_signatures

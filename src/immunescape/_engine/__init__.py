@@ -8,7 +8,15 @@
 ``immunescape.tl`` holds the public functions on AnnData; they call :func:`score_matrix`.
 """
 
-from .record import NULL_SUFFIXES, check_key_is_ours, h5ad_safe, obs_columns, previous_outputs, removed_record, store_scores
+from .record import (
+    NULL_SUFFIXES,
+    check_key_is_ours,
+    h5ad_safe,
+    obs_columns,
+    previous_outputs,
+    removed_record,
+    store_scores,
+)
 from .runner import is_dask, numba_threads, score_matrix
 from .values import gene_stats, is_in_memory
 

@@ -39,7 +39,13 @@ def _score_block(block, plan, method: Method, n_sig: int, chunk_size: int | None
 
 
 def score_dask(
-    matrix, resolved: ResolvedSignatures, method: Method, params: dict[str, Any], *, chunk_size=None, random_state=0,
+    matrix,
+    resolved: ResolvedSignatures,
+    method: Method,
+    params: dict[str, Any],
+    *,
+    chunk_size=None,
+    random_state=0,
     null=None,
 ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     import dask
@@ -60,9 +66,16 @@ def score_dask(
     n_sig = len(resolved.signatures)
     width = n_sig * (3 if null is not None else 1)
     scored = da.map_blocks(
-        _score_block, matrix, plan, method, n_sig, chunk_size, dtype=np.float64, chunks=(matrix.chunks[0], (width,)),
+        _score_block,
+        matrix,
+        plan,
+        method,
+        n_sig,
+        chunk_size,
+        dtype=np.float64,
+        chunks=(matrix.chunks[0], (width,)),
         meta=np.empty((0, 0)),
-    )  # fmt: skip
+    )
     result = np.asarray(scored.compute())
     if null is None:
         return plan.finish(result), plan.details, {}

@@ -15,8 +15,15 @@ logger = logging.getLogger(__name__)
 NULL_SUFFIXES = ("_z", "_pval", "_padj")
 
 
-def store_scores(adata: AnnData, table: pd.DataFrame, record: dict, null_tables: dict[str, pd.DataFrame], key_added: str,
-                 *, obs: bool = True) -> None:  # fmt: skip
+def store_scores(
+    adata: AnnData,
+    table: pd.DataFrame,
+    record: dict,
+    null_tables: dict[str, pd.DataFrame],
+    key_added: str,
+    *,
+    obs: bool = True,
+) -> None:
     """Write scores, null tables and the record into ``adata`` as :func:`score` does, first removing what an
     earlier run with the same ``key_added`` wrote and this one does not rewrite."""
     new_obs = obs_columns(table, key_added) if obs else {}
@@ -53,12 +60,16 @@ def check_key_is_ours(adata: AnnData, key_added: str, obs_names=()) -> None:
     taken = [f"obsm[{k!r}]" for k in (key_added + s for s in ("", *NULL_SUFFIXES)) if k in adata.obsm and not ours]
     if key_added in adata.uns and not ours:
         taken.append(f"uns[{key_added!r}]")
-    earlier = {f"{key_added}_{n}" for n in np.asarray(previous.get("signatures", []), dtype=str).ravel()} if ours else set()
+    earlier = (
+        {f"{key_added}_{n}" for n in np.asarray(previous.get("signatures", []), dtype=str).ravel()} if ours else set()
+    )
     taken += [f"obs[{c!r}]" for c in obs_names if c in adata.obs and c not in earlier]
     if taken:
-        raise InputError(f"key_added={key_added!r} would replace {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}, which no "
-                         "immunescape score run with that key wrote. Choose another key_added (CLI --key-added), or remove "
-                         "those entries first if they are yours to drop.")  # fmt: skip
+        raise InputError(
+            f"key_added={key_added!r} would replace {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}, which no "
+            "immunescape score run with that key wrote. Choose another key_added (CLI --key-added), or remove "
+            "those entries first if they are yours to drop."
+        )
 
 
 def previous_outputs(adata: AnnData, key_added: str, new_obs, new_obsm) -> tuple[list[str], list[str]]:
@@ -68,10 +79,19 @@ def previous_outputs(adata: AnnData, key_added: str, new_obs, new_obsm) -> tuple
     check_key_is_ours(adata, key_added, new_obs)
     previous = adata.uns.get(key_added)
     names = previous.get("signatures", []) if isinstance(previous, dict) else []
-    stale_obs = [c for c in (f"{key_added}_{n}" for n in np.asarray(names, dtype=str).ravel()) if c in adata.obs and c not in new_obs]
+    stale_obs = [
+        c
+        for c in (f"{key_added}_{n}" for n in np.asarray(names, dtype=str).ravel())
+        if c in adata.obs and c not in new_obs
+    ]
     stale_obsm = [k for k in (key_added + s for s in NULL_SUFFIXES) if k in adata.obsm and k not in new_obsm]
     if stale_obs or stale_obsm:
-        logger.info("removed %d obs column(s) and %d obsm entr(ies) of the previous %r run", len(stale_obs), len(stale_obsm), key_added)
+        logger.info(
+            "removed %d obs column(s) and %d obsm entr(ies) of the previous %r run",
+            len(stale_obs),
+            len(stale_obsm),
+            key_added,
+        )
     return stale_obs, stale_obsm
 
 

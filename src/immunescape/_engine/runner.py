@@ -38,12 +38,31 @@ def score_matrix(
     Returns the scores, the method's details and, with a ``null``, ``{"z", "pval", "details"}``
     (an empty dict without)."""
     with verified(matrix):  # checked once here; the passes over the rows below do not repeat it
-        return _score_matrix(matrix, resolved, method, params, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
-                             progress=progress, null=null)  # fmt: skip
+        return _score_matrix(
+            matrix,
+            resolved,
+            method,
+            params,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            progress=progress,
+            null=null,
+        )
 
 
-def _score_matrix(matrix, resolved: ResolvedSignatures, method: Method, params: dict[str, Any], *, chunk_size, n_jobs, random_state,
-                  progress, null) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:  # fmt: skip
+def _score_matrix(
+    matrix,
+    resolved: ResolvedSignatures,
+    method: Method,
+    params: dict[str, Any],
+    *,
+    chunk_size,
+    n_jobs,
+    random_state,
+    progress,
+    null,
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     n_rows, n_genes = matrix.shape
     if n_rows == 0:
         raise InputError("The data have no cells/samples (0 rows); nothing to score.")
@@ -53,18 +72,28 @@ def _score_matrix(matrix, resolved: ResolvedSignatures, method: Method, params: 
     tables = 3 if null is not None else 1  # scores, and with a null z and p
     need = 8 * n_rows * len(resolved.signatures) * tables
     if need > physical_memory() // 2:
-        raise InputError(f"{n_rows:,} rows x {len(resolved.signatures):,} signatures of scores{' with a null' if null else ''} need "
-                         f"{need / 2**30:,.1f} GiB, more than half of this machine's memory; score fewer signatures per run "
-                         "or a subset of the rows.")  # fmt: skip
+        raise InputError(
+            f"{n_rows:,} rows x {len(resolved.signatures):,} signatures of scores{' with a null' if null else ''} need "
+            f"{need / 2**30:,.1f} GiB, more than half of this machine's memory; score fewer signatures per run "
+            "or a subset of the rows."
+        )
     show = progress if progress is not None else n_rows > 100_000
     if null is not None:  # the null's expression bins need gene means
         method = dataclasses.replace(method, needs=(*method.needs, "null_means"))
     if not method.chunked:  # scores depend on all rows at once (gsva): validate, then hand the whole matrix over
         if null is not None and not is_in_memory(matrix):  # GSVA loads every row anyway; the null's bins need means
             matrix = matrix.compute() if is_dask(matrix) else matrix[:]
-        stats = gene_stats(matrix, method, chunk_size) if is_in_memory(matrix) else GeneStats(n_rows=n_rows, n_genes=n_genes)
+        stats = (
+            gene_stats(matrix, method, chunk_size)
+            if is_in_memory(matrix)
+            else GeneStats(n_rows=n_rows, n_genes=n_genes)
+        )
         plan = method.prepare(resolved, stats, params, random_state, null)
-        z, pval = (np.empty((n_rows, len(resolved.signatures))), np.empty((n_rows, len(resolved.signatures)))) if null else (None, None)
+        z, pval = (
+            (np.empty((n_rows, len(resolved.signatures))), np.empty((n_rows, len(resolved.signatures))))
+            if null
+            else (None, None)
+        )
         scores = plan.run_all(matrix if is_in_memory(matrix) else matrix[:], None if null is None else (z, pval))
         null_stats = {"z": z, "pval": pval, "details": plan.null.details} if null is not None else {}
         return plan.finish(scores), plan.details, null_stats

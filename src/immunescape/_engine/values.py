@@ -43,10 +43,15 @@ class ValueSummary:
         if values.size == 0:
             return
         if values.dtype.kind not in "fiub":
-            raise InputError(f"Expression values must be real numbers, got dtype {values.dtype}; convert X (or the layer) to float32.")
+            raise InputError(
+                f"Expression values must be real numbers, got dtype {values.dtype}; "
+                "convert X (or the layer) to float32."
+            )
         if values.dtype == np.float16:  # the kernels take float32/float64
             values = values.astype(np.float32)
-        n_bad, block_min, block_int = scan.value_summary(values, 8 * numba.get_num_threads(), max(0, _INT_CHECK - self.checked))
+        n_bad, block_min, block_int = scan.value_summary(
+            values, 8 * numba.get_num_threads(), max(0, _INT_CHECK - self.checked)
+        )
         self.n_bad += int(n_bad)
         self.minimum = min(self.minimum, float(block_min))
         self.integer_like = self.integer_like and (bool(block_int) or self.checked >= _INT_CHECK)
@@ -130,8 +135,10 @@ def stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> G
 
 def report_values(summary: ValueSummary, method: Method) -> None:
     if summary.n_bad:
-        raise InputError("The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
-                         "or remove the affected cells/genes before scoring.")  # fmt: skip
+        raise InputError(
+            "The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
+            "or remove the affected cells/genes before scoring."
+        )
     if summary.minimum < 0:
         warnings.warn(
             f"The matrix has negative values (minimum {summary.minimum:.3g}); scaled or centred data change what rank "

@@ -66,8 +66,16 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     n_groups = bundle.grp_cw.shape[0]
     # sums by part and channel, observed, n_above, n_tied, sum and sum of squares of (null - observed), raw group
     # sums, the row's genes that enter null sets
-    return (np.zeros((2, n_ch)), np.zeros(n_sig), np.zeros(n_sig, np.int64), np.zeros(n_sig, np.int64), np.zeros(n_sig),
-            np.zeros(n_sig), np.zeros(n_ch * n_null * n_groups), np.empty(bundle.ent_ptr.shape[0] - 1, np.int64))  # fmt: skip
+    return (
+        np.zeros((2, n_ch)),
+        np.zeros(n_sig),
+        np.zeros(n_sig, np.int64),
+        np.zeros(n_sig, np.int64),
+        np.zeros(n_sig),
+        np.zeros(n_sig),
+        np.zeros(n_ch * n_null * n_groups),
+        np.empty(bundle.ent_ptr.shape[0] - 1, np.int64),
+    )
 
 
 @njit(cache=True, nogil=True)
@@ -103,8 +111,14 @@ def explicit_nulls(observed, random, seed, first_row, z_out, p_out):  # pragma: 
     ``random`` (rows x signatures x n_null), by :func:`row_nulls`' rules: for methods scored outside
     the kernels (GSVA)."""
     n_rows, n_sig, n_null = random.shape
-    work = (np.zeros((2, 1)), np.zeros(n_sig), np.zeros(n_sig, np.int64), np.zeros(n_sig, np.int64), np.zeros(n_sig),
-            np.zeros(n_sig))  # fmt: skip
+    work = (
+        np.zeros((2, 1)),
+        np.zeros(n_sig),
+        np.zeros(n_sig, np.int64),
+        np.zeros(n_sig, np.int64),
+        np.zeros(n_sig),
+        np.zeros(n_sig),
+    )
     for i in range(n_rows):
         for s in range(n_sig):
             obs = observed[i, s]
@@ -134,9 +148,21 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
     + 1)) / (n_null + 1) with U uniform from (seed, row, signature): exactly uniform when the
     signature is exchangeable with its null sets.
     """
-    slot_gene, obs_ptr, obs_gene, obs_part, obs_cw, k_part = (bundle.slot_gene, bundle.obs_ptr, bundle.obs_gene,
-                                                               bundle.obs_part, bundle.obs_cw, bundle.k_part)  # fmt: skip
-    ent_ptr, ent_idx, grp_ptr, grp_cw, grp_part = bundle.ent_ptr, bundle.ent_idx, bundle.grp_ptr, bundle.grp_cw, bundle.grp_part
+    slot_gene, obs_ptr, obs_gene, obs_part, obs_cw, k_part = (
+        bundle.slot_gene,
+        bundle.obs_ptr,
+        bundle.obs_gene,
+        bundle.obs_part,
+        bundle.obs_cw,
+        bundle.k_part,
+    )
+    ent_ptr, ent_idx, grp_ptr, grp_cw, grp_part = (
+        bundle.ent_ptr,
+        bundle.ent_idx,
+        bundle.grp_ptr,
+        bundle.grp_cw,
+        bundle.grp_part,
+    )
     c0, shift_coef = bundle.c0, bundle.shift_coef
     ratio, floor, n_genes, seed = bundle.statistic == ES_RATIO, bundle.floor, bundle.n_genes, bundle.seed
     n_null = slot_gene.shape[0]
@@ -298,9 +324,25 @@ def linear_moments(rows, n_genes, moments_of, row_offset, n_blocks, z_out, p_out
     (``zero_ptr[bin] + c``) and the coefficients of the bin's mean, variance and third central
     moment; ``obs_*``: each signature's genes and weights as the method scores them."""
     data, indices, indptr, r0, r1 = rows
-    bin_of, bin_size, reciprocal, zero_ptr = moments_of.bin_of, moments_of.bin_size, moments_of.reciprocal, moments_of.zero_ptr
-    sb_ptr, sb_bin, sb_zero_at, sb_coef = moments_of.sb_ptr, moments_of.sb_bin, moments_of.sb_zero_at, moments_of.sb_coef
-    obs_ptr, obs_gene, obs_w, nonneg, seed = moments_of.obs_ptr, moments_of.obs_gene, moments_of.obs_w, moments_of.nonneg, moments_of.seed
+    bin_of, bin_size, reciprocal, zero_ptr = (
+        moments_of.bin_of,
+        moments_of.bin_size,
+        moments_of.reciprocal,
+        moments_of.zero_ptr,
+    )
+    sb_ptr, sb_bin, sb_zero_at, sb_coef = (
+        moments_of.sb_ptr,
+        moments_of.sb_bin,
+        moments_of.sb_zero_at,
+        moments_of.sb_coef,
+    )
+    obs_ptr, obs_gene, obs_w, nonneg, seed = (
+        moments_of.obs_ptr,
+        moments_of.obs_gene,
+        moments_of.obs_w,
+        moments_of.nonneg,
+        moments_of.seed,
+    )
     n_rows = r1 - r0
     n_sig = obs_ptr.shape[0] - 1
     n_bins = bin_size.shape[0]

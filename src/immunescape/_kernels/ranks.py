@@ -92,7 +92,9 @@ def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  #
 
 # ----------------------------------------------------------------------------------------- UCell
 @njit(parallel=True, cache=True, nogil=True)
-def ucell(rows, n_genes, max_nnz, sets, up_missing, dn_missing, max_rank, w_neg, n_blocks, out, bundle, tables):  # pragma: no cover - numba
+def ucell(
+    rows, n_genes, max_nnz, sets, up_missing, dn_missing, max_rank, w_neg, n_blocks, out, bundle, tables
+):  # pragma: no cover - numba
     """UCell as pyUCell 0.8: ranks of non-zero values (descending, ties averaged), ranks above
     ``max_rank`` and zeros count as ``max_rank``; U-statistic normalised to [0, 1]; the down set's
     score times ``w_neg`` is subtracted and the result clipped at 0. ``*_missing`` genes (absent
@@ -159,7 +161,9 @@ def _u_score(rank, idx, start, stop, n_missing, max_rank):  # pragma: no cover -
 
 # ---------------------------------------------------------------------------------------- AUCell
 @njit(parallel=True, cache=True, nogil=True)
-def aucell(rows, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx, max_auc, n_up, n_blocks, out, bundle, tables):  # pragma: no cover - numba
+def aucell(
+    rows, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx, max_auc, n_up, n_blocks, out, bundle, tables
+):  # pragma: no cover - numba
     """AUCell as decoupler 2.x: ordinal ranks (descending values, ties broken by ``position``, the
     gene's place in a fixed random order); area under the recovery curve of the set's genes within
     the top ``n_up`` ranks, divided by the maximum possible area (``max_auc``). The area telescopes
@@ -227,7 +231,9 @@ def aucell(rows, n_genes, max_nnz, position, gene_at, n_ranked, set_ptr, set_idx
             if has_null:
                 n_listed, zero_term = _aucell_terms(s_vals, s_pos, c, gene_at, n_pos, n_zero, n_up, term[0], listed)
                 shift[0] = zero_term
-                nulls.row_nulls(term, shift, listed, n_listed, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0])
+                nulls.row_nulls(
+                    term, shift, listed, n_listed, bundle, work, i + row_offset, z_out[i - r0], p_out[i - r0]
+                )
                 for t in range(n_listed):
                     term[0, listed[t]] = 0.0
             for t in range(c):
@@ -285,7 +291,9 @@ def _ss_metric(rank_or_value, mode, n_genes, alpha):  # pragma: no cover - numba
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def ssgsea(rows, n_genes, max_nnz, sets, up_u, dn_u, union, mode, alpha, n_blocks, out, bundle, tables):  # pragma: no cover - numba
+def ssgsea(
+    rows, n_genes, max_nnz, sets, up_u, dn_u, union, mode, alpha, n_blocks, out, bundle, tables
+):  # pragma: no cover - numba
     """Single-sample GSEA as gseapy 1.x (GSVA's ssgsea without the final range normalisation).
 
     Genes are ordered by their metric (see ``_ss_metric``), descending, ties by descending gene

@@ -93,8 +93,28 @@ class MomentBundle(NamedTuple):
 def empty_bundle() -> NullBundle:
     """A bundle with no null sets (kernels skip the null work); the same field types as a real one."""
     i0, f0, i1 = np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
-    return NullBundle(np.zeros((0, 0), np.int64), i1, i0, i0, f0, np.zeros((0, 2), np.int64), i1, np.zeros(0, np.int32), i1,
-                      f0, i0, f0, f0, AFFINE, -math.inf, 0.0, 0)  # fmt: skip
+    return NullBundle(
+        np.zeros((0, 0), np.int64),
+        i1,
+        i0,
+        i0,
+        f0,
+        np.zeros((0, 2), np.int64),
+        i1,
+        np.zeros(0, np.int32),
+        i1,
+        f0,
+        i0,
+        f0,
+        f0,
+        AFFINE,
+        -math.inf,
+        0.0,
+        0,
+    )
 
 
-NO_NULL = (empty_bundle(), NullTables(0, np.zeros((0, 0)), np.zeros((0, 0))))  # a kernel's null arguments without a null
+NO_NULL = (
+    empty_bundle(),
+    NullTables(0, np.zeros((0, 0)), np.zeros((0, 0))),
+)  # a kernel's null arguments without a null

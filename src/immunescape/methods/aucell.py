@@ -58,7 +58,9 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
 
     def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         ranking = (chunk.rows, stats.n_genes, max(chunk.max_nnz, 1), position, gene_at, n_ranked)
-        ranks.aucell(*ranking, up_ptr, up_idx, up_max, n_up, n_blocks(chunk), out, *null_args(null_sets, chunk, null_out))
+        ranks.aucell(
+            *ranking, up_ptr, up_idx, up_max, n_up, n_blocks(chunk), out, *null_args(null_sets, chunk, null_out)
+        )
         if has_down:
             down = np.empty_like(out)
             ranks.aucell(*ranking, dn_ptr, dn_idx, dn_max, n_up, n_blocks(chunk), down, *NO_NULL)
@@ -67,18 +69,20 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     return Plan(run=run, null=null_sets, details={"n_up": n_up, "n_ranked_genes": n_ranked})
 
 
-register(Method(
-    name="aucell",
-    description="Area under the recovery curve of the signature genes within each cell's top n_up ranks",
-    equals="decoupler 2.x mt.aucell (ordinal ranks, ties broken by decoupler's seeded shuffle; n_up = 5% of genes)",
-    reference="Aibar et al., Nat Methods 2017, doi:10.1038/nmeth.4463",
-    params={"n_up": None, "drop_empty_genes": True},
-    rules={"n_up": ("optional int", 2)},
-    needs=("nonempty", "unique_entries"),
-    signed="AUC(up) minus AUC(down)",
-    weighted=False,
-    expects_log=False,
-    value_range="[0, 1]",
-    prepare=prepare,
-    null_bins=50,  # only the top n_up ranks count, so random genes must match expression closely
-))  # fmt: skip
+register(
+    Method(
+        name="aucell",
+        description="Area under the recovery curve of the signature genes within each cell's top n_up ranks",
+        equals="decoupler 2.x mt.aucell (ordinal ranks, ties broken by decoupler's seeded shuffle; n_up = 5% of genes)",
+        reference="Aibar et al., Nat Methods 2017, doi:10.1038/nmeth.4463",
+        params={"n_up": None, "drop_empty_genes": True},
+        rules={"n_up": ("optional int", 2)},
+        needs=("nonempty", "unique_entries"),
+        signed="AUC(up) minus AUC(down)",
+        weighted=False,
+        expects_log=False,
+        value_range="[0, 1]",
+        prepare=prepare,
+        null_bins=50,  # only the top n_up ranks count, so random genes must match expression closely
+    )
+)

@@ -66,38 +66,63 @@ def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray
     """W (genes x signatures) stored sparse by gene: (w_ptr, w_col, w_val, n_sig); repeated genes add up."""
     n_sig = len(weight_columns)
     W = sp.csr_matrix(
-        (np.concatenate(weight_columns) if weight_columns else np.zeros(0),
-         (np.concatenate(gene_lists) if gene_lists else np.zeros(0, np.int64),
-          np.repeat(np.arange(n_sig), [len(g) for g in gene_lists]))),
+        (
+            np.concatenate(weight_columns) if weight_columns else np.zeros(0),
+            (
+                np.concatenate(gene_lists) if gene_lists else np.zeros(0, np.int64),
+                np.repeat(np.arange(n_sig), [len(g) for g in gene_lists]),
+            ),
+        ),
         shape=(n_genes, n_sig),
-    )  # fmt: skip
+    )
     W.sum_duplicates()
     return W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig
 
 
-def linear_run(w_ptr, w_col, w_val, n_sig, null_sets: NullSets | MomentNull | None = None,
-               n_genes: int = 0) -> Callable[[Chunk, np.ndarray, NullOut | None], None]:  # fmt: skip
+def linear_run(
+    w_ptr, w_col, w_val, n_sig, null_sets: NullSets | MomentNull | None = None, n_genes: int = 0
+) -> Callable[[Chunk, np.ndarray, NullOut | None], None]:
     """A plan's ``run`` for a linear score X @ W, with its matched or analytic null."""
 
     def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         linear.csr_dot(chunk.rows, w_ptr, w_col, w_val, n_sig, n_blocks(chunk), out)
         if isinstance(null_sets, MomentNull) and null_out is not None:
-            nulls.linear_moments(chunk.rows, n_genes, null_sets.bundle, chunk.start - chunk.r0, n_blocks(chunk), *null_out)
+            nulls.linear_moments(
+                chunk.rows, n_genes, null_sets.bundle, chunk.start - chunk.r0, n_blocks(chunk), *null_out
+            )
         elif null_sets is not None and null_out is not None:
             nulls.linear_nulls(chunk.rows, n_genes, *null_args(null_sets, chunk, null_out), n_blocks(chunk))
 
     return run
 
 
-def linear_null_sets(null: NullSpec | None, resolved: ResolvedSignatures, stats: GeneStats, genes, cols, pool, random_state):
+def linear_null_sets(
+    null: NullSpec | None, resolved: ResolvedSignatures, stats: GeneStats, genes, cols, pool, random_state
+):
     """The matched or analytic null of a linear score of ``genes`` with weights ``cols`` per signature."""
     if null is None:
         return None
     if null.kind == "analytic":
-        return build_moment_null(resolved.names, genes, cols, means=stats.null_means, pool=pool, n_bins=null.n_bins,
-                                 random_state=random_state)  # fmt: skip
-    return build_null_sets(resolved.names, genes, cols, [np.zeros(len(g), np.int64) for g in genes], means=stats.null_means,
-                           pool=pool, n_null=null.n_null, n_bins=null.n_bins, random_state=random_state)  # fmt: skip
+        return build_moment_null(
+            resolved.names,
+            genes,
+            cols,
+            means=stats.null_means,
+            pool=pool,
+            n_bins=null.n_bins,
+            random_state=random_state,
+        )
+    return build_null_sets(
+        resolved.names,
+        genes,
+        cols,
+        [np.zeros(len(g), np.int64) for g in genes],
+        means=stats.null_means,
+        pool=pool,
+        n_null=null.n_null,
+        n_bins=null.n_bins,
+        random_state=random_state,
+    )
 
 
 # ------------------------------------------------------------------------------ rank scores
@@ -112,12 +137,27 @@ def genes_per_part(sets: SplitSets) -> np.ndarray:
     return np.column_stack([np.diff(sets.up_ptr), np.diff(sets.dn_ptr)]).astype(np.int64)
 
 
-def rank_null_sets(null: NullSpec | None, resolved: ResolvedSignatures, stats: GeneStats, sets: SplitSets, pool: np.ndarray,
-                   random_state, statistic: NullStatistic | None = None) -> NullSets | None:  # fmt: skip
+def rank_null_sets(
+    null: NullSpec | None,
+    resolved: ResolvedSignatures,
+    stats: GeneStats,
+    sets: SplitSets,
+    pool: np.ndarray,
+    random_state,
+    statistic: NullStatistic | None = None,
+) -> NullSets | None:
     """Null sets for a rank method that scores each signature's up and down genes (weights 1);
     ``statistic`` is how the method's score follows from their term sums."""
     if null is None:
         return None
     triples = [part_sets(sets, s) for s in range(len(resolved.names))]
-    return build_null_sets(resolved.names, *map(list, zip(*triples)), means=stats.null_means, pool=pool, n_null=null.n_null,
-                           n_bins=null.n_bins, random_state=random_state, statistic=statistic)  # fmt: skip
+    return build_null_sets(
+        resolved.names,
+        *map(list, zip(*triples)),
+        means=stats.null_means,
+        pool=pool,
+        n_null=null.n_null,
+        n_bins=null.n_bins,
+        random_state=random_state,
+        statistic=statistic,
+    )

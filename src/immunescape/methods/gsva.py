@@ -20,7 +20,8 @@ from .registry import GeneStats, Method, NullOut, NullSpec, Plan, register
 def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None) -> Plan:
     if stats.n_rows > params["max_samples"]:
         raise InputError(
-            f"GSVA scores every sample against all others and needs the whole matrix dense; {stats.n_rows:,} rows is more "
+            f"GSVA scores every sample against all others and needs the whole matrix dense; {stats.n_rows:,} rows is "
+            "more "
             f"than max_samples={params['max_samples']:,}. It is meant for bulk or pseudobulk data: use "
             "ie.pp.pseudobulk(...) first, a per-cell method (ucell, aucell, singscore), or raise max_samples."
         )
@@ -50,8 +51,18 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
 
         dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
         frame = pd.DataFrame(dense.T.astype(np.float64), index=labels, columns=[f"s{i}" for i in range(dense.shape[0])])
-        res = gseapy.gsva(frame, sets, kcdf=params["kcdf"], weight=params["tau"], mx_diff=params["mx_diff"],
-                          min_size=1, max_size=stats.n_genes, threads=int(params["threads"]), outdir=None, verbose=False).res2d  # fmt: skip
+        res = gseapy.gsva(
+            frame,
+            sets,
+            kcdf=params["kcdf"],
+            weight=params["tau"],
+            mx_diff=params["mx_diff"],
+            min_size=1,
+            max_size=stats.n_genes,
+            threads=int(params["threads"]),
+            outdir=None,
+            verbose=False,
+        ).res2d
         table = res.pivot(index="Name", columns="Term", values="ES").astype(float).reindex(index=frame.columns)
 
         def es(prefix: str) -> np.ndarray:  # ES(up) - ES(down) of the sets named prefix__UP / prefix__DN
@@ -61,25 +72,36 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
         out = np.stack([es(name) for name in resolved.names], axis=1)
         if null_sets is not None and null_out is not None:
             n_null = null_sets.slot_gene.shape[0]
-            random = np.stack([np.stack([es(f"{name}__N{k}") for k in range(n_null)], axis=1) for name in resolved.names], 1)
+            random = np.stack(
+                [np.stack([es(f"{name}__N{k}") for k in range(n_null)], axis=1) for name in resolved.names], 1
+            )
             nulls.explicit_nulls(out, random, null_sets.seed, 0, *null_out)
         return out
 
     return Plan(run_all=run_all, null=null_sets)
 
 
-register(Method(
-    name="gsva",
-    description="GSVA: kernel-CDF gene statistics across samples, then a rank random walk per sample (gseapy's Rust code)",
-    equals="gseapy.gsva ES (delegated); bulk and pseudobulk only, slower than the per-cell methods",
-    reference="Hanzelmann, Castelo & Guinney, BMC Bioinformatics 2013, doi:10.1186/1471-2105-14-7",
-    params={"kcdf": "Gaussian", "tau": 1.0, "mx_diff": True, "max_samples": 5000, "threads": 2},
-    rules={"kcdf": ("optional str", ("Gaussian", "Poisson")), "tau": ("number", 0), "max_samples": ("int", 1), "threads": ("int", 1)},
-    needs=(),
-    signed="ES(up) minus ES(down)",
-    weighted=False,
-    expects_log=False,
-    value_range="(-1, 1) with mx_diff",
-    prepare=prepare,
-    chunked=False,
-))  # fmt: skip
+register(
+    Method(
+        name="gsva",
+        description=(
+            "GSVA: kernel-CDF gene statistics across samples, then a rank random walk per sample (gseapy's Rust code)"
+        ),
+        equals="gseapy.gsva ES (delegated); bulk and pseudobulk only, slower than the per-cell methods",
+        reference="Hanzelmann, Castelo & Guinney, BMC Bioinformatics 2013, doi:10.1186/1471-2105-14-7",
+        params={"kcdf": "Gaussian", "tau": 1.0, "mx_diff": True, "max_samples": 5000, "threads": 2},
+        rules={
+            "kcdf": ("optional str", ("Gaussian", "Poisson")),
+            "tau": ("number", 0),
+            "max_samples": ("int", 1),
+            "threads": ("int", 1),
+        },
+        needs=(),
+        signed="ES(up) minus ES(down)",
+        weighted=False,
+        expects_log=False,
+        value_range="(-1, 1) with mx_diff",
+        prepare=prepare,
+        chunked=False,
+    )
+)

@@ -15,8 +15,16 @@ from .common import linear_null_sets, linear_run, linear_weights, split_sets
 from .registry import GeneStats, Method, NullSpec, Plan, register
 
 
-def _scanpy_controls(gene_list: np.ndarray, genes: np.ndarray, cut: np.ndarray, bin_of: np.ndarray, *, ctrl_size: int,
-                     ctrl_as_ref: bool, random_state: int | None) -> np.ndarray:  # fmt: skip
+def _scanpy_controls(
+    gene_list: np.ndarray,
+    genes: np.ndarray,
+    cut: np.ndarray,
+    bin_of: np.ndarray,
+    *,
+    ctrl_size: int,
+    ctrl_as_ref: bool,
+    random_state: int | None,
+) -> np.ndarray:
     """scanpy.tl.score_genes' control genes for one gene list (positions), reproduced step by step.
 
     ``genes``/``cut`` are the pool in var order with their bins; ``bin_of`` maps a gene to its bin.
@@ -35,7 +43,9 @@ def _scanpy_controls(gene_list: np.ndarray, genes: np.ndarray, cut: np.ndarray, 
         control.append(r_genes)
     control_genes = np.unique(np.concatenate(control)) if control else np.zeros(0, np.int64)
     if control_genes.size == 0:
-        raise InputError("No control genes found in any expression bin" + (" (try ctrl_as_ref=False)." if ctrl_as_ref else "."))
+        raise InputError(
+            "No control genes found in any expression bin" + (" (try ctrl_as_ref=False)." if ctrl_as_ref else ".")
+        )
     return control_genes.astype(np.int64)
 
 
@@ -55,8 +65,15 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
             part = idx[ptr[s] : ptr[s + 1]]
             if part.size == 0:
                 continue
-            ctrl = _scanpy_controls(part, pool_genes, cut, bin_of, ctrl_size=params["ctrl_size"],
-                                    ctrl_as_ref=params["ctrl_as_ref"], random_state=random_state)  # fmt: skip
+            ctrl = _scanpy_controls(
+                part,
+                pool_genes,
+                cut,
+                bin_of,
+                ctrl_size=params["ctrl_size"],
+                ctrl_as_ref=params["ctrl_as_ref"],
+                random_state=random_state,
+            )
             g_s += [part, ctrl]
             w_s += [np.full(part.size, sign / part.size), np.full(ctrl.size, -sign / ctrl.size)]
             n_c += ctrl.size
@@ -69,22 +86,27 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     in_pool = np.zeros(stats.n_genes, bool)
     in_pool[pool] = True
     null_sets = linear_null_sets(null, resolved, stats, null_genes, null_cols, in_pool, random_state)
-    return Plan(run=linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets,
-                details={"n_control_genes": dict(zip(resolved.names, n_controls))})  # fmt: skip
+    return Plan(
+        run=linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes),
+        null=null_sets,
+        details={"n_control_genes": dict(zip(resolved.names, n_controls))},
+    )
 
 
-register(Method(
-    name="mean",
-    description="Mean of the signature genes minus the mean of expression-matched random control genes",
-    equals="scanpy.tl.score_genes (Seurat AddModuleScore); same controls for the same random_state",
-    reference="Tirosh et al., Science 2016, doi:10.1126/science.aad0501; Satija et al. 2015",
-    params={"ctrl_size": 50, "n_bins": 25, "ctrl_as_ref": True, "gene_pool": None},
-    rules={"ctrl_size": ("int", 1), "n_bins": ("int", 2), "gene_pool": ("any", None)},
-    needs=("means",),
-    signed="up minus down, each against its own controls",
-    weighted=False,
-    expects_log=True,
-    value_range="(-inf, inf)",
-    prepare=prepare,
-    nulls=("matched", "analytic"),
-))  # fmt: skip
+register(
+    Method(
+        name="mean",
+        description="Mean of the signature genes minus the mean of expression-matched random control genes",
+        equals="scanpy.tl.score_genes (Seurat AddModuleScore); same controls for the same random_state",
+        reference="Tirosh et al., Science 2016, doi:10.1126/science.aad0501; Satija et al. 2015",
+        params={"ctrl_size": 50, "n_bins": 25, "ctrl_as_ref": True, "gene_pool": None},
+        rules={"ctrl_size": ("int", 1), "n_bins": ("int", 2), "gene_pool": ("any", None)},
+        needs=("means",),
+        signed="up minus down, each against its own controls",
+        weighted=False,
+        expects_log=True,
+        value_range="(-inf, inf)",
+        prepare=prepare,
+        nulls=("matched", "analytic"),
+    )
+)

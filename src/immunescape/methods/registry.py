@@ -140,7 +140,11 @@ def _param_problem(value: Any, kind: str, bound: Any) -> str | None:
     if kind == "bool":
         return None if isinstance(value, (bool, np.bool_)) else "True or False" + or_none
     if kind in ("int", "number"):
-        wanted = ("a whole number" if kind == "int" else "a number") + (f" >= {bound}" if bound is not None else "") + or_none
+        wanted = (
+            ("a whole number" if kind == "int" else "a number")
+            + (f" >= {bound}" if bound is not None else "")
+            + or_none
+        )
         numeric = isinstance(value, (int, np.integer)) or (kind == "number" and isinstance(value, (float, np.floating)))
         if isinstance(value, (bool, np.bool_)) or not numeric or not math.isfinite(value):
             return wanted
@@ -179,10 +183,12 @@ def method_names(*, null: str | None = None, chunked: bool | None = None, weight
     ['mean', 'wmean', 'zmean']
     """
     return [
-        name for name, m in _REGISTRY.items()
-        if (null is None or null in m.nulls) and (chunked is None or m.chunked == chunked)
+        name
+        for name, m in _REGISTRY.items()
+        if (null is None or null in m.nulls)
+        and (chunked is None or m.chunked == chunked)
         and (weighted is None or m.weighted == weighted)
-    ]  # fmt: skip
+    ]
 
 
 def get_method(name: str) -> Method:
@@ -217,7 +223,17 @@ def methods_rst() -> str:
         params = ", ".join(f"``{k}={v!r}``" for k, v in m.params.items()) or "-"
         nulls = ", ".join(f"``{n}``" for n in m.nulls) or "-"
         scope = "per cell (chunked, backed, dask)" if m.chunked else "all samples at once"
-        rows.append((f"``{m.name}``", _rst_text(m.description), _rst_text(m.equals), params, nulls, scope, _rst_text(m.reference)))
+        rows.append(
+            (
+                f"``{m.name}``",
+                _rst_text(m.description),
+                _rst_text(m.equals),
+                params,
+                nulls,
+                scope,
+                _rst_text(m.reference),
+            )
+        )
     header = ("method", "what it computes", "equals", "parameters", "nulls", "scores", "reference")
     lines = [".. list-table::", "   :header-rows: 1", "   :widths: 8 20 18 18 8 10 18", ""]
     for row in (header, *rows):

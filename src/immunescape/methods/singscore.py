@@ -38,22 +38,32 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     null_sets = rank_null_sets(null, resolved, stats, sets, np.ones(stats.n_genes, bool), random_state, statistic)
 
     def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
-        ranks.singscore(chunk.rows, stats.n_genes, max(chunk.max_nnz, 1), sets, center, n_blocks(chunk), out,
-                        *null_args(null_sets, chunk, null_out))  # fmt: skip
+        ranks.singscore(
+            chunk.rows,
+            stats.n_genes,
+            max(chunk.max_nnz, 1),
+            sets,
+            center,
+            n_blocks(chunk),
+            out,
+            *null_args(null_sets, chunk, null_out),
+        )
 
     return Plan(run=run, null=null_sets)
 
 
-register(Method(
-    name="singscore",
-    description="Mean rank of the signature genes scaled by its theoretical bounds, up and down sets",
-    equals="singscore (R) simpleScore(rankGenes(x), upSet, downSet) TotalScore, known direction",
-    reference="Foroutan et al., BMC Bioinformatics 2018, doi:10.1186/s12859-018-2435-4",
-    params={"center": True},
-    needs=("unique_entries",),
-    signed="up score plus (1 - down score), as singscore",
-    weighted=False,
-    expects_log=False,
-    value_range="[-1, 1] signed, [-0.5, 0.5] up only (centred)",
-    prepare=prepare,
-))  # fmt: skip
+register(
+    Method(
+        name="singscore",
+        description="Mean rank of the signature genes scaled by its theoretical bounds, up and down sets",
+        equals="singscore (R) simpleScore(rankGenes(x), upSet, downSet) TotalScore, known direction",
+        reference="Foroutan et al., BMC Bioinformatics 2018, doi:10.1186/s12859-018-2435-4",
+        params={"center": True},
+        needs=("unique_entries",),
+        signed="up score plus (1 - down score), as singscore",
+        weighted=False,
+        expects_log=False,
+        value_range="[-1, 1] signed, [-0.5, 0.5] up only (centred)",
+        prepare=prepare,
+    )
+)

@@ -34,20 +34,22 @@ def prepare_wmean(resolved, stats: GeneStats, params, random_state, null: NullSp
     return Plan(run=linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets)
 
 
-register(Method(
-    name="wmean",
-    description="Weighted mean: sum of weight x expression over the sum of absolute weights",
-    equals="decoupler 2.x mt.waggr(fun='wmean', times=0)",
-    reference="Badia-i-Mompel et al., Bioinformatics Advances 2022, doi:10.1093/bioadv/vbac016",
-    params={"drop_empty_genes": True},
-    needs=("nonempty",),
-    signed="weights' signs (+1 up, -1 down without weights)",
-    weighted=True,
-    expects_log=True,
-    value_range="(-inf, inf)",
-    prepare=prepare_wmean,
-    nulls=("matched", "analytic"),
-))  # fmt: skip
+register(
+    Method(
+        name="wmean",
+        description="Weighted mean: sum of weight x expression over the sum of absolute weights",
+        equals="decoupler 2.x mt.waggr(fun='wmean', times=0)",
+        reference="Badia-i-Mompel et al., Bioinformatics Advances 2022, doi:10.1093/bioadv/vbac016",
+        params={"drop_empty_genes": True},
+        needs=("nonempty",),
+        signed="weights' signs (+1 up, -1 down without weights)",
+        weighted=True,
+        expects_log=True,
+        value_range="(-inf, inf)",
+        prepare=prepare_wmean,
+        nulls=("matched", "analytic"),
+    )
+)
 
 
 def prepare_zmean(resolved, stats: GeneStats, params, random_state, null: NullSpec | None = None) -> Plan:
@@ -60,7 +62,9 @@ def prepare_zmean(resolved, stats: GeneStats, params, random_state, null: NullSp
     weighted_mean = linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes)
     n_targets = np.sqrt(np.asarray([np.count_nonzero(c) for c in cols], np.float64))
     n_features = int(keep.sum())
-    subtract_mean = params["flavor"] == "RoKAI"  # decoupler 2.2 subtracts the mean for RoKAI (its code, not its docstring)
+    subtract_mean = (
+        params["flavor"] == "RoKAI"
+    )  # decoupler 2.2 subtracts the mean for RoKAI (its code, not its docstring)
 
     def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
         weighted_mean(chunk, out, null_out)
@@ -75,18 +79,20 @@ def prepare_zmean(resolved, stats: GeneStats, params, random_state, null: NullSp
     return Plan(run=run, null=null_sets)
 
 
-register(Method(
-    name="zmean",
-    description="z-score of the weighted mean against the cell's own mean and standard deviation over all genes",
-    equals="decoupler 2.x mt.zscore (flavor='RoKAI' default, 'KSEA')",
-    reference="Yilmaz et al., Nat Commun 2021 (RoKAI), doi:10.1038/s41467-021-21211-6",
-    params={"flavor": "RoKAI", "drop_empty_genes": True},
-    rules={"flavor": ("str", ("RoKAI", "KSEA"))},
-    needs=("nonempty",),
-    signed="weights' signs (+1 up, -1 down without weights)",
-    weighted=True,
-    expects_log=True,
-    value_range="(-inf, inf)",
-    prepare=prepare_zmean,
-    nulls=("matched", "analytic"),
-))  # fmt: skip
+register(
+    Method(
+        name="zmean",
+        description="z-score of the weighted mean against the cell's own mean and standard deviation over all genes",
+        equals="decoupler 2.x mt.zscore (flavor='RoKAI' default, 'KSEA')",
+        reference="Yilmaz et al., Nat Commun 2021 (RoKAI), doi:10.1038/s41467-021-21211-6",
+        params={"flavor": "RoKAI", "drop_empty_genes": True},
+        rules={"flavor": ("str", ("RoKAI", "KSEA"))},
+        needs=("nonempty",),
+        signed="weights' signs (+1 up, -1 down without weights)",
+        weighted=True,
+        expects_log=True,
+        value_range="(-inf, inf)",
+        prepare=prepare_zmean,
+        nulls=("matched", "analytic"),
+    )
+)

@@ -61,15 +61,26 @@ def enrichment(
         raise InputError("kind must be 'dot' or 'bar'.")
     groups = list(dict.fromkeys(table["group"]))
     sigs = list(dict.fromkeys(table.sort_values("nes")["signature"]))
-    fig, ax = new_axes(ax, (max(3.5, 2.2 + 1.1 * len(groups)) if kind == "dot" else 6.5, max(2.6, 1.2 + 0.32 * len(sigs))))
+    fig, ax = new_axes(
+        ax, (max(3.5, 2.2 + 1.1 * len(groups)) if kind == "dot" else 6.5, max(2.6, 1.2 + 0.32 * len(sigs)))
+    )
     limit = float(np.nanmax(np.abs(table["nes"]))) or 1.0
     if kind == "dot":
         x = table["group"].map({g: i for i, g in enumerate(groups)})
         y = table["signature"].map({s: i for i, s in enumerate(sigs)})
         size = 30 + 60 * -np.log10(table["fdr"].clip(lower=1e-3))
         significant = table["fdr"] < fdr
-        points = ax.scatter(x, y, s=size, c=table["nes"], cmap="RdBu_r", vmin=-limit, vmax=limit,
-                            edgecolors=np.where(significant, "black", "none"), linewidths=1.2)  # fmt: skip
+        points = ax.scatter(
+            x,
+            y,
+            s=size,
+            c=table["nes"],
+            cmap="RdBu_r",
+            vmin=-limit,
+            vmax=limit,
+            edgecolors=np.where(significant, "black", "none"),
+            linewidths=1.2,
+        )
         fig.colorbar(points, ax=ax, label="NES", shrink=0.7)
         ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
         ax.set_yticks(range(len(sigs)), sigs)
@@ -89,6 +100,6 @@ def enrichment(
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(sigs)), sigs)
         ax.set_xlabel("NES")
-        ax.legend(title="group (faint: FDR >= %g)" % fdr, fontsize=8)
+        ax.legend(title=f"group (faint: FDR >= {fdr:g})", fontsize=8)
         ax.set_title("Signature enrichment", fontsize=9)
     return finish(fig, show, save)

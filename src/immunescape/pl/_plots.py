@@ -78,25 +78,43 @@ def scores(
         import scanpy as sc
 
         if basis is None or f"X_{basis}" not in adata.obsm:
-            raise InputError(f"kind='embedding' needs basis= naming an embedding in obsm (e.g. 'umap'); found {list(adata.obsm)}.")
+            raise InputError(
+                f"kind='embedding' needs basis= naming an embedding in obsm (e.g. 'umap'); found {list(adata.obsm)}."
+            )
         view = AnnData(obs=table[names].copy(), obsm={f"X_{basis}": adata.obsm[f"X_{basis}"]})
         fig = sc.pl.embedding(view, basis=basis, color=names, show=False, return_fig=True, color_map="viridis")
         return finish(fig, show, save, tight=False)
     if kind not in ("violin", "box", "dot"):
         raise InputError("kind must be 'violin', 'box', 'dot' or 'embedding'.")
     if groupby is None or groupby not in adata.obs:
-        raise InputError(f"kind={kind!r} needs groupby= naming an obs column." + closest(str(groupby), adata.obs.columns))
-    if kind == "dot":  # scanpy's dotplot on the scores as "genes": colour = mean (scaled per score), size = fraction > 0
+        raise InputError(
+            f"kind={kind!r} needs groupby= naming an obs column." + closest(str(groupby), adata.obs.columns)
+        )
+    if (
+        kind == "dot"
+    ):  # scanpy's dotplot on the scores as "genes": colour = mean (scaled per score), size = fraction > 0
         import scanpy as sc
 
-        view = AnnData(X=table[names].to_numpy(dtype=np.float32), obs=adata.obs[[groupby]].copy(), var=pd.DataFrame(index=names))
-        dot = sc.pl.dotplot(view, names, groupby=groupby, standard_scale="var", return_fig=True, show=False,
-                            colorbar_title="mean score\n(scaled per score)", size_title="fraction of cells\nwith score > 0")  # fmt: skip
+        view = AnnData(
+            X=table[names].to_numpy(dtype=np.float32), obs=adata.obs[[groupby]].copy(), var=pd.DataFrame(index=names)
+        )
+        dot = sc.pl.dotplot(
+            view,
+            names,
+            groupby=groupby,
+            standard_scale="var",
+            return_fig=True,
+            show=False,
+            colorbar_title="mean score\n(scaled per score)",
+            size_title="fraction of cells\nwith score > 0",
+        )
         dot.make_figure()
         return finish(dot.fig, show, save, tight=False)
     labels = adata.obs[groupby].astype(str)
     groups = sorted(labels.unique())
-    fig, axes = plt.subplots(len(names), 1, figsize=(max(4.0, 0.7 * len(groups) + 1.5), 2.4 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(max(4.0, 0.7 * len(groups) + 1.5), 2.4 * len(names)), squeeze=False
+    )
     for ax, name in zip(axes[:, 0], names):
         values = [table.loc[(labels == g).to_numpy(), name].dropna().to_numpy() for g in groups]
         if kind == "violin":
@@ -148,7 +166,11 @@ def heatmap(
     from ..tl._classify import ReferenceProfile, sample_features
 
     frame = sample_features(samples)
-    frame = frame[[c for c in frame.columns if not c.startswith("frac_")]] if features is None else frame[_pick(frame.columns, features, "feature")]
+    frame = (
+        frame[[c for c in frame.columns if not c.startswith("frac_")]]
+        if features is None
+        else frame[_pick(frame.columns, features, "feature")]
+    )
     z = ReferenceProfile.from_features(frame).z(frame).reindex(columns=frame.columns).clip(-3, 3).fillna(0.0)
     rows, cols = list(z.index), list(z.columns)
     if cluster and len(rows) > 2 and len(cols) > 2:
@@ -166,12 +188,20 @@ def heatmap(
         strips["immune context"] = calls.loc[rows, "immune_context"].astype(str)
     n_strip = len(strips)
     fig = plt.figure(figsize=(max(5.0, 0.28 * len(rows) + 3.5), max(3.5, 0.22 * len(cols) + 1.2 + 0.3 * n_strip)))
-    grid = fig.add_gridspec(n_strip + 1, 2, height_ratios=[0.6] * n_strip + [max(4, len(cols) * 0.6)], width_ratios=[30, 1], hspace=0.05)
+    grid = fig.add_gridspec(
+        n_strip + 1, 2, height_ratios=[0.6] * n_strip + [max(4, len(cols) * 0.6)], width_ratios=[30, 1], hspace=0.05
+    )
     for k, (name, values) in enumerate(strips.items()):
         ax = fig.add_subplot(grid[k, 0])
         levels = sorted(values.unique())
-        ax.imshow(values.map({v: i for i, v in enumerate(levels)}).to_numpy()[None, :], aspect="auto", cmap="tab10",
-                  vmin=0, vmax=9, interpolation="nearest")  # fmt: skip
+        ax.imshow(
+            values.map({v: i for i, v in enumerate(levels)}).to_numpy()[None, :],
+            aspect="auto",
+            cmap="tab10",
+            vmin=0,
+            vmax=9,
+            interpolation="nearest",
+        )
         ax.set_xticks([])
         ax.set_yticks([0], [name])
         ax.set_title(", ".join(f"{lv}: C{i}" for i, lv in enumerate(levels))[:120], fontsize=7, loc="left")
@@ -211,7 +241,9 @@ def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None
     row = calls.loc[sample]
     thresholds = calls.attrs.get("thresholds", {}).get("mechanisms", {m: r.threshold for m, r in MECHANISMS.items()})
     names = list(MECHANISMS)
-    fig, (ax, text_ax) = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 1.8), gridspec_kw={"width_ratios": [1.1, 1.6]})
+    fig, (ax, text_ax) = plt.subplots(
+        1, 2, figsize=(12, 0.45 * len(names) + 1.8), gridspec_kw={"width_ratios": [1.1, 1.6]}
+    )
     clip = 5.0  # bars are clipped so that thresholds stay readable; the true value is written at the bar
     for i, name in enumerate(names):
         z = row.get(f"{name}_z", np.nan)
@@ -220,7 +252,14 @@ def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None
         ax.barh(i, shown, color="firebrick" if called else "lightgrey")
         ax.plot([thresholds.get(name, np.nan)] * 2, [i - 0.4, i + 0.4], color="black", linewidth=1.2)
         label = "n/a" if not np.isfinite(z) else f"{z:+.1f}"
-        ax.text(shown + (0.15 if shown >= 0 else -0.15), i, label, va="center", ha="left" if shown >= 0 else "right", fontsize=7)
+        ax.text(
+            shown + (0.15 if shown >= 0 else -0.15),
+            i,
+            label,
+            va="center",
+            ha="left" if shown >= 0 else "right",
+            fontsize=7,
+        )
     ax.set_xlim(-clip - 1.5, clip + 1.5)
     ax.axvline(0, color="grey", linewidth=0.6)
     ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
@@ -228,7 +267,9 @@ def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None
     ax.set_xlabel(f"robust z, bars clipped at +/-{clip:g} (black tick: threshold; red: called)")
     ax.set_title(f"{sample}: {row.get('immune_context', '?')} ({row.get('bagaev_class', '')})", fontsize=10)
     text_ax.axis("off")
-    lines = [f"context: {row.get('context_reason', '')}"] + [f"- {row.get(f'{n}_reason', '')}" for n in names if row.get(n) is True]
+    lines = [f"context: {row.get('context_reason', '')}"] + [
+        f"- {row.get(f'{n}_reason', '')}" for n in names if row.get(n) is True
+    ]
     text_ax.text(0, 1, "\n".join(_wrap(line, 78) for line in lines), va="top", fontsize=7.5, family="monospace")
     return finish(fig, show, save)
 
@@ -239,7 +280,13 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(str(text), width)) or str(text)
 
 
-def coverage(table_or_adata: pd.DataFrame | AnnData, *, key: str = "immunescape", show: bool | None = None, save: str | Path | None = None):
+def coverage(
+    table_or_adata: pd.DataFrame | AnnData,
+    *,
+    key: str = "immunescape",
+    show: bool | None = None,
+    save: str | Path | None = None,
+):
     """Per-signature gene coverage: found as named, found through an alias/id/ortholog, missing.
 
     Accepts :func:`immunescape.pp.coverage` output or a scored AnnData (``uns[key]["coverage"]``).

@@ -60,7 +60,8 @@ def pseudobulk(adata: AnnData, sample_key: str, *, layer: str | None = "counts",
 
 
 def summed_profiles(X, codes: np.ndarray, n_groups: int, target_sum: float = 1e4) -> tuple[np.ndarray, np.ndarray]:
-    """Sum the rows of ``X`` by group code (-1: left out); return the sums and their log1p(counts per ``target_sum``)."""
+    """Sum the rows of ``X`` by group code (-1: left out); return the sums and their
+    log1p(counts per ``target_sum``)."""
     rows = np.flatnonzero(codes >= 0)
     indicator = sp.csr_matrix((np.ones(rows.size), (codes[rows], rows)), shape=(n_groups, X.shape[0]))
     summed = indicator @ (X if sp.issparse(X) else np.asarray(X))

@@ -1,10 +1,10 @@
 """Tools: scoring, per-sample aggregation and immune-escape classification."""
 
 from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers, label_compartments
+from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
 from ._compare import adjust_pvalues, compare
 from ._context import ContextModel, context_features, load_context_model
 from ._contributions import contributions
-from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
 from ._enrich import enrich
 from ._score import compute_scores, methods, score, score_matrix
 

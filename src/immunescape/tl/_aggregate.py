@@ -25,16 +25,21 @@ COMPARTMENTS = ("malignant", "T", "NK", "B", "myeloid", "fibroblast", "endotheli
 # digits and "+"). A cell-type word always wins over a location word: "Tumour-infiltrating CD8+ T cells"
 # are T cells, "Cancer-associated fibroblasts" fibroblasts.
 _CELL_WORDS: dict[str, str] = {
-    "T": r"t|tcells?|tregs?|tfh|th\d+|thelper|tex|tem|tcm|trm|tconv|tn|cd[348]\+?|cd[48]t\w*|mait|nkt|gdt|gammadelta|foxp3\+?",
+    "T": r"t|tcells?|tregs?|tfh|th\d+|thelper|tex|tem|tcm|trm|tconv|tn|cd[348]\+?|cd[48]t\w*|mait|nkt|gdt|"
+    r"gammadelta|foxp3\+?",
     "NK": r"nk|nks|nkcells?|killer|cd56\+?|cd56(?:bright|dim)\w*",
     "B": r"b|bcells?|plasma|plasmablasts?|plasmacytes?|cd19\+?|cd20\+?",
-    "myeloid": r"myeloid|monocytes?|monos?|macrophages?|macros?|dcs?|cdc\d*|pdcs?|moc?dcs?|dendritic|neutrophils?|neutros?|mast|"
-               r"tams?|mdscs?|cd14\+?|cd68\+?|granulocytes?|kupffer|microglia|histiocytes?|langerhans",
-    "fibroblast": r"fibroblasts?|fibros?|cafs?|mycafs?|icafs?|stroma|stromal|mesenchymal|pericytes?|smooth|myofibroblasts?|vsmcs?",
+    "myeloid": r"myeloid|monocytes?|monos?|macrophages?|macros?|dcs?|cdc\d*|pdcs?|moc?dcs?|dendritic|"
+    r"neutrophils?|neutros?|mast|"
+    r"tams?|mdscs?|cd14\+?|cd68\+?|granulocytes?|kupffer|microglia|histiocytes?|langerhans",
+    "fibroblast": r"fibroblasts?|fibros?|cafs?|mycafs?|icafs?|stroma|stromal|mesenchymal|pericytes?|smooth|"
+    r"myofibroblasts?|vsmcs?",
     "endothelial": r"endothelial|endothelium|ecs?|lymphatic|hevs?",
 }
 # Words of tumour cells themselves; only used when no cell-type word is present.
-_MALIGNANT_WORDS = r"malignant|tumou?rs?|cancers?|cancerous|epithelial|epithelium|carcinomas?|adenocarcinomas?|neoplastic|aneuploid"
+_MALIGNANT_WORDS = (
+    r"malignant|tumou?rs?|cancers?|cancerous|epithelial|epithelium|carcinomas?|adenocarcinomas?|neoplastic|aneuploid"
+)
 # Words that place a cell in or near the tumour without saying what it is ("tumour-infiltrating lymphocytes").
 _PLACE_WORDS = r"infiltrating|associated|derived|resident|adjacent|educated|tils?|lymphocytes?|immune|leukocytes?"
 _WORD_SPLIT = re.compile(r"[^a-z0-9+]+")
@@ -71,13 +76,16 @@ def label_compartments(labels: Sequence[str], mapping: Mapping[str, Sequence[str
 
     Examples
     --------
-    >>> label_compartments(["Tumour-infiltrating CD8+ T cells", "Cancer-associated fibroblasts", "NK/T"])["compartment"].tolist()
+    >>> labels = ["Tumour-infiltrating CD8+ T cells", "Cancer-associated fibroblasts", "NK/T"]
+    >>> label_compartments(labels)["compartment"].tolist()
     ['T', 'fibroblast', 'other']
     """
     explicit: dict[str, str] = {}
     for compartment, members in (mapping or {}).items():
         if compartment not in COMPARTMENTS:
-            raise InputError(f"Unknown compartment {compartment!r}; use one of {COMPARTMENTS}." + closest(compartment, COMPARTMENTS))
+            raise InputError(
+                f"Unknown compartment {compartment!r}; use one of {COMPARTMENTS}." + closest(compartment, COMPARTMENTS)
+            )
         for label in [members] if isinstance(members, str) else members:
             explicit[str(label)] = compartment
     rows = []
@@ -108,18 +116,31 @@ def compartments_from_labels(labels: pd.Series, mapping: Mapping[str, Sequence[s
     ambiguous = table[table["rule"] == "ambiguous"]
     unmapped = table[table["rule"] == "unmapped"]
     if len(ambiguous) or len(unmapped):
-        parts = [f"ambiguous (several cell types): {', '.join(f'{k!r} ({v})' for k, v in ambiguous['matched'].items())}"] if len(ambiguous) else []
+        parts = (
+            [f"ambiguous (several cell types): {', '.join(f'{k!r} ({v})' for k, v in ambiguous['matched'].items())}"]
+            if len(ambiguous)
+            else []
+        )
         if len(unmapped):
-            parts.append(f"unrecognised: {', '.join(map(repr, unmapped.index[:20]))}{' ...' if len(unmapped) > 20 else ''}")
-        warnings.warn("Cell-type labels left in compartment 'other': " + "; ".join(parts)
-                      + ". Place them with compartments={'T': [...], ...} (ie.tl.aggregate) if they belong to one.",
-                      DataWarning, stacklevel=3)  # fmt: skip
-    logger.info("cell-type labels -> compartments: %s", "; ".join(f"{k} -> {v}" for k, v in table["compartment"].items()))
+            parts.append(
+                f"unrecognised: {', '.join(map(repr, unmapped.index[:20]))}{' ...' if len(unmapped) > 20 else ''}"
+            )
+        warnings.warn(
+            "Cell-type labels left in compartment 'other': "
+            + "; ".join(parts)
+            + ". Place them with compartments={'T': [...], ...} (ie.tl.aggregate) if they belong to one.",
+            DataWarning,
+            stacklevel=3,
+        )
+    logger.info(
+        "cell-type labels -> compartments: %s", "; ".join(f"{k} -> {v}" for k, v in table["compartment"].items())
+    )
     return text.map(table["compartment"]).rename(labels.name)
 
 
-def compartments_from_markers(adata: AnnData, *, layer=None, use_raw=None, min_z: float = 1.5, min_gap: float = 0.5,
-                              **score_kw) -> pd.Series:  # fmt: skip
+def compartments_from_markers(
+    adata: AnnData, *, layer=None, use_raw=None, min_z: float = 1.5, min_gap: float = 0.5, **score_kw
+) -> pd.Series:
     """Coarse compartments from built-in cell-type signatures, for data without labels.
 
     Each compartment's marker genes (``FALLBACK_MARKERS``) are scored with UCell and put on a robust z
@@ -142,13 +163,26 @@ def compartments_from_markers(adata: AnnData, *, layer=None, use_raw=None, min_z
     cover = coverage(adata, sets, layer=layer, use_raw=use_raw)
     usable = [c for c in sets if cover.loc[c, "coverage"] >= 0.3 and cover.loc[c, "n_found"] >= 2]
     if len(usable) < len(sets):
-        warnings.warn(f"Marker genes of {sorted(set(sets) - set(usable))} are mostly absent from the data; those compartments "
-                      "cannot be assigned (their cells fall back to 'malignant'). Pass celltype_key= if you have labels.",
-                      DataWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"Marker genes of {sorted(set(sets) - set(usable))} are mostly absent from the data; those compartments "
+            "cannot be assigned (their cells fall back to 'malignant'). Pass celltype_key= if you have labels.",
+            DataWarning,
+            stacklevel=3,
+        )
     if len(usable) < 2:
-        raise InputError("Too few marker genes in the data to assign compartments; pass celltype_key= with cell-type labels.")
-    table = score(adata, {c: sets[c] for c in usable}, method="ucell", layer=layer, use_raw=use_raw, inplace=False,
-                  min_coverage=0.3, **score_kw)  # fmt: skip
+        raise InputError(
+            "Too few marker genes in the data to assign compartments; pass celltype_key= with cell-type labels."
+        )
+    table = score(
+        adata,
+        {c: sets[c] for c in usable},
+        method="ucell",
+        layer=layer,
+        use_raw=use_raw,
+        inplace=False,
+        min_coverage=0.3,
+        **score_kw,
+    )
     values = table.to_numpy()
     median = np.median(values, axis=0)
     mad = np.median(np.abs(values - median), axis=0) * 1.4826
@@ -226,12 +260,16 @@ def aggregate(
     """
     check_whole(min_cells, "min_cells")
     if sample_key not in adata.obs:
-        raise InputError(f"sample_key={sample_key!r} is not an obs column (columns: {list(adata.obs.columns)[:12]})."
-                         + closest(sample_key, adata.obs.columns))  # fmt: skip
+        raise InputError(
+            f"sample_key={sample_key!r} is not an obs column (columns: {list(adata.obs.columns)[:12]})."
+            + closest(sample_key, adata.obs.columns)
+        )
     if mode not in ("scores", "pseudobulk"):
         raise InputError(f"mode must be 'scores' or 'pseudobulk', got {mode!r}.")
     if celltype_key is not None and celltype_key not in adata.obs:
-        raise InputError(f"celltype_key={celltype_key!r} is not an obs column." + closest(celltype_key, adata.obs.columns))
+        raise InputError(
+            f"celltype_key={celltype_key!r} is not an obs column." + closest(celltype_key, adata.obs.columns)
+        )
     label_map = None
     if celltype_key is not None:
         compartment = compartments_from_labels(adata.obs[celltype_key], compartments)
@@ -245,36 +283,56 @@ def aggregate(
     counts = samples.value_counts()  # missing labels (None) are not counted, so never kept
     small = counts[counts < min_cells]
     if len(small):
-        warnings.warn(f"{len(small)} sample(s) have fewer than min_cells={min_cells} cells and are left out: "
-                      f"{', '.join(small.index[:10])}.", DataWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{len(small)} sample(s) have fewer than min_cells={min_cells} cells and are left out: "
+            f"{', '.join(small.index[:10])}.",
+            DataWarning,
+            stacklevel=2,
+        )
     keep = samples.isin(counts[counts >= min_cells].index).to_numpy()
     if not keep.any():
         raise InputError(f"No sample has at least min_cells={min_cells} cells; lower min_cells.")
-    sample_order = [s for s in pd.unique(samples[keep])]
-    composition = _composition(samples[keep], compartment[keep], adata.obs[celltype_key][keep] if celltype_key else None, min_cells)
+    sample_order = list(pd.unique(samples[keep]))
+    composition = _composition(
+        samples[keep], compartment[keep], adata.obs[celltype_key][keep] if celltype_key else None, min_cells
+    )
     if mode == "scores":
-        features, median, frac_high, var = _score_features(adata, key, samples, compartment, keep, sample_order, min_cells, high_quantile)
+        features, median, frac_high, var = _score_features(
+            adata, key, samples, compartment, keep, sample_order, min_cells, high_quantile
+        )
         layers = {"median": median, "frac_high": frac_high}
     else:
-        features, var = _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_cells, signatures, method,
-                                             counts_layer, score_kw)  # fmt: skip
+        features, var = _pseudobulk_features(
+            adata, samples, compartment, keep, sample_order, min_cells, signatures, method, counts_layer, score_kw
+        )
         layers = {}
     obs = composition.loc[sample_order]
     out = AnnData(X=features.loc[sample_order].to_numpy(dtype=np.float64), obs=obs, var=var)
     for name, frame in layers.items():
         out.layers[name] = frame.loc[sample_order].to_numpy(dtype=np.float64)
     out.uns["immunescape_samples"] = {
-        "mode": mode, "sample_key": sample_key, "celltype_key": str(celltype_key), "compartments_from": source,
-        "min_cells": min_cells, "key": key, "versions": package_versions(),
+        "mode": mode,
+        "sample_key": sample_key,
+        "celltype_key": str(celltype_key),
+        "compartments_from": source,
+        "min_cells": min_cells,
+        "key": key,
+        "versions": package_versions(),
         **({"compartment_map": label_map.reset_index()} if label_map is not None else {}),
-    }  # fmt: skip
+    }
     _add_context_inputs(out, adata, samples, keep, sample_order, counts_layer)
     _add_gene_means(out, adata, key, samples, compartment, keep, sample_order, min_cells)
     return out
 
 
-def _add_context_inputs(out: AnnData, adata: AnnData, samples: pd.Series, keep: np.ndarray, sample_order: list[str],
-                        counts_layer: str | None) -> None:  # fmt: skip
+def _add_context_inputs(
+    out: AnnData,
+    adata: AnnData,
+    samples: pd.Series,
+    keep: np.ndarray,
+    sample_order: list[str],
+    counts_layer: str | None,
+) -> None:
     """The context model's features of each sample's pseudobulk (all its cells), for classify."""
     from ._classify import CONTEXT_FEATURES, CONTEXT_RANKS
     from ._context import compute_context_inputs, load_context_model
@@ -285,27 +343,38 @@ def _add_context_inputs(out: AnnData, adata: AnnData, samples: pd.Series, keep: 
     codes = np.full(adata.n_obs, -1, np.int64)
     codes[keep] = pd.Categorical(samples[keep], categories=sample_order).codes
     summed = _summed_rows(X, codes, len(sample_order), np.expm1 if unlog else None)
-    bulk = AnnData(summed.astype(np.float32), obs=pd.DataFrame(index=pd.Index(sample_order)), var=pd.DataFrame(index=adata.var_names))
+    bulk = AnnData(
+        summed.astype(np.float32),
+        obs=pd.DataFrame(index=pd.Index(sample_order)),
+        var=pd.DataFrame(index=adata.var_names),
+    )
     model = load_context_model()
     try:
         inputs = compute_context_inputs(bulk, model=model)
     except InputError as err:
-        warnings.warn(f"The immune-context model cannot read these data ({err}); contexts will be indeterminate.", DataWarning, stacklevel=3)
+        warnings.warn(
+            f"The immune-context model cannot read these data ({err}); contexts will be indeterminate.",
+            DataWarning,
+            stacklevel=3,
+        )
         return
     out.obsm[CONTEXT_FEATURES] = inputs.features.set_axis(out.obs_names)
     out.obsm[CONTEXT_RANKS] = inputs.gene_ranks.set_axis(out.obs_names)
     out.uns["immunescape_samples"]["context_model"] = {
-        "version": model.version, "universe_coverage": inputs.universe_coverage,
+        "version": model.version,
+        "universe_coverage": inputs.universe_coverage,
         "feature_coverage": json.dumps(inputs.feature_coverage.to_dict()),
-        "source": f"pseudobulk of all cells per sample ({'layer ' + repr(counts_layer) if use_counts else 'expm1 of X' if unlog else 'X'})",
-    }  # fmt: skip
+        "source": "pseudobulk of all cells per sample "
+        f"({'layer ' + repr(counts_layer) if use_counts else 'expm1 of X' if unlog else 'X'})",
+    }
 
 
 _ROW_BLOCK = 50_000  # rows summed at once: bounds the copy that expm1 needs (and reads of backed X)
 
 
 def _summed_rows(X, codes: np.ndarray, n_groups: int, transform=None, columns: np.ndarray | None = None) -> np.ndarray:
-    """Sum rows of ``X`` (optionally only ``columns``, after ``transform`` of the stored values) by group code (-1: none)."""
+    """Sum rows of ``X`` (optionally only ``columns``, after ``transform`` of the stored values) by group
+    code (-1: none)."""
     n_cols = X.shape[1] if columns is None else columns.size
     total = np.zeros((n_groups, n_cols))
     for lo in range(0, X.shape[0], _ROW_BLOCK):
@@ -329,12 +398,20 @@ def _summed_rows(X, codes: np.ndarray, n_groups: int, transform=None, columns: n
 
 def _looks_logged(X) -> bool:
     values = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    sample = values[: 1_000_000]
+    sample = values[:1_000_000]
     return bool(sample.size) and not np.allclose(sample, np.round(sample)) and float(np.max(sample)) < 50
 
 
-def _add_gene_means(out: AnnData, adata: AnnData, key: str, samples: pd.Series, compartment: pd.Series, keep: np.ndarray,
-                    sample_order: list[str], min_cells: int) -> None:  # fmt: skip
+def _add_gene_means(
+    out: AnnData,
+    adata: AnnData,
+    key: str,
+    samples: pd.Series,
+    compartment: pd.Series,
+    keep: np.ndarray,
+    sample_order: list[str],
+    min_cells: int,
+) -> None:
     """Mean expression of each mechanism gene over the cells of its signature's compartment ("compartment:GENE")."""
     from .._anndata import get_expression
     from ..genes import resolve
@@ -343,8 +420,9 @@ def _add_gene_means(out: AnnData, adata: AnnData, key: str, samples: pd.Series, 
 
     record = adata.uns.get(key, {}) if isinstance(adata.uns.get(key), Mapping) else {}
     try:
-        matrix, names, _ = get_expression(adata, layer=record.get("layer"), use_raw=record.get("use_raw"),
-                                          gene_symbols=record.get("gene_symbols"))  # fmt: skip
+        matrix, names, _ = get_expression(
+            adata, layer=record.get("layer"), use_raw=record.get("use_raw"), gene_symbols=record.get("gene_symbols")
+        )
     except InputError:
         matrix, names, _ = get_expression(adata, use_raw=False)
     signatures = []
@@ -379,22 +457,31 @@ def _add_gene_means(out: AnnData, adata: AnnData, key: str, samples: pd.Series, 
         out.obsm[GENE_MEANS] = pd.DataFrame(columns, index=out.obs_names)
 
 
-def _composition(samples: pd.Series, compartment: pd.Series, labels: pd.Series | None, min_cells: int = 10) -> pd.DataFrame:
+def _composition(
+    samples: pd.Series, compartment: pd.Series, labels: pd.Series | None, min_cells: int = 10
+) -> pd.DataFrame:
     frame = pd.crosstab(samples, compartment, normalize="index")
     out = pd.DataFrame(index=frame.index)
     out["n_cells"] = samples.value_counts().reindex(frame.index).astype(int)
     for c in COMPARTMENTS:
-        out[f"frac_{c}"] = frame[c] if c in frame else 0.0
+        out[f"frac_{c}"] = frame.get(c, 0.0)
     if labels is not None:
         distinct = pd.unique(labels.astype(str))
-        for name, pattern in (("CD8", r"cd8[ab]?\+?|cd8t\w*"), ("Treg", r"tregs?|regulatory|foxp3\+?")):  # whole words: not CD80
+        for name, pattern in (
+            ("CD8", r"cd8[ab]?\+?|cd8t\w*"),
+            ("Treg", r"tregs?|regulatory|foxp3\+?"),
+        ):  # whole words: not CD80
             has = {u: any(re.fullmatch(pattern, w) for w in _WORD_SPLIT.split(u.lower()) if w) for u in distinct}
             hits = labels.astype(str).map(has).astype(bool)
             if hits.any():
                 out[f"frac_{name}"] = hits.groupby(samples).mean().reindex(out.index).fillna(0.0)
-        if "frac_Treg" in out:  # Treg share of T cells, independent of infiltration; NaN when T cells are too few to tell
+        if (
+            "frac_Treg" in out
+        ):  # Treg share of T cells, independent of infiltration; NaN when T cells are too few to tell
             n_t = out["frac_T"] * out["n_cells"]
-            out["frac_Treg_of_T"] = np.where(n_t >= min_cells, out["frac_Treg"] / out["frac_T"].replace(0, np.nan), np.nan)
+            out["frac_Treg_of_T"] = np.where(
+                n_t >= min_cells, out["frac_Treg"] / out["frac_T"].replace(0, np.nan), np.nan
+            )
     out.index.name = None
     return out
 
@@ -430,17 +517,25 @@ def _score_features(adata, key, samples, compartment, keep, sample_order, min_ce
         median.loc[ok, list(names)] = grouped.median().loc[ok]
         frac_high.loc[ok, list(names)] = (sub > threshold).groupby(samples[mask].to_numpy()).mean().loc[ok]
     if absent:
-        warnings.warn(f"No cells of compartment(s) {sorted(absent)}: their signatures are NaN for every sample.", DataWarning, stacklevel=3)
+        warnings.warn(
+            f"No cells of compartment(s) {sorted(absent)}: their signatures are NaN for every sample.",
+            DataWarning,
+            stacklevel=3,
+        )
     return mean, median, frac_high, var
 
 
-def _pseudobulk_features(adata, samples, compartment, keep, sample_order, min_cells, signatures, method, counts_layer, score_kw):
+def _pseudobulk_features(
+    adata, samples, compartment, keep, sample_order, min_cells, signatures, method, counts_layer, score_kw
+):
     from ..pp._pseudobulk import summed_profiles
     from ..signatures import load
     from ._score import score
 
     if counts_layer is not None and counts_layer not in adata.layers:
-        raise InputError(f"Pseudobulk needs raw counts: layer {counts_layer!r} not found; pass counts_layer= (None uses X).")
+        raise InputError(
+            f"Pseudobulk needs raw counts: layer {counts_layer!r} not found; pass counts_layer= (None uses X)."
+        )
     X = check_sparse(adata.layers[counts_layer] if counts_layer is not None else adata.X)
     sigs = load(signatures)
     var = _signature_compartments([s.name for s in sigs])

@@ -11,17 +11,23 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._errors import DataWarning, InputError, SignatureError
 from .._anndata import single_cell_evidence, stored_scores
+from .._errors import DataWarning, InputError, SignatureError
 from .._utils import check_key, closest, package_versions
 from ..signatures import get as get_signature
-from ._context import ContextInputs, ContextModel, compute_context_inputs, load_context_model, predict_context, robust_scale
+from ._context import (
+    ContextInputs,
+    ContextModel,
+    compute_context_inputs,
+    load_context_model,
+    predict_context,
+    robust_scale,
+)
 
 #: obsm keys of aggregate()'s output read by classify
 CONTEXT_FEATURES = "immunescape_context_features"
 CONTEXT_RANKS = "immunescape_context_ranks"
 GENE_MEANS = "immunescape_gene_means"
-
 
 
 @dataclass(frozen=True)
@@ -47,23 +53,57 @@ class Rule:
 MECHANISMS: dict[str, Rule] = {
     "antigen_presentation_loss": Rule(("apm_mariathasan2018", "bagaev2021_MHCI"), "low", -1.0, "antigen presentation"),
     "checkpoint_high": Rule(("immune_checkpoints_curated",), "high", 1.0, "immune checkpoints"),
-    "suppressive_myeloid": Rule(("tam_trem2_xue2022", "tam_spp1_xue2022", "bagaev2021_MDSC"), "high", 1.0, "suppressive TAM/MDSC programmes"),
-    "t_cell_exhaustion": Rule(("tex_cd8_chu2023", "tex_inhibitory_receptors_curated"), "high", 1.0, "T-cell exhaustion"),
+    "suppressive_myeloid": Rule(
+        ("tam_trem2_xue2022", "tam_spp1_xue2022", "bagaev2021_MDSC"), "high", 1.0, "suppressive TAM/MDSC programmes"
+    ),
+    "t_cell_exhaustion": Rule(
+        ("tex_cd8_chu2023", "tex_inhibitory_receptors_curated"), "high", 1.0, "T-cell exhaustion"
+    ),
     "ifn_sting_silenced": Rule(("ifn_type1_rooney2015", "cgas_sting_core"), "low", -1.0, "type I IFN / cGAS-STING"),
     "rloop_low": Rule(("rloop_regulators_core",), "low", -1.0, "R-loop regulators (approximate score)", weak=True),
     "wnt_active": Rule(("wnt_target_mariathasan2018",), "high", 1.0, "WNT/beta-catenin targets"),
-    "tgfb_stromal_exclusion": Rule(("tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020"), "high", 1.0, "TGF-beta / CAF programmes"),
+    "tgfb_stromal_exclusion": Rule(
+        ("tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020"), "high", 1.0, "TGF-beta / CAF programmes"
+    ),
     "treg_high": Rule(("frac_Treg_of_T",), "high", 1.0, "regulatory T cells", fallback=("bagaev2021_Treg",)),
-    "immunosuppressive_metabolism": Rule(("kynurenine_rosario2018", "adenosine_core", "glycolysis_rosario2018"), "high", 1.0,
-                                         "IDO/adenosine/glycolysis metabolism"),
-}  # fmt: skip
+    "immunosuppressive_metabolism": Rule(
+        ("kynurenine_rosario2018", "adenosine_core", "glycolysis_rosario2018"),
+        "high",
+        1.0,
+        "IDO/adenosine/glycolysis metabolism",
+    ),
+}
 
-BAGAEV_IMMUNE = tuple(f"bagaev2021_{n}" for n in (
-    "MHCI", "MHCII", "Coactivation_molecules", "Effector_cells", "T_cell_traffic", "NK_cells", "T_cells", "B_cells",
-    "M1_signatures", "Th1_signature", "Antitumor_cytokines", "Checkpoint_inhibition", "Treg", "T_reg_traffic",
-    "Neutrophil_signature", "Granulocyte_traffic", "MDSC", "MDSC_traffic", "Macrophages", "Macrophage_DC_traffic",
-    "Th2_signature", "Protumor_cytokines"))  # fmt: skip
-BAGAEV_FIBROTIC = tuple(f"bagaev2021_{n}" for n in ("CAF", "Matrix", "Matrix_remodeling", "Angiogenesis", "Endothelium", "EMT_signature"))
+BAGAEV_IMMUNE = tuple(
+    f"bagaev2021_{n}"
+    for n in (
+        "MHCI",
+        "MHCII",
+        "Coactivation_molecules",
+        "Effector_cells",
+        "T_cell_traffic",
+        "NK_cells",
+        "T_cells",
+        "B_cells",
+        "M1_signatures",
+        "Th1_signature",
+        "Antitumor_cytokines",
+        "Checkpoint_inhibition",
+        "Treg",
+        "T_reg_traffic",
+        "Neutrophil_signature",
+        "Granulocyte_traffic",
+        "MDSC",
+        "MDSC_traffic",
+        "Macrophages",
+        "Macrophage_DC_traffic",
+        "Th2_signature",
+        "Protumor_cytokines",
+    )
+)
+BAGAEV_FIBROTIC = tuple(
+    f"bagaev2021_{n}" for n in ("CAF", "Matrix", "Matrix_remodeling", "Angiogenesis", "Endothelium", "EMT_signature")
+)
 
 
 @dataclass
@@ -111,11 +151,15 @@ class Thresholds:
             elif key in ("context_margin", "bagaev_clip"):
                 setattr(base, key, _number(key, value))
             elif key in ("inflamed", "excluded", "margin"):
-                raise InputError(f"Threshold {key!r} is gone: the immune context now comes from a model fitted on pathology "
-                                 "(ie.tl.load_context_model()); its only threshold is 'context_margin'.")  # fmt: skip
+                raise InputError(
+                    f"Threshold {key!r} is gone: the immune context now comes from a model fitted on pathology "
+                    "(ie.tl.load_context_model()); its only threshold is 'context_margin'."
+                )
             else:
-                raise InputError(f"Unknown threshold {key!r}; use context_margin, bagaev_clip or a mechanism name."
-                                 + closest(key, names))  # fmt: skip
+                raise InputError(
+                    f"Unknown threshold {key!r}; use context_margin, bagaev_clip or a mechanism name."
+                    + closest(key, names)
+                )
         return base
 
 
@@ -149,8 +193,10 @@ def sample_features(samples: AnnData | pd.DataFrame, key: str = "immunescape") -
         return pd.concat([frame, extra.astype(float)], axis=1)
     if key in samples.obsm:
         return stored_scores(samples, key)  # a float64 copy
-    raise InputError(f"No sample features found: run ie.tl.aggregate(cells, sample_key) for single cells, or "
-                     f"ie.tl.score(bulk) so that obsm[{key!r}] holds the scores of bulk samples.")  # fmt: skip
+    raise InputError(
+        f"No sample features found: run ie.tl.aggregate(cells, sample_key) for single cells, or "
+        f"ie.tl.score(bulk) so that obsm[{key!r}] holds the scores of bulk samples."
+    )
 
 
 # ------------------------------------------------------------------------------------------ reference
@@ -170,10 +216,12 @@ class ReferenceProfile:
     split: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_features(cls, features: pd.DataFrame, description: str = "reference cohort",
-                      directions: Mapping[str, str] | None = None) -> ReferenceProfile:  # fmt: skip
+    def from_features(
+        cls, features: pd.DataFrame, description: str = "reference cohort", directions: Mapping[str, str] | None = None
+    ) -> ReferenceProfile:
         """Summarise ``features``; with ``directions`` ({feature: "high" or "low"}), a cohort that falls into
-        two clearly separated groups is judged against the group on the unaffected side (see :func:`unaffected_group`)."""
+        two clearly separated groups is judged against the group on the unaffected side (see
+        :func:`unaffected_group`)."""
         med, mad, values, split = {}, {}, {}, {}
         for col in features.columns:
             x = pd.to_numeric(features[col], errors="coerce").dropna().to_numpy(dtype=float)
@@ -186,8 +234,16 @@ class ReferenceProfile:
                 if group is not None:
                     center = float(np.median(group))
                     scale = max(robust_scale(group), 0.5 * float(np.std(x, ddof=1)))
-                    split[col] = f"the cohort splits in two; judged against the {group.size} of {x.size} samples on the {'low' if direction == 'high' else 'high'} side"
-            med[col], mad[col], values[col] = center, (scale if np.isfinite(scale) and scale > 0 else 1.0), np.sort(x).tolist()
+                    split[col] = (
+                        f"the cohort splits in two; judged against the {group.size} of {x.size} samples on the "
+                        f"{'low' if direction == 'high' else 'high'} "
+                        "side"
+                    )
+            med[col], mad[col], values[col] = (
+                center,
+                (scale if np.isfinite(scale) and scale > 0 else 1.0),
+                np.sort(x).tolist(),
+            )
         return cls(med, mad, values, len(features), description, split)
 
     def save(self, path: str | Path) -> None:
@@ -254,7 +310,9 @@ def unaffected_group(x: np.ndarray, direction: str) -> np.ndarray | None:
     return group if group.size >= SPLIT_MIN_UNAFFECTED * n else None
 
 
-def reference_profile(samples: AnnData | pd.DataFrame, key: str = "immunescape", description: str = "reference cohort") -> ReferenceProfile:
+def reference_profile(
+    samples: AnnData | pd.DataFrame, key: str = "immunescape", description: str = "reference cohort"
+) -> ReferenceProfile:
     """Summarise a cohort as a reference for :func:`classify` (save it with ``.save(path)``).
 
     Examples
@@ -270,8 +328,16 @@ def reference_profile(samples: AnnData | pd.DataFrame, key: str = "immunescape",
 class _Scale:
     """Where a sample's features and gene values are placed: z, percentile, and which genes exist."""
 
-    def __init__(self, values: pd.DataFrame, z: pd.DataFrame, pct: pd.DataFrame, genes: pd.DataFrame | None,
-                 gene_pct: pd.DataFrame | None, description: str, kind: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        values: pd.DataFrame,
+        z: pd.DataFrame,
+        pct: pd.DataFrame,
+        genes: pd.DataFrame | None,
+        gene_pct: pd.DataFrame | None,
+        description: str,
+        kind: str,
+    ) -> None:
         self.values, self.z, self.pct = values, z, pct
         self.genes, self.gene_pct = genes, gene_pct
         self.description, self.kind = description, kind
@@ -285,14 +351,27 @@ def _shipped_scale(inputs: ContextInputs, model: ContextModel) -> _Scale:
     genes = inputs.gene_ranks[[g for g in inputs.gene_ranks.columns if g in model.gene_reference]]
     gene_pct = pd.DataFrame({g: model.gene_reference[g].percentile(genes[g]) for g in genes.columns}, index=genes.index)
     src = model.provenance.get("data", "")
-    return _Scale(feats, z, pct, genes, gene_pct, f"shipped reference v{model.version} ({src.split(';')[0].split(' (')[0]}, "
-                  f"{model.provenance.get('features', 'within-sample scores')})", "shipped")  # fmt: skip
+    return _Scale(
+        feats,
+        z,
+        pct,
+        genes,
+        gene_pct,
+        f"shipped reference v{model.version} ({src.split(';')[0].split(' (')[0]}, "
+        f"{model.provenance.get('features', 'within-sample scores')})",
+        "shipped",
+    )
 
 
-def _cohort_scale(values: pd.DataFrame, profile: ReferenceProfile, genes: pd.DataFrame | None, gene_profile: ReferenceProfile | None,
-                  counts: pd.DataFrame | None = None) -> _Scale:  # fmt: skip
+def _cohort_scale(
+    values: pd.DataFrame,
+    profile: ReferenceProfile,
+    genes: pd.DataFrame | None,
+    gene_profile: ReferenceProfile | None,
+    counts: pd.DataFrame | None = None,
+) -> _Scale:
     z = profile.z(values)
-    for col, n in (counts.items() if counts is not None else ()):
+    for col, n in counts.items() if counts is not None else ():
         if col in z.columns:  # a share counted in few cells: its binomial error joins the cohort's spread
             p = float(np.clip(profile.median[col], 0.0, 1.0))
             se = np.sqrt(p * (1 - p) / n.where(n > 0)).to_numpy()
@@ -410,8 +489,10 @@ def classify(
         out = pd.DataFrame({"immune_context": "indeterminate", "context_confidence": 0.0}, index=index)
         for c in model.classes:
             out[f"p_{c}"] = np.nan
-        out["context_reason"] = ("no expression to read the context model from: classify a bulk AnnData (samples x genes), "
-                                 "a pseudobulk, or ie.tl.aggregate output")  # fmt: skip
+        out["context_reason"] = (
+            "no expression to read the context model from: classify a bulk AnnData (samples x genes), "
+            "a pseudobulk, or ie.tl.aggregate output"
+        )
     scale = _mechanism_scale(samples, kind, reference, inputs, model, key)
     for name, rule in MECHANISMS.items():
         _mechanism(out, name, rule, scale, th.mechanisms[name])
@@ -427,10 +508,16 @@ def classify(
         out.attrs["context_model_coverage"] = round(inputs.universe_coverage, 4)
     if inplace and isinstance(samples, AnnData):
         for col in ["immune_context", "mechanisms", "bagaev_class", *MECHANISMS]:
-            samples.obs[f"{key_added}_{col}" if col != "immune_context" else key_added] = out[col].astype(str).to_numpy()
-        samples.uns[key_added] = {"table": out.astype({c: str for c in out.columns if out[c].dtype == object}),
-                                  "thresholds": json.dumps(th_record), "reference": scale.description,
-                                  "context_model": out.attrs["context_model"], "versions": package_versions()}  # fmt: skip
+            samples.obs[f"{key_added}_{col}" if col != "immune_context" else key_added] = (
+                out[col].astype(str).to_numpy()
+            )
+        samples.uns[key_added] = {
+            "table": out.astype({c: str for c in out.columns if out[c].dtype == object}),
+            "thresholds": json.dumps(th_record),
+            "reference": scale.description,
+            "context_model": out.attrs["context_model"],
+            "versions": package_versions(),
+        }
     return out
 
 
@@ -447,11 +534,16 @@ def _check_rows_are_samples(samples: AnnData, rows_are_samples: bool, layer, use
     if evidence is None:
         return
     if not rows_are_samples:
-        raise InputError(f"These rows look like single cells ({evidence}), and classify calls samples: aggregate them first "
-                         "with ie.tl.aggregate(adata, sample_key, celltype_key=...) (CLI: --sample-key), or pass "
-                         "rows_are_samples=True (CLI: --rows-are-samples) to classify each row as a sample.")  # fmt: skip
-    warnings.warn(f"Classifying each of the {samples.n_obs} rows as a sample although they look like single cells ({evidence}).",
-                  DataWarning, stacklevel=4)  # fmt: skip
+        raise InputError(
+            f"These rows look like single cells ({evidence}), and classify calls samples: aggregate them first "
+            "with ie.tl.aggregate(adata, sample_key, celltype_key=...) (CLI: --sample-key), or pass "
+            "rows_are_samples=True (CLI: --rows-are-samples) to classify each row as a sample."
+        )
+    warnings.warn(
+        f"Classifying each of the {samples.n_obs} rows as a sample although they look like single cells ({evidence}).",
+        DataWarning,
+        stacklevel=4,
+    )
 
 
 def _sample_index(samples) -> pd.Index:
@@ -465,19 +557,29 @@ def _context_inputs(samples, kind, model, layer, use_raw, gene_symbols) -> Conte
         except InputError as err:
             if "None of the immune-context model's genes" not in str(err):
                 raise
-            warnings.warn(f"{err} Contexts are indeterminate; mechanisms are judged against this cohort.", DataWarning, stacklevel=4)
+            warnings.warn(
+                f"{err} Contexts are indeterminate; mechanisms are judged against this cohort.",
+                DataWarning,
+                stacklevel=4,
+            )
             return None
     if kind == "cells":
         stored = samples.uns["immunescape_samples"].get("context_model")
         if CONTEXT_FEATURES not in samples.obsm or not stored:
             return None
         if str(stored.get("version")) != model.version:
-            raise InputError(f"These samples carry features of context model v{stored.get('version')}, not v{model.version}; "
-                             "rerun ie.tl.aggregate.")  # fmt: skip
+            raise InputError(
+                f"These samples carry features of context model v{stored.get('version')}, not v{model.version}; "
+                "rerun ie.tl.aggregate."
+            )
         coverage = pd.Series(json.loads(stored["feature_coverage"]), dtype=float)
         ranks = samples.obsm.get(CONTEXT_RANKS)
-        return ContextInputs(samples.obsm[CONTEXT_FEATURES].copy(), ranks.copy() if ranks is not None else pd.DataFrame(index=samples.obs_names),
-                             float(stored["universe_coverage"]), coverage)  # fmt: skip
+        return ContextInputs(
+            samples.obsm[CONTEXT_FEATURES].copy(),
+            ranks.copy() if ranks is not None else pd.DataFrame(index=samples.obs_names),
+            float(stored["universe_coverage"]),
+            coverage,
+        )
     return None
 
 
@@ -490,7 +592,10 @@ def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
         choice = "given"
     if choice == "shipped":
         if inputs is None:
-            raise InputError("reference='shipped' needs expression: classify a bulk AnnData, a pseudobulk, or ie.tl.aggregate output.")
+            raise InputError(
+                "reference='shipped' needs expression: classify a bulk AnnData, a pseudobulk, "
+                "or ie.tl.aggregate output."
+            )
         return _shipped_scale(inputs, model)
     values, genes = _cohort_values(samples, kind, key, inputs)
     if choice == "cohort":
@@ -500,9 +605,12 @@ def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
         if n < MIN_COHORT:
             profile = ReferenceProfile({}, {}, {}, n, f"this cohort ({n} samples: too few to judge against itself)")
         elif n < 10:
-            warnings.warn(f"Mechanisms are judged against this cohort of {n} samples; with fewer than 10 a reference cohort "
-                          "(reference=...) or the shipped reference (bulk or pseudobulk samples) is more reliable.",
-                          DataWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"Mechanisms are judged against this cohort of {n} samples; with fewer than 10 a reference cohort "
+                "(reference=...) or the shipped reference (bulk or pseudobulk samples) is more reliable.",
+                DataWarning,
+                stacklevel=3,
+            )
         return _cohort_scale(values, profile, genes, gene_profile, _share_denominators(samples, kind))
     if isinstance(reference, ReferenceProfile):
         profile, gene_profile = reference, None
@@ -512,16 +620,22 @@ def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
         ref_kind = _input_kind(reference)
         evidence = single_cell_evidence(reference) if ref_kind == "bulk" else None
         if evidence:  # 300 cells are no cohort of 300 samples
-            raise InputError(f"The reference cohort looks like single cells ({evidence}); aggregate it first with "
-                             "ie.tl.aggregate(reference_cells, sample_key) and pass that (CLI: save it as samples.h5ad "
-                             "with immunescape classify ... -o samples.h5ad).")  # fmt: skip
+            raise InputError(
+                f"The reference cohort looks like single cells ({evidence}); aggregate it first with "
+                "ie.tl.aggregate(reference_cells, sample_key) and pass that (CLI: save it as samples.h5ad "
+                "with immunescape classify ... -o samples.h5ad)."
+            )
         ref_inputs = _context_inputs(reference, ref_kind, model, None, None, None)
         ref_values, ref_genes = _cohort_values(reference, ref_kind, key, ref_inputs)
         profile = ReferenceProfile.from_features(ref_values, "given reference cohort", _directions())
-        gene_profile = ReferenceProfile.from_features(ref_genes, "given reference cohort") if ref_genes is not None else None
+        gene_profile = (
+            ReferenceProfile.from_features(ref_genes, "given reference cohort") if ref_genes is not None else None
+        )
     else:
-        raise InputError(f"reference must be None, 'shipped', 'cohort', a cohort (AnnData/DataFrame), a ReferenceProfile or "
-                         f"its JSON path; got {type(reference).__name__}.")  # fmt: skip
+        raise InputError(
+            f"reference must be None, 'shipped', 'cohort', a cohort (AnnData/DataFrame), a ReferenceProfile or "
+            f"its JSON path; got {type(reference).__name__}."
+        )
     return _cohort_scale(values, profile, genes, gene_profile, _share_denominators(samples, kind))
 
 
@@ -545,8 +659,10 @@ def _cohort_values(samples, kind, key, inputs) -> tuple[pd.DataFrame, pd.DataFra
         if key in samples.obsm:
             return sample_features(samples, key), (inputs.gene_ranks if inputs is not None else None)
         if inputs is None:
-            raise InputError(f"No scores in obsm[{key!r}] and none of the context model's genes: score the samples first "
-                             "(ie.tl.score) to judge their mechanisms against the cohort.")  # fmt: skip
+            raise InputError(
+                f"No scores in obsm[{key!r}] and none of the context model's genes: score the samples first "
+                "(ie.tl.score) to judge their mechanisms against the cohort."
+            )
         return inputs.features, inputs.gene_ranks
     return sample_features(samples, key), None
 
@@ -583,7 +699,11 @@ def _mechanism(out: pd.DataFrame, name: str, rule: Rule, scale: _Scale, threshol
     present = usable(rule.features) or usable(rule.fallback)
     index = out.index
     high = rule.direction == "high"
-    compartment_of = _compartments(present) if scale.genes is not None and scale.kind == "cohort" and _has_compartment_genes(scale) else {}
+    compartment_of = (
+        _compartments(present)
+        if scale.genes is not None and scale.kind == "cohort" and _has_compartment_genes(scale)
+        else {}
+    )
     gene_cols = _rule_genes(present, scale, compartment_of)
     score = scale.z[present].mean(axis=1, skipna=True) if present else pd.Series(np.nan, index=index)
     pct = scale.pct[present].mean(axis=1, skipna=True) if present else pd.Series(np.nan, index=index)
@@ -594,8 +714,10 @@ def _mechanism(out: pd.DataFrame, name: str, rule: Rule, scale: _Scale, threshol
         if not present or not np.isfinite(s):
             calls.append(np.nan)
             drivers.append("")
-            reasons.append(f"{rule.label}: not assessable against {scale.description} "
-                           f"(none of {', '.join((*rule.features, *rule.fallback))} available there)")  # fmt: skip
+            reasons.append(
+                f"{rule.label}: not assessable against {scale.description} "
+                f"(none of {', '.join((*rule.features, *rule.fallback))} available there)"
+            )
             continue
         hit = bool(s >= threshold) if high else bool(s <= threshold)
         calls.append(hit)
@@ -610,8 +732,10 @@ def _mechanism(out: pd.DataFrame, name: str, rule: Rule, scale: _Scale, threshol
             if f in scale.split:
                 notes.setdefault(scale.split[f], []).append(f)
         split = "".join(f" ({note}: {', '.join(fs)})" for note, fs in notes.items())
-        reasons.append(f"{lead}{', '.join(present)} at {_ordinal(pct[sample])}, robust z {s:+.2f} "
-                       f"({cmp} {threshold:+.2f} to call): {verdict}{weak}{split}")  # fmt: skip
+        reasons.append(
+            f"{lead}{', '.join(present)} at {_ordinal(pct[sample])}, robust z {s:+.2f} "
+            f"({cmp} {threshold:+.2f} to call): {verdict}{weak}{split}"
+        )
     out[name] = pd.Series(calls, index=index, dtype=object)
     out[f"{name}_z"] = score
     out[f"{name}_percentile"] = pct
@@ -643,7 +767,7 @@ def _driving_genes(pct: pd.Series | None, high: bool, n: int = 3) -> str:
     top = pct.sort_values(ascending=not high).iloc[:n]
     names = [str(g).split(":", 1)[-1] for g in top.index]
     lo, hi = sorted((top.min(), top.max()))
-    span = _ordinal(lo) if round(lo) == round(hi) else f"{_ordinal(lo)[:-len(' percentile')]}-{_ordinal(hi)[4:]}"
+    span = _ordinal(lo) if round(lo) == round(hi) else f"{_ordinal(lo)[: -len(' percentile')]}-{_ordinal(hi)[4:]}"
     return f"{', '.join(names)} at {span}"
 
 
@@ -662,8 +786,11 @@ def _bagaev(out, z, th: Thresholds):
         out["bagaev_class"] = "not assessed"
         out["bagaev_immune"] = np.nan
         out["bagaev_fibrotic"] = np.nan
-        out["bagaev_reason"] = ("Bagaev classes are relative to the cohort: they need at least 5 samples" if z.shape[1] == 0 else
-                                "score the 'bagaev2021' collection to get the Bagaev 2021 TME class")  # fmt: skip
+        out["bagaev_reason"] = (
+            "Bagaev classes are relative to the cohort: they need at least 5 samples"
+            if z.shape[1] == 0
+            else "score the 'bagaev2021' collection to get the Bagaev 2021 TME class"
+        )
         return
     clipped = z.clip(-th.bagaev_clip, th.bagaev_clip)
     immune = clipped[imm].mean(axis=1)
@@ -672,5 +799,7 @@ def _bagaev(out, z, th: Thresholds):
     out["bagaev_class"] = cls
     out["bagaev_immune"] = immune
     out["bagaev_fibrotic"] = fibrotic
-    out["bagaev_reason"] = [f"immune axis {i:+.2f}, fibrotic axis {f:+.2f} (median/MAD-scaled, clipped at +/-{th.bagaev_clip:g})"
-                            for i, f in zip(immune, fibrotic)]  # fmt: skip
+    out["bagaev_reason"] = [
+        f"immune axis {i:+.2f}, fibrotic axis {f:+.2f} (median/MAD-scaled, clipped at +/-{th.bagaev_clip:g})"
+        for i, f in zip(immune, fibrotic)
+    ]

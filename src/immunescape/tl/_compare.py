@@ -162,7 +162,9 @@ def compare(
             rows.append({**row, "test": "not tested (a group without values)", "pval": np.nan})
             continue
         seed = int(rng.integers(2**31))  # one seed per feature, in feature order: reproducible
-        rows.append({**row, **(_numeric if kind == "numeric" else _categorical)(parts, chosen, test, n_permutations, seed)})
+        rows.append(
+            {**row, **(_numeric if kind == "numeric" else _categorical)(parts, chosen, test, n_permutations, seed)}
+        )
     out = pd.DataFrame(rows).set_index("feature")
     out["padj"] = adjust(out["pval"].to_numpy(), correction)
     return out.sort_values("pval", kind="stable")
@@ -201,8 +203,10 @@ def adjust_pvalues(pvals: pd.DataFrame, across: str = "cells", correction: str =
         raise InputError("pvals must hold numbers (p-values between 0 and 1).") from None
     finite = values[~np.isnan(values)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
-        raise InputError(f"p-values must lie between 0 and 1 (NaN for undefined); these range from {finite.min():g} to "
-                         f"{finite.max():g}. Pass p-values, not scores or z.")  # fmt: skip
+        raise InputError(
+            f"p-values must lie between 0 and 1 (NaN for undefined); these range from {finite.min():g} to "
+            f"{finite.max():g}. Pass p-values, not scores or z."
+        )
     if across == "cells":
         values = values.T
     out = np.stack([adjust(row, correction) for row in values]) if values.size else values
@@ -211,28 +215,48 @@ def adjust_pvalues(pvals: pd.DataFrame, across: str = "cells", correction: str =
 
 def _numeric(parts: list[pd.Series], groups: list[str], test: str, n_permutations: int, seed: int) -> dict:
     values = [p.to_numpy(dtype=float) for p in parts]
-    row = {**{f"mean_{g}": v.mean() for g, v in zip(groups, values)}, **{f"median_{g}": np.median(v) for g, v in zip(groups, values)}}
+    row = {
+        **{f"mean_{g}": v.mean() for g, v in zip(groups, values)},
+        **{f"median_{g}": np.median(v) for g, v in zip(groups, values)},
+    }
     if len(values) == 2:
         ref, other = values
         u = stats.mannwhitneyu(other, ref, alternative="two-sided")
-        spread = (ref.size - 1) * (ref.var(ddof=1) if ref.size > 1 else 0) + (other.size - 1) * (other.var(ddof=1) if other.size > 1 else 0)
+        spread = (ref.size - 1) * (ref.var(ddof=1) if ref.size > 1 else 0) + (other.size - 1) * (
+            other.var(ddof=1) if other.size > 1 else 0
+        )
         pooled = np.sqrt(spread / (ref.size + other.size - 2))
         correction = 1 - 3 / (4 * (ref.size + other.size) - 9)  # Hedges' small-sample correction
-        row.update(difference=other.mean() - ref.mean(), hedges_g=(other.mean() - ref.mean()) / pooled * correction if pooled > 0 else np.nan,
-                   cliffs_delta=2 * u.statistic / (ref.size * other.size) - 1, effect_measure="cliffs_delta")  # fmt: skip
+        row.update(
+            difference=other.mean() - ref.mean(),
+            hedges_g=(other.mean() - ref.mean()) / pooled * correction if pooled > 0 else np.nan,
+            cliffs_delta=2 * u.statistic / (ref.size * other.size) - 1,
+            effect_measure="cliffs_delta",
+        )
         row["effect_size"] = row["cliffs_delta"]
         if test == "rank":
             return {**row, "test": "Mann-Whitney U (two-sided)", "statistic": u.statistic, "pval": u.pvalue}
-        res = stats.permutation_test((other, ref), lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis), vectorized=True,
-                                     n_resamples=n_permutations, random_state=seed, alternative="two-sided")  # fmt: skip
+        res = stats.permutation_test(
+            (other, ref),
+            lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
+            vectorized=True,
+            n_resamples=n_permutations,
+            random_state=seed,
+            alternative="two-sided",
+        )
         return {**row, "test": "permutation (difference of means)", "statistic": res.statistic, "pval": res.pvalue}
     h = stats.kruskal(*values)
     n = sum(v.size for v in values)
     row.update(effect_measure="epsilon_squared", effect_size=h.statistic / (n - 1))
     if test == "rank":
         return {**row, "test": "Kruskal-Wallis", "statistic": h.statistic, "pval": h.pvalue}
-    res = stats.permutation_test(values, lambda *v: stats.kruskal(*v).statistic, n_resamples=n_permutations,
-                                 random_state=seed, alternative="greater")  # fmt: skip
+    res = stats.permutation_test(
+        values,
+        lambda *v: stats.kruskal(*v).statistic,
+        n_resamples=n_permutations,
+        random_state=seed,
+        alternative="greater",
+    )
     return {**row, "test": "permutation (Kruskal-Wallis H)", "statistic": res.statistic, "pval": res.pvalue}
 
 
@@ -265,9 +289,20 @@ def _categorical(parts: list[pd.Series], groups: list[str], test: str, n_permuta
     row = {}
     for g, p in zip(groups, parts):
         text = p.astype(str)
-        row[f"frac_{g}"] = float((text == "True").mean()) if binary else f"{text.mode().iloc[0]} ({(text == text.mode().iloc[0]).mean():.0%})"
+        row[f"frac_{g}"] = (
+            float((text == "True").mean())
+            if binary
+            else f"{text.mode().iloc[0]} ({(text == text.mode().iloc[0]).mean():.0%})"
+        )
     if len(levels) < 2:
-        return {**row, "test": "not tested (one level)", "pval": 1.0, "effect_measure": "none", "effect_size": 0.0, "statistic": 0.0}
+        return {
+            **row,
+            "test": "not tested (one level)",
+            "pval": 1.0,
+            "effect_measure": "none",
+            "effect_size": 0.0,
+            "statistic": 0.0,
+        }
     chi2 = stats.chi2_contingency(counts, correction=False)
     cramers_v = np.sqrt(chi2.statistic / (counts.sum() * (min(counts.shape) - 1)))
     row.update(effect_measure="cramers_v", effect_size=cramers_v)
@@ -276,14 +311,24 @@ def _categorical(parts: list[pd.Series], groups: list[str], test: str, n_permuta
         frac = [row[f"frac_{g}"] for g in groups]
         by_group = [[counts[1, yes], counts[1, no]], [counts[0, yes], counts[0, no]]]  # other, then reference
         odds = stats.contingency.odds_ratio(by_group).statistic
-        row.update(difference=frac[1] - frac[0], odds_ratio=odds, effect_measure="difference_of_proportions", effect_size=frac[1] - frac[0])
+        row.update(
+            difference=frac[1] - frac[0],
+            odds_ratio=odds,
+            effect_measure="difference_of_proportions",
+            effect_size=frac[1] - frac[0],
+        )
     if test == "rank":
         if counts.shape == (2, 2):
             fisher = stats.fisher_exact(counts)
             return {**row, "test": "Fisher exact", "statistic": fisher.statistic, "pval": fisher.pvalue}
         return {**row, "test": "chi-squared", "statistic": chi2.statistic, "pval": chi2.pvalue}
     pooled = np.concatenate([p.astype(str).to_numpy() for p in parts])
-    null = _permuted_chi2(np.searchsorted(levels, pooled), np.repeat(np.arange(len(parts)), [p.size for p in parts]),
-                          len(levels), n_permutations, seed)  # fmt: skip
+    null = _permuted_chi2(
+        np.searchsorted(levels, pooled),
+        np.repeat(np.arange(len(parts)), [p.size for p in parts]),
+        len(levels),
+        n_permutations,
+        seed,
+    )
     pval = (1 + np.sum(null >= chi2.statistic - 1e-12)) / (n_permutations + 1)
     return {**row, "test": "permutation (chi-squared)", "statistic": chi2.statistic, "pval": pval}

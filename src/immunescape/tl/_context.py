@@ -102,7 +102,9 @@ class ContextModel:
         """Class probabilities for each row of ``features`` (NaN rows where a feature is missing)."""
         missing = [f for f in self.features if f not in features.columns]
         if missing:
-            raise InputError(f"The context model needs the features {missing}; compute them with ie.tl.context_features.")
+            raise InputError(
+                f"The context model needs the features {missing}; compute them with ie.tl.context_features."
+            )
         x = (features[list(self.features)].to_numpy(dtype=float) - np.asarray(self.center)) / np.asarray(self.scale)
         logits = x @ np.asarray(self.coef).T + np.asarray(self.intercept)  # NaN rows stay NaN
         logits -= logits.max(axis=1, keepdims=True)
@@ -118,7 +120,9 @@ class ContextModel:
     def from_json(cls, text: str) -> ContextModel:
         body = json.loads(text)
         for key in ("reference", "gene_reference"):
-            body[key] = {k: Distribution(v["median"], v["scale"], tuple(v["quantiles"])) for k, v in body.get(key, {}).items()}
+            body[key] = {
+                k: Distribution(v["median"], v["scale"], tuple(v["quantiles"])) for k, v in body.get(key, {}).items()
+            }
         for key in ("classes", "features", "center", "scale", "intercept", "universe"):
             body[key] = tuple(body[key])
         body["coef"] = tuple(tuple(row) for row in body["coef"])
@@ -211,24 +215,36 @@ def compute_context_inputs(
 
     model = model or load_context_model()
     if isinstance(data, pd.DataFrame):
-        matrix, names, index = data.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float), pd.Index(data.columns.astype(str)), data.index
+        matrix, names, index = (
+            data.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float),
+            pd.Index(data.columns.astype(str)),
+            data.index,
+        )
     else:
         matrix, names, _ = get_expression(data, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
         index = data.obs_names
     found = resolve([Signature("model_panel", tuple(model.universe))], names, min_coverage=0.0, check=False)
     positions = found.positions[0]
     if positions.size == 0:
-        raise InputError("None of the immune-context model's genes are in the data: are var_names gene symbols or "
-                         "Ensembl ids? Pass gene_symbols= to name a var column of symbols.")  # fmt: skip
+        raise InputError(
+            "None of the immune-context model's genes are in the data: are var_names gene symbols or "
+            "Ensembl ids? Pass gene_symbols= to name a var column of symbols."
+        )
     matched = matched_symbols(positions, names, found.coverage.iloc[0]["matched_as"])
     sub = matrix[:, positions]
     sub = sub.toarray() if hasattr(sub, "toarray") else np.asarray(sub, dtype=float)
     sub = np.asarray(sub, dtype=np.float64)
     if not np.isfinite(sub).all():
-        raise InputError("The data hold NaN or infinite values in the model's genes; the context model needs finite expression.")
+        raise InputError(
+            "The data hold NaN or infinite values in the model's genes; the context model needs finite expression."
+        )
     # ranks are what the model reads; shifting each row to a minimum of 0 keeps them and keeps the data non-negative
     sub = sub - sub.min(axis=1, keepdims=True)
-    panel_data = AnnData(sub.astype(np.float32), obs=pd.DataFrame(index=pd.Index(index.astype(str))), var=pd.DataFrame(index=pd.Index(matched)))
+    panel_data = AnnData(
+        sub.astype(np.float32),
+        obs=pd.DataFrame(index=pd.Index(index.astype(str))),
+        var=pd.DataFrame(index=pd.Index(matched)),
+    )
     from ..signatures import get as get_signature
 
     wanted = list(dict.fromkeys(signatures or [*model.features, *model.reference]))
@@ -245,7 +261,9 @@ def compute_context_inputs(
     features.index = index
     ranks = _normalised_ranks(sub)
     gene_ranks = pd.DataFrame(ranks, index=index, columns=matched)
-    gene_ranks = gene_ranks[[g for g in model.gene_reference if g in gene_ranks.columns]] if model.gene_reference else gene_ranks
+    gene_ranks = (
+        gene_ranks[[g for g in model.gene_reference if g in gene_ranks.columns]] if model.gene_reference else gene_ranks
+    )
     return ContextInputs(features, gene_ranks, len(matched) / len(model.universe), feature_coverage)
 
 
@@ -275,13 +293,16 @@ def predict_context(inputs: ContextInputs, model: ContextModel) -> pd.DataFrame:
     out = pd.DataFrame(index=probs.index)
     contexts, reasons = [], []
     z = {f: model.reference[f].z(inputs.features[f]) if f in model.reference else None for f in model.features}
-    for i, sample in enumerate(probs.index):
+    for i in range(len(probs.index)):
         shown = ", ".join(f"P({c}) {values[i, k]:.2f}" for k, c in enumerate(classes))
         drivers = "; ".join(f"{f} {z[f][i]:+.2f} z" for f in model.features if z[f] is not None)
         if low_panel or short:
-            why = (f"only {inputs.universe_coverage:.0%} of the model's {len(model.universe)} genes are in the data "
-                   f"(needs {model.min_universe_coverage:.0%})" if low_panel else
-                   f"features {', '.join(short)} have under {model.min_feature_coverage:.0%} of their genes")  # fmt: skip
+            why = (
+                f"only {inputs.universe_coverage:.0%} of the model's {len(model.universe)} genes are in the data "
+                f"(needs {model.min_universe_coverage:.0%})"
+                if low_panel
+                else f"features {', '.join(short)} have under {model.min_feature_coverage:.0%} of their genes"
+            )
             contexts.append("indeterminate")
             reasons.append(f"{why}: indeterminate (closest: {classes[order[i, 0]]}; {shown})")
         elif not np.isfinite(top[i]):
@@ -289,8 +310,10 @@ def predict_context(inputs: ContextInputs, model: ContextModel) -> pd.DataFrame:
             reasons.append("model features could not be scored: indeterminate")
         elif top[i] - second[i] < model.margin:
             contexts.append("indeterminate")
-            reasons.append(f"{shown}: {classes[order[i, 0]]} leads {classes[order[i, 1]]} by {top[i] - second[i]:.2f} "
-                           f"(< {model.margin:.2f}): indeterminate ({drivers} vs the reference)")  # fmt: skip
+            reasons.append(
+                f"{shown}: {classes[order[i, 0]]} leads {classes[order[i, 1]]} by {top[i] - second[i]:.2f} "
+                f"(< {model.margin:.2f}): indeterminate ({drivers} vs the reference)"
+            )
         else:
             contexts.append(str(classes[order[i, 0]]))
             reasons.append(f"{shown} ({drivers} vs the reference)")

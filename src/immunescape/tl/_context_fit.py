@@ -35,7 +35,9 @@ def fit_multinomial(x: np.ndarray, y: np.ndarray, n_classes: int, C: float = 1.0
         grad_w = resid.T @ x + w / C
         return float(value), np.concatenate([grad_w.ravel(), resid.sum(axis=0)])
 
-    result = minimize(loss, np.zeros(n_classes * (p + 1)), jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-9})
+    result = minimize(
+        loss, np.zeros(n_classes * (p + 1)), jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-9}
+    )
     return result.x[: n_classes * p].reshape(n_classes, p), result.x[n_classes * p :]
 
 
@@ -67,7 +69,9 @@ def stratified_folds(y: np.ndarray, n_splits: int, rng: np.random.Generator) -> 
     return fold
 
 
-def _inner_choice(x: pd.DataFrame, y: np.ndarray, candidates: Mapping[str, Sequence[str]], C: float, rng, n_classes: int) -> str:
+def _inner_choice(
+    x: pd.DataFrame, y: np.ndarray, candidates: Mapping[str, Sequence[str]], C: float, rng, n_classes: int
+) -> str:
     """The candidate feature set with the best accuracy in a 5-fold x 3 CV of the given rows."""
     best, best_acc = None, -1.0
     folds = [stratified_folds(y, 5, rng) for _ in range(3)]
@@ -119,10 +123,16 @@ def cross_validate(
         for k in range(n_splits):
             test = fold == k
             train_x = features.iloc[~test]
-            name = _inner_choice(train_x, y[~test], candidates, C, rng, len(classes)) if len(candidates) > 1 else next(iter(candidates))
+            name = (
+                _inner_choice(train_x, y[~test], candidates, C, rng, len(classes))
+                if len(candidates) > 1
+                else next(iter(candidates))
+            )
             chosen[name] += 1
             cols = list(candidates[name])
-            p = predict_proba(train_x[cols].to_numpy(float), y[~test], features.iloc[test][cols].to_numpy(float), len(classes), C)
+            p = predict_proba(
+                train_x[cols].to_numpy(float), y[~test], features.iloc[test][cols].to_numpy(float), len(classes), C
+            )
             top = np.sort(p, axis=1)
             pred[r, test] = p.argmax(axis=1)
             gap[r, test] = top[:, -1] - top[:, -2]
@@ -132,11 +142,15 @@ def cross_validate(
     out["accuracy_called"] = float((pred == y)[called].mean())
     out["margin"] = margin
     out["chosen_sets"] = {k: v / (n_repeats * n_splits) for k, v in chosen.items()}
-    out["design"] = f"{n_repeats} x stratified {n_splits}-fold CV, n = {n}; feature set chosen by an inner 3 x 5-fold CV"
+    out["design"] = (
+        f"{n_repeats} x stratified {n_splits}-fold CV, n = {n}; feature set chosen by an inner 3 x 5-fold CV"
+    )
     return out
 
 
-def summarise_predictions(pred: np.ndarray, y: np.ndarray, classes: Sequence[str], *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+def summarise_predictions(
+    pred: np.ndarray, y: np.ndarray, classes: Sequence[str], *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
     """Metrics of predictions (repeats x samples, or one row) against ``y``, with bootstrap 95% intervals."""
     pred = np.atleast_2d(pred)
     k_inf, k_des = classes.index("inflamed"), classes.index("desert")
@@ -167,7 +181,11 @@ def summarise_predictions(pred: np.ndarray, y: np.ndarray, classes: Sequence[str
         "balanced_accuracy_ci": interval(bal_b),
         "inflamed_desert_swaps": float(swap.mean()),
         "inflamed_desert_swaps_ci": interval(swap_b),
-        "confusion": {"rows (pathology)": list(classes), "columns (called)": list(classes), "mean counts": confusion.round(2).tolist()},
+        "confusion": {
+            "rows (pathology)": list(classes),
+            "columns (called)": list(classes),
+            "mean counts": confusion.round(2).tolist(),
+        },
     }
 
 
@@ -177,5 +195,7 @@ def tertile_baseline(score: pd.Series, labels: pd.Series, *, n_boot: int = 2000,
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy().astype(np.int64)
     q1, q2 = np.quantile(score.to_numpy(float), [1 / 3, 2 / 3])
     x = score.to_numpy(float)
-    pred = np.where(x < q1, classes.index("desert"), np.where(x < q2, classes.index("excluded"), classes.index("inflamed")))
+    pred = np.where(
+        x < q1, classes.index("desert"), np.where(x < q2, classes.index("excluded"), classes.index("inflamed"))
+    )
     return summarise_predictions(pred, y, classes, n_boot=n_boot, seed=seed)

@@ -97,13 +97,17 @@ def contributions(
             stored = record.get("params", {})
             method_params = {k: v for k, v in dict(stored).items() if k in get_method(method).params}
     if method not in ADDITIVE:
-        raise InputError(f"No per-gene decomposition for method {method!r}: its score is not a sum of gene terms. "
-                         f"Use one of {', '.join(ADDITIVE)}." + closest(str(method), ADDITIVE))  # fmt: skip
+        raise InputError(
+            f"No per-gene decomposition for method {method!r}: its score is not a sum of gene terms. "
+            f"Use one of {', '.join(ADDITIVE)}." + closest(str(method), ADDITIVE)
+        )
     m = get_method(method)
     params = m.check_params(method_params)
     if sig.signed and method in ("mean", "ucell"):
-        raise InputError(f"Signature {sig.name!r} has down genes; {method}'s signed score is not a sum of gene terms "
-                         "(use method='wmean' or 'singscore').")  # fmt: skip
+        raise InputError(
+            f"Signature {sig.name!r} has down genes; {method}'s signed score is not a sum of gene terms "
+            "(use method='wmean' or 'singscore')."
+        )
     if groupby is not None and (not isinstance(adata, AnnData) or groupby not in adata.obs):
         raise InputError(f"groupby={groupby!r} is not an obs column." + closest(str(groupby), adata.obs.columns))
     matrix, names, _ = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
@@ -117,8 +121,22 @@ def contributions(
     if method == "mean":  # (x_g - control mean) / n: the control mean is what the score subtracted
         from ._score import score
 
-        total = score(adata, [sig], method="mean", layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, min_coverage=0.0,
-                      inplace=False, progress=False, **params).iloc[:, 0].to_numpy()  # fmt: skip
+        total = (
+            score(
+                adata,
+                [sig],
+                method="mean",
+                layer=layer,
+                use_raw=use_raw,
+                gene_symbols=gene_symbols,
+                min_coverage=0.0,
+                inplace=False,
+                progress=False,
+                **params,
+            )
+            .iloc[:, 0]
+            .to_numpy()
+        )
         n = positions.size
         control = per_cell.sum(axis=1) - total  # per_cell holds x_g / n
         per_cell = per_cell - (control / n)[:, None]
@@ -184,7 +202,9 @@ def _per_cell(matrix, positions, weights, n_missing, method, params, chunk_size)
                     continue
                 low, high = (k + 1) / 2.0, (2.0 * n_genes - k + 1) / 2.0
                 scaled = (ranks[:, part] - low) / (k * (high - low))
-                out[lo:hi, np.flatnonzero(part)] = sign * scaled - center / k if sign > 0 else 1.0 / k - scaled - center / k
+                out[lo:hi, np.flatnonzero(part)] = (
+                    sign * scaled - center / k if sign > 0 else 1.0 / k - scaled - center / k
+                )
     return out
 
 

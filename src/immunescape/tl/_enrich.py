@@ -4,7 +4,6 @@ import logging
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 from anndata import AnnData
 
@@ -87,55 +86,96 @@ def enrich(
     known = set(labels)
     for g in [*(groups or []), *([reference] if reference != "rest" else [])]:
         if g not in known:
-            raise InputError(f"Group {g!r} is not a value of obs[{groupby!r}] (values: {sorted(known)[:12]})." + closest(g, known))
+            raise InputError(
+                f"Group {g!r} is not a value of obs[{groupby!r}] (values: {sorted(known)[:12]})." + closest(g, known)
+            )
     _check_comparison(labels, groupby, groups, reference)
     check_whole(permutation_num, "permutation_num")
     check_random_state(random_state)
     _, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols)
     sigs = load(signatures)
     cover = resolve(sigs, names, min_coverage=min_coverage, check=False)
-    usable = [(s, pos) for s, pos, (_, row) in zip(cover.signatures, cover.positions, cover.coverage.iterrows())
-              if row["coverage"] >= min_coverage and row["n_found"] > 0]  # fmt: skip
+    usable = [
+        (s, pos)
+        for s, pos, (_, row) in zip(cover.signatures, cover.positions, cover.coverage.iterrows())
+        if row["coverage"] >= min_coverage and row["n_found"] > 0
+    ]
     left_out = [s.name for s in cover.signatures if s.name not in {u.name for u, _ in usable}]
     if left_out:
-        warnings.warn(f"Left out below min_coverage={min_coverage:.0%}: {', '.join(left_out)}.", CoverageWarning, stacklevel=2)
+        warnings.warn(
+            f"Left out below min_coverage={min_coverage:.0%}: {', '.join(left_out)}.", CoverageWarning, stacklevel=2
+        )
     if not usable:
         raise InputError("No signature has enough genes in these data to test.")
-    sets = {s.name: [str(names[p]) for p, w in zip(pos, w_) if w > 0] for (s, pos), w_ in
-            zip(usable, [cover.weights[cover.names.index(s.name)] for s, _ in usable])}  # fmt: skip
+    sets = {
+        s.name: [str(names[p]) for p, w in zip(pos, w_) if w > 0]
+        for (s, pos), w_ in zip(usable, [cover.weights[cover.names.index(s.name)] for s, _ in usable])
+    }
 
     n_ranked = len(names)
     need = _PRERANK_BYTES * n_ranked * (permutation_num + 1)
     if need > physical_memory() // 2:  # gseapy keeps every permuted ranking: refuse before it takes the machine down
         most = max(1, physical_memory() // 2 // (_PRERANK_BYTES * n_ranked))
-        raise InputError(f"permutation_num={permutation_num:,} needs about {need / 2**30:,.1f} GiB in gseapy.prerank for "
-                         f"{n_ranked:,} genes (this machine has {physical_memory() / 2**30:,.0f} GiB); use at most "
-                         f"about {most:,} permutations (1,000 is gseapy's default).")  # fmt: skip
+        raise InputError(
+            f"permutation_num={permutation_num:,} needs about {need / 2**30:,.1f} GiB in gseapy.prerank for "
+            f"{n_ranked:,} genes (this machine has {physical_memory() / 2**30:,.0f} GiB); use at most "
+            f"about {most:,} permutations (1,000 is gseapy's default)."
+        )
 
     rank_key = f"{key_added}_rank_genes"
     work = adata if gene_symbols is None else adata.copy()
     if gene_symbols is not None:  # rank on the symbol names the sets use
         (work.raw.var if used_raw else work.var).index = names
-    sc.tl.rank_genes_groups(work, groupby, groups=list(groups) if groups else "all", reference=reference, method=rank_method,
-                            layer=layer, use_raw=resolve_use_raw(work, use_raw, layer), key_added=rank_key, n_genes=None)  # fmt: skip
+    sc.tl.rank_genes_groups(
+        work,
+        groupby,
+        groups=list(groups) if groups else "all",
+        reference=reference,
+        method=rank_method,
+        layer=layer,
+        use_raw=resolve_use_raw(work, use_raw, layer),
+        key_added=rank_key,
+        n_genes=None,
+    )
     if gene_symbols is not None:
         adata.uns[rank_key] = work.uns[rank_key]
-    tested = list(groups) if groups else [g for g in work.uns[rank_key]["names"].dtype.names]
+    tested = list(groups) if groups else list(work.uns[rank_key]["names"].dtype.names)
     rows = []
     for group in tested:
         ranked = sc.get.rank_genes_groups_df(work, group=group, key=rank_key)
         ranking = ranked.set_index("names")["scores"].astype(float)
         ranking = ranking[~ranking.index.duplicated()].sort_values(ascending=False)
-        res = gseapy.prerank(rnk=ranking, gene_sets=sets, min_size=min_size, max_size=len(ranking) - 1, permutation_num=permutation_num,
-                             seed=random_state, threads=n_jobs, outdir=None, no_plot=True, verbose=False).res2d  # fmt: skip
+        res = gseapy.prerank(
+            rnk=ranking,
+            gene_sets=sets,
+            min_size=min_size,
+            max_size=len(ranking) - 1,
+            permutation_num=permutation_num,
+            seed=random_state,
+            threads=n_jobs,
+            outdir=None,
+            no_plot=True,
+            verbose=False,
+        ).res2d
         for _, r in res.iterrows():
             matched = [g for g in sets[r["Term"]] if g in ranking.index]
-            rows.append({"group": group, "signature": r["Term"], "es": float(r["ES"]), "nes": float(r["NES"]),
-                         "pval": float(r["NOM p-val"]), "fdr": float(r["FDR q-val"]), "n_genes": len(matched),
-                         "leading_edge": str(r["Lead_genes"])})  # fmt: skip
+            rows.append(
+                {
+                    "group": group,
+                    "signature": r["Term"],
+                    "es": float(r["ES"]),
+                    "nes": float(r["NES"]),
+                    "pval": float(r["NOM p-val"]),
+                    "fdr": float(r["FDR q-val"]),
+                    "n_genes": len(matched),
+                    "leading_edge": str(r["Lead_genes"]),
+                }
+            )
         skipped = [name for name in sets if name not in set(res["Term"])]
         if skipped:
-            logger.info("group %s: gseapy left out %s (fewer than min_size=%d genes)", group, ", ".join(skipped), min_size)
+            logger.info(
+                "group %s: gseapy left out %s (fewer than min_size=%d genes)", group, ", ".join(skipped), min_size
+            )
     table = pd.DataFrame(rows, columns=["group", "signature", "es", "nes", "pval", "fdr", "n_genes", "leading_edge"])
     titles = {s.name: s.meta.get("title", s.name) for s in sigs}
     table["title"] = table["signature"].map(titles)
@@ -152,7 +192,9 @@ def _check_comparison(labels: pd.Series, groupby: str, groups, reference: str) -
     """A ranking needs two groups, each of at least two observations; otherwise gseapy would test noise."""
     counts = labels.value_counts()
     if len(counts) < 2:
-        raise InputError(f"obs[{groupby!r}] has a single value ({counts.index[0]!r}); a comparison needs two groups or more.")
+        raise InputError(
+            f"obs[{groupby!r}] has a single value ({counts.index[0]!r}); a comparison needs two groups or more."
+        )
     tested = list(groups) if groups else list(counts.index)
     if reference != "rest" and reference in tested:
         if groups:
@@ -160,7 +202,9 @@ def _check_comparison(labels: pd.Series, groupby: str, groups, reference: str) -
         tested.remove(reference)
     small = [g for g in [*tested, *([reference] if reference != "rest" else [])] if counts[g] < 2]
     if small:
-        raise InputError(f"Groups with fewer than two observations cannot be ranked: {', '.join(map(repr, small))}; "
-                         "merge them or leave them out with groups=.")  # fmt: skip
+        raise InputError(
+            f"Groups with fewer than two observations cannot be ranked: {', '.join(map(repr, small))}; "
+            "merge them or leave them out with groups=."
+        )
     if reference == "rest" and len(tested) == 1 and counts.drop(tested).sum() < 2:
         raise InputError("The rest of the observations are fewer than two; nothing to compare with.")

@@ -168,8 +168,11 @@ def score(
     """
     if isinstance(adata, pd.DataFrame):
         frame = adata
-        adata = AnnData(X=frame.to_numpy(), obs=pd.DataFrame(index=frame.index.astype(str)),
-                        var=pd.DataFrame(index=frame.columns.astype(str)))  # fmt: skip
+        adata = AnnData(
+            X=frame.to_numpy(),
+            obs=pd.DataFrame(index=frame.index.astype(str)),
+            var=pd.DataFrame(index=frame.columns.astype(str)),
+        )
         inplace, copy = False, False
     if inplace:
         check_key(key_added)
@@ -178,42 +181,83 @@ def score(
     if copy:
         adata = adata.copy()
     table, record, null_tables = compute_scores(
-        adata, signatures, method, null=null, n_null=n_null, null_bins=null_bins, layer=layer, use_raw=use_raw,
-        gene_symbols=gene_symbols, min_coverage=min_coverage, low_coverage=low_coverage, organism=organism,
-        chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state, progress=progress, **method_params,
-    )  # fmt: skip
+        adata,
+        signatures,
+        method,
+        null=null,
+        n_null=n_null,
+        null_bins=null_bins,
+        layer=layer,
+        use_raw=use_raw,
+        gene_symbols=gene_symbols,
+        min_coverage=min_coverage,
+        low_coverage=low_coverage,
+        organism=organism,
+        chunk_size=chunk_size,
+        n_jobs=n_jobs,
+        random_state=random_state,
+        progress=progress,
+        **method_params,
+    )
     if not inplace:
-        return {"score": table, **{suffix[1:]: frame for suffix, frame in null_tables.items()}} if null_tables else table
+        return (
+            {"score": table, **{suffix[1:]: frame for suffix, frame in null_tables.items()}} if null_tables else table
+        )
     store_scores(adata, table, record, null_tables, key_added, obs=obs)
     logger.info("added obsm[%r] (%d signatures, method %s)", key_added, table.shape[1], record["method"])
     return adata if copy else None
 
 
 def compute_scores(
-    adata: AnnData, signatures: SignatureLike, method: str, *, null=None, n_null=100, null_bins=None, layer=None,
-    use_raw=None, gene_symbols=None, min_coverage=0.5, low_coverage="auto", organism=None, chunk_size=None, n_jobs=None,
-    random_state=0, progress=None, **method_params: Any,
-) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:  # fmt: skip
+    adata: AnnData,
+    signatures: SignatureLike,
+    method: str,
+    *,
+    null=None,
+    n_null=100,
+    null_bins=None,
+    layer=None,
+    use_raw=None,
+    gene_symbols=None,
+    min_coverage=0.5,
+    low_coverage="auto",
+    organism=None,
+    chunk_size=None,
+    n_jobs=None,
+    random_state=0,
+    progress=None,
+    **method_params: Any,
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, pd.DataFrame]]:
     """Scores, the provenance record ``score`` stores in ``uns``, and (with a null) the z, p and
     adjusted p tables keyed by their obsm suffix; ``adata`` is not touched."""
     m = get_method(method)
     params = m.check_params(method_params)
     check_null_args(null, n_null, null_bins)
     if null is not None and null not in m.nulls:
-        raise InputError(f"Method {m.name!r} has no null={null!r}; it supports {list(m.nulls)}. null='analytic' exists for "
-                         f"the linear methods ({', '.join(method_names(null='analytic'))}), whose random-set scores have exact "
-                         "moments; rank methods need null='matched'.")  # fmt: skip
+        raise InputError(
+            f"Method {m.name!r} has no null={null!r}; it supports {list(m.nulls)}. null='analytic' exists for "
+            f"the linear methods ({', '.join(method_names(null='analytic'))}), whose random-set scores have exact "
+            "moments; rank methods need null='matched'."
+        )
     check_random_state(random_state)
     spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
-        raise InputError(f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X).")
+        raise InputError(
+            f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X)."
+        )
     if not adata.obs_names.is_unique:
-        warnings.warn("obs names are not unique; scores are still per row, but call adata.obs_names_make_unique() before "
-                      "joining them with other tables.", DataWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            "obs names are not unique; scores are still per row, but call adata.obs_names_make_unique() before "
+            "joining them with other tables.",
+            DataWarning,
+            stacklevel=3,
+        )
     if low_coverage not in LOW_COVERAGE:
         raise InputError(f"low_coverage must be one of {LOW_COVERAGE}, got {low_coverage!r}.")
     # score_matrix checks the sparse structure once, before its first pass
-    matrix, names, used_raw = get_expression(adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, check=False)
+    matrix, names, used_raw = get_expression(
+        adata, layer=layer, use_raw=use_raw, gene_symbols=gene_symbols, check=False
+    )
     sigs = load(signatures)
     left_out = pd.DataFrame(columns=["name", "n_found", "n_genes", "coverage"])
     if low_coverage != "raise":
@@ -221,9 +265,16 @@ def compute_scores(
         sigs, left_out = _drop_low_coverage(sigs, names, min_coverage, organism, keep=keep)
     resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
     scores, details, null_stats = score_matrix(
-        matrix, resolved, m, _kernel_params(params, names), null=spec, chunk_size=chunk_size, n_jobs=n_jobs, random_state=random_state,
+        matrix,
+        resolved,
+        m,
+        _kernel_params(params, names),
+        null=spec,
+        chunk_size=chunk_size,
+        n_jobs=n_jobs,
+        random_state=random_state,
         progress=progress,
-    )  # fmt: skip
+    )
 
     def frame(values: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(values, index=pd.Index(adata.obs_names.copy()), columns=pd.Index(resolved.names))
@@ -231,10 +282,25 @@ def compute_scores(
     table = frame(scores)
     null_tables = {}
     if spec is not None:
-        null_tables = dict(zip(NULL_SUFFIXES, map(frame, (null_stats["z"], null_stats["pval"], benjamini_hochberg(null_stats["pval"])))))
-        p_value = "randomised empirical, upper tail" if null == "matched" else "Edgeworth (exact mean, variance, skewness), upper tail"
-        details = {**details, "null": {"kind": null, **null_stats["details"], "p_value": p_value,
-                                       "adjustment": "Benjamini-Hochberg across the signatures of each cell"}}  # fmt: skip
+        null_tables = dict(
+            zip(
+                NULL_SUFFIXES, map(frame, (null_stats["z"], null_stats["pval"], benjamini_hochberg(null_stats["pval"])))
+            )
+        )
+        p_value = (
+            "randomised empirical, upper tail"
+            if null == "matched"
+            else "Edgeworth (exact mean, variance, skewness), upper tail"
+        )
+        details = {
+            **details,
+            "null": {
+                "kind": null,
+                **null_stats["details"],
+                "p_value": p_value,
+                "adjustment": "Benjamini-Hochberg across the signatures of each cell",
+            },
+        }
     record = h5ad_safe(
         {
             "method": m.name,
@@ -268,8 +334,11 @@ def _kernel_params(params: dict[str, Any], names: pd.Index) -> dict[str, Any]:
     position = position[~position.index.duplicated()]
     missing = [g for g in pool if g not in position.index]
     if missing or not len(pool):
-        raise InputError(f"gene_pool names {len(missing)} gene(s) not in the data ({', '.join(missing[:5])}...)"
-                         if missing else "gene_pool is empty; give gene names or None for all genes.")  # fmt: skip
+        raise InputError(
+            f"gene_pool names {len(missing)} gene(s) not in the data ({', '.join(missing[:5])}...)"
+            if missing
+            else "gene_pool is empty; give gene names or None for all genes."
+        )
     return {**params, "gene_pool": position.loc[list(dict.fromkeys(pool))].to_numpy(np.int64)}
 
 
@@ -283,9 +352,13 @@ def _drop_low_coverage(sigs, names, min_coverage, organism, *, keep=frozenset())
     if len(low) == len(cover):  # nothing would be left: resolve's error names every signature and its missing genes
         return sigs, low.iloc[:0][["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
     if len(low):
-        warnings.warn(f"{len(low)} of {len(cover)} signatures below min_coverage={min_coverage:.0%} were left out: "
-                      + ", ".join(f"{n} ({r.n_found}/{r.n_genes})" for n, r in low.iterrows())
-                      + " (low_coverage='raise' to stop instead).", CoverageWarning, stacklevel=4)  # fmt: skip
+        warnings.warn(
+            f"{len(low)} of {len(cover)} signatures below min_coverage={min_coverage:.0%} were left out: "
+            + ", ".join(f"{n} ({r.n_found}/{r.n_genes})" for n, r in low.iterrows())
+            + " (low_coverage='raise' to stop instead).",
+            CoverageWarning,
+            stacklevel=4,
+        )
     table = low[["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
     return [s for s in sigs if s.name not in set(low.index)], table
 
@@ -294,9 +367,12 @@ def _fill_method_lists(doc: str | None) -> str | None:
     """Method lists in docstrings come from the registry, so a new method is documented where it is offered."""
     if doc is None:
         return None
-    quoted = lambda names: ", ".join(f'``"{n}"``' for n in names)  # noqa: E731
-    return (doc.replace("|methods|", quoted(method_names())).replace("|analytic|", quoted(method_names(null="analytic")))
-            .replace("|whole_matrix|", quoted(method_names(chunked=False))))  # fmt: skip
+    quoted = lambda names: ", ".join(f'``"{n}"``' for n in names)
+    return (
+        doc.replace("|methods|", quoted(method_names()))
+        .replace("|analytic|", quoted(method_names(null="analytic")))
+        .replace("|whole_matrix|", quoted(method_names(chunked=False)))
+    )
 
 
 score.__doc__ = _fill_method_lists(score.__doc__)
