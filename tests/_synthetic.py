@@ -23,3 +23,37 @@ def synthetic(
     sets["with_empty_gene"] = sets["s1"][:6] + ["G0", "G1"]  # genes that are zero everywhere
     sets["with_absent_gene"] = sets["s2"][:8] + ["NOTHERE1", "NOTHERE2"]
     return adata, sets
+
+
+def library_scale(
+    seed: int = 0,
+    n_cells: int = 2000,
+    n_genes: int = 4000,
+    n_random: int = 12,
+    fold: float = 3.0,
+    depth_range: float = 1.0,
+):
+    """Issue 17's scenario: Poisson counts (gene rates lognormal, cell depth log-uniform over
+    ``depth_range``-fold), log1p(CP10k); ``n_random`` random signatures of 10-100 genes and one,
+    ``planted`` (30 genes), whose genes' rates are ``fold`` times higher in 10% of the cells.
+
+    Returns (adata, signatures, planted cell mask, total counts per cell)."""
+    rng = np.random.default_rng(seed)
+    genes = np.asarray([f"G{i}" for i in range(n_genes)])
+    rate = rng.lognormal(-1.0, 1.5, n_genes)
+    depth = np.exp(rng.uniform(0, np.log(depth_range), n_cells)) if depth_range > 1 else np.ones(n_cells)
+    planted_genes = rng.choice(n_genes, 30, replace=False)
+    active = rng.random(n_cells) < 0.10
+    lam = depth[:, None] * rate[None, :]
+    lam[np.ix_(active, planted_genes)] *= fold
+    counts = rng.poisson(lam)
+    total = counts.sum(1)
+    X = np.log1p(counts / np.maximum(total, 1)[:, None] * 1e4).astype(np.float32)
+    adata = ad.AnnData(
+        sp.csr_matrix(X), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]), var=pd.DataFrame(index=genes)
+    )
+    others = np.setdiff1d(np.arange(n_genes), planted_genes)
+    sizes = np.linspace(10, 100, n_random).astype(int)
+    sets = {f"random{k}": list(genes[rng.choice(others, s, replace=False)]) for k, s in enumerate(sizes)}
+    sets["planted"] = list(genes[planted_genes])
+    return adata, sets, active, total

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import immunescape as ie
-from immunescape._chunks import check_compressed, iter_chunks
+from immunescape._chunks import check_compressed, chunk_bounds, iter_chunks
 from immunescape._errors import InputError, UsageError
 from immunescape.cli import _method_params
 from immunescape.methods import get_method, method_names
@@ -100,10 +100,19 @@ def test_kernels_only_ever_see_checked_arrays(arrays):
     )
 
 
-def test_chunks_of_a_checked_matrix_cover_every_row():
+@pytest.mark.parametrize("fmt", ["csr", "csc", "dense"])
+def test_chunks_follow_the_one_chunk_plan(fmt):
+    """Every input format is cut into the chunks chunk_bounds plans, covering every row once, and each
+    chunk's CSR rows hold exactly its matrix rows."""
     matrix = sp.random(57, 9, density=0.3, format="csr", random_state=0, dtype=np.float32)
-    rows = sum(chunk.stop - chunk.start for chunk in iter_chunks(matrix, 10))
-    assert rows == 57
+    given = matrix.toarray() if fmt == "dense" else matrix.asformat(fmt)
+    chunks = list(iter_chunks(given, 10))
+    assert (
+        [(c.start, c.stop) for c in chunks] == chunk_bounds(57, 10) == [(s, min(s + 10, 57)) for s in range(0, 57, 10)]
+    )
+    for c in chunks:
+        rows = sp.csr_matrix((c.data, c.indices, c.indptr), shape=(c.indptr.size - 1, 9))[c.r0 : c.r1]
+        np.testing.assert_array_equal(rows.toarray(), matrix[c.start : c.stop].toarray())
 
 
 _ANY_VALUE = st.one_of(

@@ -98,34 +98,45 @@ def check_compressed(indptr, indices, data, n_major: int, n_minor: int, *, fmt: 
             raise InputError(f"The sparse matrix stores a {what} index {bad} outside [0, {n_minor}): {fix}")
 
 
-def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
-    """Yield consecutive row chunks of ``matrix`` as :class:`Chunk`."""
-    n_rows = matrix.shape[0]
+def chunk_bounds(n_rows: int, chunk_size: int | None = None) -> list[tuple[int, int]]:
+    """The chunk plan: consecutive ``(start, stop)`` row ranges covering ``n_rows`` rows, each at most
+    ``chunk_size`` long (default :data:`DEFAULT_CHUNK_SIZE`). Every path (in memory, on disk, in a dask
+    block) scores the chunks of this plan.
+
+    Examples
+    --------
+    >>> chunk_bounds(25, 10)
+    [(0, 10), (10, 20), (20, 25)]
+    """
     size = check_chunk_size(chunk_size)
+    return [(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
+
+
+def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
+    """Yield the row chunks of ``matrix`` planned by :func:`chunk_bounds`, as :class:`Chunk`."""
+    n_rows = matrix.shape[0]
+    plan = chunk_bounds(n_rows, chunk_size)
     if sp.issparse(matrix) and matrix.format == "csr":  # views of the matrix's own arrays: no copy
         check_sparse(matrix)
         data = _float(matrix.data)
         indptr = matrix.indptr.astype(np.int64, copy=False)
-        for start in range(0, n_rows, size):
-            stop = min(start + size, n_rows)
+        for start, stop in plan:
             yield Chunk(data, matrix.indices, indptr, start, stop, start, stop, matrix.shape[1])
         return
     if sp.issparse(matrix) and matrix.format == "csc":
         check_sparse(matrix)
         if not matrix.has_sorted_indices:
             matrix = matrix.sorted_indices()
-        for start in range(0, n_rows, size):
-            stop = min(start + size, n_rows)
+        for start, stop in plan:
             d, i, p = csc_rows_to_csr(
                 _float(matrix.data), matrix.indices, matrix.indptr.astype(np.int64), start, stop, matrix.shape[1]
             )
             yield Chunk(d, i, p, 0, stop - start, start, stop, matrix.shape[1])
         return
     in_memory = isinstance(matrix, np.ndarray)
-    starts = list(range(0, n_rows, size))
 
-    def read(start: int) -> Chunk:
-        stop = min(start + size, n_rows)
+    def read(bounds: tuple[int, int]) -> Chunk:
+        start, stop = bounds
         block = _read_block(matrix, start, stop)
         return Chunk(
             _float(block.data),
@@ -138,17 +149,17 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
             matrix.shape[1],
         )
 
-    if in_memory or len(starts) < 2:
-        for start in starts:
-            yield read(start)
+    if in_memory or len(plan) < 2:
+        for bounds in plan:
+            yield read(bounds)
         return
     # On disk: read the next chunk in a background thread while this one is scored (the numba kernels
     # release the GIL), so time is about max(reading, scoring) instead of their sum. Two chunks at most.
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="immunescape-prefetch") as pool:
-        pending = pool.submit(read, starts[0])
-        for nxt in [*starts[1:], None]:
+        pending = pool.submit(read, plan[0])
+        for nxt in [*plan[1:], None]:
             chunk = pending.result()
             if nxt is not None:
                 pending = pool.submit(read, nxt)
