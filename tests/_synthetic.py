@@ -32,17 +32,28 @@ def library_scale(
     n_random: int = 12,
     fold: float = 3.0,
     depth_range: float = 1.0,
+    library_genes: bool = False,
 ):
     """Issue 17's scenario: Poisson counts (gene rates lognormal, cell depth log-uniform over
     ``depth_range``-fold), log1p(CP10k); ``n_random`` random signatures of 10-100 genes and one,
     ``planted`` (30 genes), whose genes' rates are ``fold`` times higher in 10% of the cells.
 
+    With ``library_genes``, the first genes are named after the signature library's genes (so its
+    collections can be scored beside; planted and random sets never use them).
+
     Returns (adata, signatures, planted cell mask, total counts per cell)."""
     rng = np.random.default_rng(seed)
-    genes = np.asarray([f"G{i}" for i in range(n_genes)])
+    genes = np.asarray([f"G{i}" for i in range(n_genes)], dtype=object)
+    if library_genes:  # the first genes carry the symbols of the signature library, so collections can be scored
+        import immunescape as ie
+
+        symbols = sorted({g for sig in ie.signatures.collection("all") for g in sig.genes})[: n_genes // 2]
+        genes[: len(symbols)] = symbols
+    genes = genes.astype(str)
     rate = rng.lognormal(-1.0, 1.5, n_genes)
     depth = np.exp(rng.uniform(0, np.log(depth_range), n_cells)) if depth_range > 1 else np.ones(n_cells)
-    planted_genes = rng.choice(n_genes, 30, replace=False)
+    pool = np.arange(n_genes // 2, n_genes) if library_genes else np.arange(n_genes)  # never the library's genes
+    planted_genes = pool[rng.choice(pool.size, 30, replace=False)]
     active = rng.random(n_cells) < 0.10
     lam = depth[:, None] * rate[None, :]
     lam[np.ix_(active, planted_genes)] *= fold
@@ -52,7 +63,7 @@ def library_scale(
     adata = ad.AnnData(
         sp.csr_matrix(X), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]), var=pd.DataFrame(index=genes)
     )
-    others = np.setdiff1d(np.arange(n_genes), planted_genes)
+    others = np.setdiff1d(pool, planted_genes)
     sizes = np.linspace(10, 100, n_random).astype(int)
     sets = {f"random{k}": list(genes[rng.choice(others, s, replace=False)]) for k, s in enumerate(sizes)}
     sets["planted"] = list(genes[planted_genes])

@@ -260,3 +260,26 @@ def test_bh_rows_equals_the_step_up_definition():
         adjusted = np.minimum.accumulate((row[ok][order] * m / np.arange(1, m + 1))[::-1])[::-1]
         q[np.flatnonzero(ok)[order]] = np.minimum(adjusted, 1.0)
         np.testing.assert_allclose(out[i], q, rtol=1e-12)
+
+
+def test_gpd_tail_is_below_the_empirical_bound_and_falls_back_on_ties():
+    """Beyond every null score the tail p is continuous, below 1 / (n_null + 1) and decreasing; where
+    the top null scores tie (nothing to fit, e.g. one value above a block of equal ones) it is -1 (the
+    caller keeps the empirical p)."""
+    rng = np.random.default_rng(13)
+    draws = rng.normal(size=100)
+    buffer = np.empty(100)
+    top = draws.max()
+    ps = [nulls.gpd_tail(draws, buffer, top + d, 100) for d in (0.01, 0.5, 1.0, 3.0)]
+    assert all(0 < p <= 1 / 101 for p in ps) and ps == sorted(ps, reverse=True) and ps[-1] < 1e-4
+    # exponential tail (shape clamped): p = m / (n + 1) * exp(-(x - threshold) / mean excess)
+    ordered = np.sort(draws)
+    threshold, excess = ordered[-11], (ordered[-10:] - ordered[-11]).mean()
+    y = ordered[-10:] - threshold
+    a1 = np.mean(y * (9 - np.arange(10)) / 9)
+    if excess / (excess - 2 * a1) - 2 >= 0:
+        assert ps[2] == pytest.approx(10 / 101 * np.exp(-(top + 1.0 - threshold) / excess), rel=1e-12)
+    tied = np.zeros(100)
+    tied[0] = 1.0  # the top 10 are one 1 and nine 0s: a1 = 0, no tail
+    assert nulls.gpd_tail(tied, buffer, 2.0, 100) == -1.0
+    assert nulls.gpd_tail(np.zeros(100), buffer, 1.0, 100) == -1.0

@@ -16,13 +16,13 @@ from scipy import stats
 import immunescape as ie
 from immunescape._engine import gene_stats as _scan
 from immunescape._errors import InputError
-from immunescape._kernels.nulls import TIE_TOLERANCE, uniform
+from immunescape._kernels.nulls import TIE_TOLERANCE, gpd_tail, uniform
 from immunescape._null import benjamini_hochberg, expression_bins
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method, method_names
 from immunescape.signatures import load
 
-from ._synthetic import synthetic
+from ._synthetic import library_scale, synthetic
 
 # from the registry, so a new method is tested without editing these lists
 LINEAR_METHODS = method_names(null="analytic")
@@ -56,13 +56,18 @@ def _null_signatures(adata, resolved, plan, s, n_missing=(0, 0)):
 
 
 def _reference(observed, null_scores, n_null, seed, rows):
-    """z and randomised p from explicit null scores (n_cells x n_null), as documented."""
+    """z and p from explicit null scores (n_cells x n_null), as documented: randomised empirical, and
+    the fitted tail (gpd_tail, tested on its own in test_kernels.py) beyond every null score."""
     d = null_scores - observed[:, None]
     tol = TIE_TOLERANCE * (1 + np.abs(observed))[:, None]
     above = (d > tol).sum(1)
     tied = (np.abs(d) <= tol).sum(1)
     u = np.asarray([uniform(seed, r, rows[1]) for r in rows[0]])
     p = (above + u * (tied + 1)) / (n_null + 1)
+    buffer = np.empty(n_null)
+    for i in np.flatnonzero((above == 0) & (tied == 0) & np.isfinite(observed)):
+        tail = gpd_tail(np.ascontiguousarray(null_scores[i], dtype=np.float64), buffer, float(observed[i]), n_null)
+        p[i] = tail if tail >= 0 else p[i]
     d = np.where(np.abs(d) <= tol, 0.0, d)
     sd = d.std(1, ddof=1)
     spread = sd > 1e-12 * np.sqrt((d**2).mean(1))  # above rounding noise
@@ -288,6 +293,98 @@ def test_planted_signature_is_detected_at_fdr_005(method):
     assert false_rate < 0.1, (method, false_rate)
     random_hits = (res["padj"].drop(columns="planted").to_numpy() < 0.05).mean()
     assert random_hits < 0.05, (method, random_hits)
+
+
+# ------------------------------------------------------------------------------- significance at library scale
+def _library_scale_rates(res, active):
+    p, padj = res["pval"], res["padj"]
+    random = [c for c in p.columns if c.startswith("random")]
+    return {
+        "pooled5": (p[random] < 0.05).to_numpy().mean(),
+        "pooled1": (p[random] < 0.01).to_numpy().mean(),
+        "below_bound": (p[random] < 1e-3).to_numpy().mean(),  # below 1/(n_null + 1): the fitted tail
+        "worst5": (p[random] < 0.05).mean().max(),
+        "found": (padj["planted"][active] < 0.05).mean(),
+        "false_planted": (padj["planted"][~active] < 0.05).mean(),
+        "false_random": (padj[random] < 0.05).to_numpy().mean(),
+        "smallest": p["planted"][active].min(),
+    }
+
+
+# Issue 17's scenario (tests/_synthetic.library_scale, seed 7; the tail's size was chosen on seeds 0-1).
+# Measured shortfalls, left for the tighter matching the issue asks for: singscore finds fewer planted
+# cells (its mean rank over all genes dilutes 30 raised genes), and AUCell's worst fixed random set is
+# called in up to 20% of cells (coarse expression bins), so neither is held to those two targets here.
+FOUND = {"ucell": 0.9, "mean": 0.9, "aucell": 0.9, "singscore": 0.75}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(FOUND))
+def test_tail_pvalues_find_planted_cells_among_12_random_signatures(method):
+    """n_null=100 and 13 signatures: BH per cell needs p <= 0.05/13 < 1/(n_null + 1) for a first
+    rejection, which only the fitted tail gives. Random sets keep their nominal rates."""
+    adata, sets, active, _ = library_scale(seed=7)
+    res = ie.tl.score(adata, sets, method=method, null="matched", n_null=100, min_coverage=0, inplace=False)
+    r = _library_scale_rates(res, active)
+    assert r["found"] >= FOUND[method], r
+    assert r["false_planted"] <= 0.01 and r["false_random"] <= 0.01, r
+    assert 0.04 <= r["pooled5"] <= 0.06 and 0.007 <= r["pooled1"] <= 0.013, r
+    assert r["below_bound"] <= 2e-3, r  # the tail below 1/(n_null + 1): near nominal, not anti-conservative
+    assert r["smallest"] < 1e-4, r  # far below the empirical bound 1/101
+    if method in ("ucell", "singscore"):
+        assert r["worst5"] <= 0.08, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ucell", "mean", "aucell"])
+def test_tail_pvalues_find_planted_cells_beside_the_immune_escape_collection(method):
+    """The whole immune_escape collection scored beside the planted and the random sets (40 signatures:
+    BH needs p <= 0.00125 for a first rejection)."""
+    adata, sets, active, _ = library_scale(seed=7, library_genes=True)
+    sets = {**sets, **{sig.name: sig for sig in ie.signatures.collection("immune_escape")}}
+    res = ie.tl.score(adata, sets, method=method, null="matched", n_null=100, min_coverage=0, inplace=False)
+    assert res["pval"].shape[1] == 40
+    r = _library_scale_rates(res, active)
+    assert r["found"] >= 0.9 and r["false_planted"] <= 0.01 and r["false_random"] <= 0.01, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ucell", "singscore"])
+def test_random_set_pvalues_do_not_follow_sequencing_depth(method):
+    """Cells spanning a 10-fold depth range: a random set's p-values do not correlate with the cell's
+    total counts (|Spearman| < 0.1). Measured and not yet met: mean (0.11) and aucell (0.22), whose
+    nulls match genes on mean expression only (issue 17, tighter matching)."""
+    adata, sets, _, total = library_scale(seed=7, depth_range=10.0)
+    res = ie.tl.score(adata, sets, method=method, null="matched", n_null=100, min_coverage=0, inplace=False)
+    random = [c for c in res["pval"].columns if c.startswith("random")]
+    rho = [stats.spearmanr(res["pval"][c], total).correlation for c in random]
+    assert np.max(np.abs(rho)) < 0.1, (method, np.round(rho, 3))
+
+
+def test_adjust_chooses_the_axis_of_benjamini_hochberg(tmp_path):
+    """adjust="signatures" (default): each cell over its signatures; adjust="cells": each signature over
+    the cells, as ie.tl.adjust_pvalues(across="cells"); recorded in uns; the CLI offers both."""
+    adata, sets = synthetic(seed=6, n_cells=120, n_genes=300)
+    sigs = {"a": sets["s1"], "b": sets["s2"], "c": sets["s0"]}
+    per_cell = ie.tl.score(adata, sigs, null="matched", n_null=30, min_coverage=0, inplace=False)
+    per_signature = ie.tl.score(adata, sigs, null="matched", n_null=30, min_coverage=0, inplace=False, adjust="cells")
+    pd.testing.assert_frame_equal(per_cell["pval"], per_signature["pval"])
+    pd.testing.assert_frame_equal(per_cell["padj"], ie.tl.adjust_pvalues(per_cell["pval"], across="signatures"))
+    pd.testing.assert_frame_equal(per_signature["padj"], ie.tl.adjust_pvalues(per_cell["pval"], across="cells"))
+    assert not np.allclose(per_cell["padj"], per_signature["padj"])
+    ie.tl.score(adata, sigs, null="matched", n_null=30, min_coverage=0, adjust="cells", key_added="k")
+    assert "across the cells of each signature" in adata.uns["k"]["details"]["null"]["adjustment"]
+    with pytest.raises(ie.InputError, match="adjust must be one of"):
+        ie.tl.score(adata, sigs, null="matched", adjust="genes")
+    from immunescape.cli import main
+
+    path, sets_file, out = tmp_path / "x.h5ad", tmp_path / "s.yaml", tmp_path / "p.h5ad"
+    adata.write_h5ad(path)
+    ie.signatures.to_yaml(sigs, sets_file)
+    args = ["-q", "score", str(path), "-s", str(sets_file), "--null", "matched", "--n-null", "30", "--adjust", "cells"]
+    assert main([*args, "--min-coverage", "0", "-o", str(out)]) == 0
+    written = ie.io.read_h5ad(out)
+    np.testing.assert_allclose(written.obsm["immunescape_padj"], per_signature["padj"].to_numpy())
 
 
 # ------------------------------------------------------------------------------- determinism and storage

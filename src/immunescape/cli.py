@@ -104,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sc_.add_argument("--n-null", type=_whole(2), default=100, help="random gene sets per signature with --null")
     sc_.add_argument("--null-bins", type=_whole(2), help="expression bins of the null genes (default: 25; aucell 50)")
+    sc_.add_argument(
+        "--adjust",
+        choices=["signatures", "cells"],
+        default="signatures",
+        help="Benjamini-Hochberg of the null's p-values across the signatures of each cell (default) or across cells",
+    )
     sc_.add_argument("--key-added", default="immunescape", help="obsm key of the scores (obs columns KEY_<signature>)")
     sc_.add_argument("--backed", action="store_true", help="stream X from disk instead of loading it")
     sc_.add_argument("--scores-only", metavar="TABLE", help="write only the score table (.csv, .tsv or .parquet)")
@@ -477,6 +483,7 @@ def _score_and_write(args: argparse.Namespace, params: dict, names: list[str]) -
         null=args.null,
         n_null=args.n_null,
         null_bins=args.null_bins,
+        adjust=args.adjust,
         layer=args.layer,
         use_raw=args.use_raw,
         gene_symbols=args.gene_symbols,

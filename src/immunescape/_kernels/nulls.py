@@ -64,8 +64,18 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     n_null = bundle.slot_gene.shape[0]
     n_sig = bundle.c0.shape[0]
     n_groups = bundle.grp_cw.shape[0]
-    # sums by part and channel, observed, n_above, n_tied, sum and sum of squares of (null - observed), raw group
-    # sums, the row's genes that enter null sets
+    # the tallies of _write (see tally_scratch), then raw group sums and the row's genes that enter null sets
+    return tally_scratch(n_sig, n_null, n_ch) + (
+        np.zeros(n_ch * n_null * n_groups),
+        np.empty(bundle.ent_ptr.shape[0] - 1, np.int64),
+    )
+
+
+@njit(cache=True, nogil=True)
+def tally_scratch(n_sig, n_null, n_ch):  # pragma: no cover - numba
+    """Sums by part and channel, then per signature: observed score, n_above, n_tied, sum and sum of
+    squares of (null - observed), the tail p-value (-1: none); then one signature's null scores and a
+    buffer to sort them."""
     return (
         np.zeros((2, n_ch)),
         np.zeros(n_sig),
@@ -73,21 +83,70 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
         np.zeros(n_sig, np.int64),
         np.zeros(n_sig),
         np.zeros(n_sig),
-        np.zeros(n_ch * n_null * n_groups),
-        np.empty(bundle.ent_ptr.shape[0] - 1, np.int64),
+        np.full(n_sig, -1.0),
+        np.zeros(n_null),
+        np.zeros(n_null),
     )
 
 
 @njit(cache=True, nogil=True)
+def tail_size(n_null):  # pragma: no cover - numba
+    """How many of the largest null scores the tail is fitted to: 10, Knijnenburg et al.'s (2009) least
+    number of exceedances. Measured on random sets (n_null=100, leave-one-out): 10 keeps p-values
+    below 1/(n_null + 1) near nominal (0.9-1.2x at 1e-4..1e-3); 25 made them 5-50x conservative and
+    cost power, as an exponential tail over a low threshold is too heavy for near-normal rank sums."""
+    return min(10, n_null - 1)
+
+
+@njit(cache=True, nogil=True)
+def gpd_tail(draws, buffer, observed, n_null):  # pragma: no cover - numba
+    """P(null >= observed) for a score beyond every one of the ``n_null`` null scores in ``draws``,
+    from a generalised Pareto distribution fitted to the exceedances of the ``m`` largest over the next
+    one (probability-weighted moments, Hosking & Wallis 1987): ``m / (n_null + 1)`` times the fitted
+    survival of ``observed - threshold``. The shape is clamped at 0 (an exponential tail at lightest),
+    which is conservative for bounded scores; the result is capped at ``1 / (n_null + 1)``, the
+    empirical bound, and floored at the smallest normal double. Returns -1 where the top scores tie
+    (no tail to fit): the caller keeps the empirical p-value."""
+    m = tail_size(n_null)
+    if m < 3:
+        return -1.0
+    buffer[:] = draws
+    buffer.sort()
+    threshold = buffer[n_null - m - 1]
+    a0, a1 = 0.0, 0.0
+    for j in range(m):  # ascending exceedances y_(j + 1); Hosking & Wallis' unbiased a1
+        y = buffer[n_null - m + j] - threshold
+        a0 += y
+        a1 += y * (m - 1 - j) / (m - 1)
+    a0 /= m
+    a1 /= m
+    if not (a0 > 0.0) or not (a1 > 0.0) or not (a0 - 2.0 * a1 > 0.0):  # ties among the top: nothing to fit
+        return -1.0
+    shape = a0 / (a0 - 2.0 * a1) - 2.0  # Hosking's k: k < 0 heavy tail, k > 0 bounded
+    scale = 2.0 * a0 * a1 / (a0 - 2.0 * a1)
+    x = observed - threshold
+    if shape >= 0.0:  # a bounded or exponential fit: use the exponential tail with the same mean
+        survival = math.exp(-x / a0)
+    else:
+        survival = math.exp(math.log1p(-shape * x / scale) / shape)
+    p = m / (n_null + 1.0) * survival
+    return min(max(p, 2.2250738585072014e-308), 1.0 / (n_null + 1.0))
+
+
+@njit(cache=True, nogil=True)
 def _write(work, n_sig, n_null, row, seed, z_out, p_out):  # pragma: no cover - numba
-    """z and the randomised p-value of each signature from its tallies."""
-    observed, n_above, n_tied, d_sum, d_sq = work[1], work[2], work[3], work[4], work[5]
+    """z and the p-value of each signature from its tallies: randomised empirical, or the fitted tail
+    where the score is beyond every null score."""
+    observed, n_above, n_tied, d_sum, d_sq, tail = work[1], work[2], work[3], work[4], work[5], work[6]
     for s in range(n_sig):
         if observed[s] != observed[s]:  # undefined score (no genes): undefined statistics
             p_out[s] = np.nan
             z_out[s] = np.nan
             continue
-        p_out[s] = (n_above[s] + uniform(seed, row, s) * (n_tied[s] + 1)) / (n_null + 1)
+        if tail[s] >= 0.0:
+            p_out[s] = tail[s]
+        else:
+            p_out[s] = (n_above[s] + uniform(seed, row, s) * (n_tied[s] + 1)) / (n_null + 1)
         mean_d = d_sum[s] / n_null
         var = (d_sq[s] - n_null * mean_d * mean_d) / (n_null - 1) if n_null > 1 else 0.0
         if var > 1e-24 * d_sq[s] / n_null:  # a spread above rounding noise
@@ -111,30 +170,27 @@ def explicit_nulls(observed, random, seed, first_row, z_out, p_out):  # pragma: 
     ``random`` (rows x signatures x n_null), by :func:`row_nulls`' rules: for methods scored outside
     the kernels (GSVA)."""
     n_rows, n_sig, n_null = random.shape
-    work = (
-        np.zeros((2, 1)),
-        np.zeros(n_sig),
-        np.zeros(n_sig, np.int64),
-        np.zeros(n_sig, np.int64),
-        np.zeros(n_sig),
-        np.zeros(n_sig),
-    )
+    work = tally_scratch(n_sig, n_null, 1)
+    draws = work[7]
     for i in range(n_rows):
         for s in range(n_sig):
             obs = observed[i, s]
             tol = TIE_TOLERANCE * (1.0 + abs(obs))
             above, tied, total, squares = 0, 0, 0.0, 0.0
             for k in range(n_null):
-                win, tie, d = _compare(random[i, s, k], obs, tol)
+                v = random[i, s, k]
+                win, tie, d = _compare(v, obs, tol)
                 above += win
                 tied += tie
                 total += d
                 squares += d * d
+                draws[k] = v
             work[1][s] = obs
             work[2][s] = above
             work[3][s] = tied
             work[4][s] = total
             work[5][s] = squares
+            work[6][s] = gpd_tail(draws, work[8], obs, n_null) if above == 0 and tied == 0 and obs == obs else -1.0
         _write(work, n_sig, n_null, first_row + i, seed, z_out[i], p_out[i])
 
 
@@ -169,7 +225,7 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
     n_sig = c0.shape[0]
     n_groups = grp_cw.shape[0]
     n_ch = term.shape[0]
-    sums, observed, acc = work[0], work[1], work[6]  # acc[(k * n_groups + group) * n_ch + ch]
+    sums, observed, acc = work[0], work[1], work[9]  # acc[(k * n_groups + group) * n_ch + ch]
     for s in range(n_sig):
         if ratio:
             sums[:, :] = 0.0
@@ -185,7 +241,7 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
     acc[:] = 0.0
     # first the listed genes that change some null sum, in a branch-free pass (the tests mispredict
     # often), then their entries
-    hits = work[7]
+    hits = work[10]
     n_hits = 0
     for j in range(n_listed):
         g = listed[j]
@@ -206,7 +262,7 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
                 acc[at] += d0
                 acc[at + 1] += d1
                 acc[at + 2] += d2
-    n_above, n_tied, d_sum, d_sq = work[2], work[3], work[4], work[5]
+    n_above, n_tied, d_sum, d_sq, tail, draws = work[2], work[3], work[4], work[5], work[6], work[7]
     for s in range(n_sig):  # signature outer, replicates inner: the tallies stay in registers
         obs = observed[s]
         tol = TIE_TOLERANCE * (1.0 + abs(obs))
@@ -233,10 +289,13 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
             tied += tie
             total += d
             squares += d * d
+            draws[k] = v
         n_above[s] = above
         n_tied[s] = tied
         d_sum[s] = total
         d_sq[s] = squares
+        # beyond every null score: a fitted tail instead of U / (n_null + 1)
+        tail[s] = gpd_tail(draws, work[8], obs, n_null) if above == 0 and tied == 0 and obs == obs else -1.0
     _write(work, n_sig, n_null, row, seed, z_out, p_out)
 
 
