@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=Path, default=HERE.parent / "src")
     parser.add_argument("--dataset", default="cells100k", choices=["cells10k", "cells100k"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--nulls", default="none,matched,analytic", help="which tasks: comma-separated of none, matched, analytic"
+    )
     parser.add_argument("-o", "--output", type=Path, default=HERE / "RESULTS_trees.md")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -91,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--before is required")
     common.load_dataset(args.dataset)  # generated once, before any timing
     rows = []
-    for method, null in tasks():
+    wanted = set(args.nulls.split(","))
+    for method, null in [t for t in tasks() if (t[1] or "none") in wanted]:
         before = measure(args.before, method, null, args.dataset, args.repeats)
         after = measure(args.after, method, null, args.dataset, args.repeats)
         ratio = after["seconds"] / before["seconds"] if before["status"] == after["status"] == "ok" else float("nan")

@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         "--adjust",
         choices=["signatures", "cells"],
         default="signatures",
-        help="Benjamini-Hochberg of the null's p-values across the signatures of each cell (default) or across cells",
+        help="Benjamini-Hochberg of the null's p-values across the signatures of each cell or across cells "
+        "(default: signatures)",
     )
     sc_.add_argument("--key-added", default="immunescape", help="obsm key of the scores (obs columns KEY_<signature>)")
     sc_.add_argument("--backed", action="store_true", help="stream X from disk instead of loading it")

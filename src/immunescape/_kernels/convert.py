@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .caching import lock_cache_files
+
 
 @njit(cache=True, nogil=True)
 def csc_rows_to_csr(data, indices, indptr, r0, r1, n_cols):  # pragma: no cover - numba
@@ -30,3 +32,6 @@ def csc_rows_to_csr(data, indices, indptr, r0, r1, n_cols):  # pragma: no cover 
             out_indices[fill[r]] = col
             fill[r] += 1
     return out_data, out_indices, out_indptr
+
+
+lock_cache_files(globals())  # see .caching: safe on-disk caches when processes compile at once

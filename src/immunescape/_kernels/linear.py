@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .caching import lock_cache_files
+
 
 @njit(parallel=True, cache=True, nogil=True)
 def csr_dot(rows, w_ptr, w_col, w_val, n_sig, n_blocks, out):  # pragma: no cover - numba
@@ -53,3 +55,6 @@ def csr_row_moments(rows, n_features, mean, std):  # pragma: no cover - numba
         ss += (n_features - nnz) * m * m
         mean[i - r0] = m
         std[i - r0] = np.sqrt(ss / (n_features - 1)) if n_features > 1 else 0.0
+
+
+lock_cache_files(globals())  # see .caching: safe on-disk caches when processes compile at once

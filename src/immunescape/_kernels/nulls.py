@@ -31,6 +31,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .caching import lock_cache_files
 from .types import ES_RATIO
 
 TIE_TOLERANCE = 1e-12  # relative: equal sets summed in another order may differ in the last bits
@@ -481,3 +482,6 @@ def linear_moments(rows, n_genes, moments_of, row_offset, n_blocks, z_out, p_out
             for t in range(n_listed):
                 term[listed[t]] = 0.0
                 seen[listed[t]] = False
+
+
+lock_cache_files(globals())  # see .caching: safe on-disk caches when processes compile at once

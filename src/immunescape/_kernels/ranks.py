@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import nulls
+from .caching import lock_cache_files
 
 
 @njit(cache=True, nogil=True)
@@ -507,3 +508,6 @@ def singscore(rows, n_genes, max_nnz, sets, center, n_blocks, out, bundle, table
                     term[0, genes[t]] = 0.0
             for t in range(c):
                 rank[genes[t]] = 0.0
+
+
+lock_cache_files(globals())  # see .caching: safe on-disk caches when processes compile at once

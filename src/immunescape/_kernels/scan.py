@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .caching import lock_cache_files
+
 
 @njit(parallel=True, cache=True, nogil=True)
 def value_summary(values, n_blocks, n_integer_check):  # pragma: no cover - numba
@@ -91,3 +93,6 @@ def mark_nonzero(data, indices, start, stop, out):  # pragma: no cover - numba
     for j in range(start, stop):
         if data[j] != 0:
             out[indices[j]] = True
+
+
+lock_cache_files(globals())  # see .caching: safe on-disk caches when processes compile at once
