@@ -8,6 +8,7 @@ between CSR rows and output rows are exercised, and includes an all-zero row.
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -283,3 +284,47 @@ def test_gpd_tail_is_below_the_empirical_bound_and_falls_back_on_ties():
     tied[0] = 1.0  # the top 10 are one 1 and nine 0s: a1 = 0, no tail
     assert nulls.gpd_tail(tied, buffer, 2.0, 100) == -1.0
     assert nulls.gpd_tail(np.zeros(100), buffer, 1.0, 100) == -1.0
+
+
+def test_every_cached_kernel_saves_and_loads_under_the_cache_lock():
+    """numba's cache index is a read-modify-write: every kernel module wraps its dispatchers' cache in
+    an OS file lock (see _kernels/caching.py), so processes compiling at once cannot interleave it."""
+    import importlib
+
+    unlocked = []
+    for name in ("convert", "linear", "nulls", "ranks", "scan"):
+        module = importlib.import_module(f"immunescape._kernels.{name}")
+        for attr, obj in vars(module).items():
+            cache = getattr(obj, "_cache", None)
+            if (
+                cache is not None
+                and hasattr(cache, "save_overload")
+                and not getattr(cache, "immunescape_locked", False)
+            ):
+                unlocked.append(f"{name}.{attr}")
+    assert unlocked == []
+
+
+def test_cache_lock_excludes_a_second_holder(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    from immunescape._kernels.caching import LOCK_NAME, cache_lock
+
+    def try_exclusive() -> bool:
+        fd = os.open(tmp_path / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    with cache_lock(str(tmp_path), exclusive=True) as held:
+        assert held and not try_exclusive()  # a save in progress: nobody else may save or load
+    with cache_lock(str(tmp_path), exclusive=False) as held:
+        assert held and not try_exclusive()  # loads share, saves wait
+    assert try_exclusive()
+    (tmp_path / "file.txt").touch()
+    with cache_lock(str(tmp_path / "file.txt" / "below"), exclusive=True) as held:  # no folder can be made there
+        assert held is False  # the kernel still runs, unlocked

@@ -270,34 +270,47 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
         above, tied, total, squares = 0, 0, 0.0, 0.0
         fixed = c0[s] + shift[0] * shift_coef[s]
         for k in range(n_null):
-            base = k * n_groups
-            if ratio:
-                for ch in range(n_ch):
-                    sums[0, ch] = shift[ch] * k_part[s, 0]
-                    sums[1, ch] = shift[ch] * k_part[s, 1]
-                for q in range(grp_ptr[s], grp_ptr[s + 1]):
-                    for ch in range(n_ch):
-                        sums[grp_part[q], ch] += grp_cw[q] * acc[(base + q) * n_ch + ch]
-                v = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], n_genes)
-            else:
-                v = fixed
-                for q in range(grp_ptr[s], grp_ptr[s + 1]):
-                    v += grp_cw[q] * acc[base + q]
-                if v < floor:
-                    v = floor
+            v = _null_score(
+                s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
+            )
             win, tie, d = _compare(v, obs, tol)
             above += win
             tied += tie
             total += d
             squares += d * d
-            draws[k] = v
         n_above[s] = above
         n_tied[s] = tied
         d_sum[s] = total
         d_sq[s] = squares
-        # beyond every null score: a fitted tail instead of U / (n_null + 1)
-        tail[s] = gpd_tail(draws, work[8], obs, n_null) if above == 0 and tied == 0 and obs == obs else -1.0
+        tail[s] = -1.0
+        if above == 0 and tied == 0 and obs == obs:  # beyond every null score: a fitted tail, not U / (n_null + 1)
+            for k in range(n_null):  # rare: the null scores again (not kept in the loop above, which stays lean)
+                draws[k] = _null_score(
+                    s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
+                )
+            tail[s] = gpd_tail(draws, work[8], obs, n_null)
     _write(work, n_sig, n_null, row, seed, z_out, p_out)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _null_score(
+    s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
+):  # pragma: no cover - numba
+    """Signature ``s``'s ``k``-th null score from the row's raw group sums ``acc``."""
+    base = k * n_groups
+    if ratio:
+        n_ch = sums.shape[1]
+        for ch in range(n_ch):
+            sums[0, ch] = shift[ch] * k_part[s, 0]
+            sums[1, ch] = shift[ch] * k_part[s, 1]
+        for q in range(grp_ptr[s], grp_ptr[s + 1]):
+            for ch in range(n_ch):
+                sums[grp_part[q], ch] += grp_cw[q] * acc[(base + q) * n_ch + ch]
+        return _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], n_genes)
+    v = fixed
+    for q in range(grp_ptr[s], grp_ptr[s + 1]):
+        v += grp_cw[q] * acc[base + q]
+    return floor if v < floor else v
 
 
 @njit(cache=True, nogil=True)
