@@ -270,9 +270,22 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
         above, tied, total, squares = 0, 0, 0.0, 0.0
         fixed = c0[s] + shift[0] * shift_coef[s]
         for k in range(n_null):
-            v = _null_score(
-                s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
-            )
+            # the same score as _null_score, written out: the hot loop compiled 1.4-1.75x slower through the helper
+            base = k * n_groups
+            if ratio:
+                for ch in range(n_ch):
+                    sums[0, ch] = shift[ch] * k_part[s, 0]
+                    sums[1, ch] = shift[ch] * k_part[s, 1]
+                for q in range(grp_ptr[s], grp_ptr[s + 1]):
+                    for ch in range(n_ch):
+                        sums[grp_part[q], ch] += grp_cw[q] * acc[(base + q) * n_ch + ch]
+                v = _ssgsea_score(sums, k_part[s, 0], k_part[s, 1], n_genes)
+            else:
+                v = fixed
+                for q in range(grp_ptr[s], grp_ptr[s + 1]):
+                    v += grp_cw[q] * acc[base + q]
+                if v < floor:
+                    v = floor
             win, tie, d = _compare(v, obs, tol)
             above += win
             tied += tie
@@ -292,7 +305,7 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
     _write(work, n_sig, n_null, row, seed, z_out, p_out)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _null_score(
     s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
 ):  # pragma: no cover - numba
