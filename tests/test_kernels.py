@@ -278,8 +278,8 @@ def test_gpd_tail_is_below_the_empirical_bound_and_falls_back_on_ties():
     threshold, excess = ordered[-11], (ordered[-10:] - ordered[-11]).mean()
     y = ordered[-10:] - threshold
     a1 = np.mean(y * (9 - np.arange(10)) / 9)
-    if excess / (excess - 2 * a1) - 2 >= 0:
-        assert ps[2] == pytest.approx(10 / 101 * np.exp(-(top + 1.0 - threshold) / excess), rel=1e-12)
+    assert excess / (excess - 2 * a1) - 2 >= 0  # these draws fit a bounded shape: the clamp applies
+    assert ps[2] == pytest.approx(10 / 101 * np.exp(-(top + 1.0 - threshold) / excess), rel=1e-12)
     tied = np.zeros(100)
     tied[0] = 1.0  # the top 10 are one 1 and nine 0s: a1 = 0, no tail
     assert nulls.gpd_tail(tied, buffer, 2.0, 100) == -1.0

@@ -19,6 +19,8 @@ from ._kernels.convert import csc_rows_to_csr
 from ._kernels.types import CsrRows
 
 DEFAULT_CHUNK_SIZE = 10_000
+# what h5py, anndata and scipy raise when rows of a damaged file are read
+DAMAGED_READ_ERRORS = (ValueError, IndexError, TypeError, OSError, KeyError, RuntimeError)
 
 
 @dataclass
@@ -214,14 +216,7 @@ def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
         return sp.csr_matrix(dense)
     except InputError:
         raise
-    except (
-        ValueError,
-        IndexError,
-        TypeError,
-        OSError,
-        KeyError,
-        RuntimeError,
-    ) as err:  # h5py, anndata and scipy on damaged data
+    except DAMAGED_READ_ERRORS as err:
         raise InputError(
             f"Could not read rows {start}-{stop} of the matrix: the file looks damaged ({type(err).__name__}: {err})."
         ) from err

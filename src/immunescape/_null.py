@@ -201,13 +201,13 @@ def build_null_sets(
         np.asarray(run_part, np.int64),
     )
     # groups: a signature's runs of one part and weight (across bins) share one raw sum per replicate
-    run_sig = np.repeat(np.arange(n_sig), np.diff(runs[0]))
-    run_cw = runs[3] * coef[run_sig, runs[4]] if run_sig.size else np.zeros(0)
-    keys = pd.DataFrame({"sig": run_sig, "part": runs[4], "cw": run_cw})
+    run_sig = np.repeat(np.arange(n_sig), np.diff(runs.ptr))
+    run_cw = runs.weight * coef[run_sig, runs.part] if run_sig.size else np.zeros(0)
+    keys = pd.DataFrame({"sig": run_sig, "part": runs.part, "cw": run_cw})
     run_group = keys.groupby(["sig", "part", "cw"], sort=True).ngroup().to_numpy().astype(np.int64)
     groups = keys.drop_duplicates(["sig", "part", "cw"]).sort_values(["sig", "part", "cw"])
     grp_ptr = np.searchsorted(groups["sig"].to_numpy(), np.arange(n_sig + 1)).astype(np.int64)
-    ent_ptr, ent_idx = _gene_entries(slot_gene, means.size, runs[1], runs[2], run_group, len(groups))
+    ent_ptr, ent_idx = _gene_entries(slot_gene, means.size, runs.lo, runs.hi, run_group, len(groups))
     bundle = NullBundle(
         slot_gene=slot_gene,
         obs_ptr=obs_ptr,

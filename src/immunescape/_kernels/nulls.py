@@ -35,6 +35,12 @@ from .caching import lock_cache_files
 from .types import ES_RATIO
 
 TIE_TOLERANCE = 1e-12  # relative: equal sets summed in another order may differ in the last bits
+# How many of the largest null scores the tail is fitted to (at most n_null - 1): 10, Knijnenburg et
+# al.'s (2009) least number of exceedances. Measured on random sets (n_null=100, leave-one-out): 10
+# keeps p-values below 1/(n_null + 1) near nominal (0.9-1.2x at 1e-4..1e-3); 25 made them 5-50x
+# conservative and cost power, as an exponential tail over a low threshold is too heavy for
+# near-normal rank sums.
+TAIL_SIZE = 10
 
 
 @njit(cache=True, nogil=True)
@@ -91,15 +97,6 @@ def tally_scratch(n_sig, n_null, n_ch):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def tail_size(n_null):  # pragma: no cover - numba
-    """How many of the largest null scores the tail is fitted to: 10, Knijnenburg et al.'s (2009) least
-    number of exceedances. Measured on random sets (n_null=100, leave-one-out): 10 keeps p-values
-    below 1/(n_null + 1) near nominal (0.9-1.2x at 1e-4..1e-3); 25 made them 5-50x conservative and
-    cost power, as an exponential tail over a low threshold is too heavy for near-normal rank sums."""
-    return min(10, n_null - 1)
-
-
-@njit(cache=True, nogil=True)
 def gpd_tail(draws, buffer, observed, n_null):  # pragma: no cover - numba
     """P(null >= observed) for a score beyond every one of the ``n_null`` null scores in ``draws``,
     from a generalised Pareto distribution fitted to the exceedances of the ``m`` largest over the next
@@ -108,7 +105,7 @@ def gpd_tail(draws, buffer, observed, n_null):  # pragma: no cover - numba
     which is conservative for bounded scores; the result is capped at ``1 / (n_null + 1)``, the
     empirical bound, and floored at the smallest normal double. Returns -1 where the top scores tie
     (no tail to fit): the caller keeps the empirical p-value."""
-    m = tail_size(n_null)
+    m = min(TAIL_SIZE, n_null - 1)
     if m < 3:
         return -1.0
     buffer[:] = draws
