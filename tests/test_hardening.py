@@ -168,3 +168,27 @@ def test_command_line_values_reach_the_parameter_check(value):
     params = _method_params([f"max_rank={value}"])
     with pytest.raises(InputError, match="max_rank must be a whole number"):
         get_method("ucell").check_params(params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_value_check_fast_path_agrees_with_the_counting_kernel(dtype):
+    # the fast path trusts a finite sum; every way a sum can mislead must fall back or agree
+    from immunescape._engine.values import _summarize_values
+    from immunescape._kernels import scan
+
+    big = np.finfo(dtype).max / 2
+    rng = np.random.default_rng(0)
+    cases = {
+        "clean": np.log1p(rng.poisson(2.0, 5000)).astype(dtype),
+        "counts": rng.poisson(2.0, 5000).astype(dtype),
+        "nan": np.array([1.0, np.nan, 2.0], dtype),
+        "inf": np.array([1.0, np.inf, 2.0], dtype),
+        "-inf": np.array([1.0, -np.inf, 2.0], dtype),
+        "inf-inf": np.array([np.inf, -np.inf, 0.5], dtype),
+        "overflowing sum": np.array([big, big, big, -1.0], dtype),
+        "negative": np.array([-0.5, 0.0, 3.0], dtype),
+    }
+    for name, values in cases.items():
+        fast = _summarize_values(values, 1000)
+        n_bad, minimum, integer = scan.value_summary(values, 4, 1000)
+        assert fast == (int(n_bad), float(minimum), bool(integer)), name

@@ -59,6 +59,37 @@ def test_csr_dot_is_x_times_w():
     np.testing.assert_allclose(out, X[R0:R1] @ W, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_csr_dot_dense_is_bit_identical_to_sparse_weights(signed):
+    # the layout is chosen by speed alone (methods.common.dense_weights_are_faster): it must never change a bit
+    X = _matrix(5, signed=signed, ties=False)
+    rng = np.random.default_rng(6)
+    W = rng.normal(size=(X.shape[1], 5)) * (rng.random((X.shape[1], 5)) < 0.4)
+    W[:, 4] = 0.0  # a signature with no gene left
+    by_gene = sp.csr_matrix(W)
+    sparse_out, dense_out = np.empty((R1 - R0, 5)), np.empty((R1 - R0, 5))
+    args = by_gene.indptr.astype(np.int64), by_gene.indices.astype(np.int64), by_gene.data, 5
+    linear.csr_dot(_rows(X), *args, 3, sparse_out)
+    linear.csr_dot_dense(_rows(X), W, 3, dense_out)
+    assert np.array_equal(sparse_out, dense_out)
+    assert not np.signbit(dense_out[:, 4]).any()  # no -0.0 from v * 0.0 terms
+    np.testing.assert_allclose(dense_out, X[R0:R1] @ W, rtol=1e-12, atol=1e-12)
+
+
+def test_dense_weights_chosen_where_the_cost_model_says():
+    from immunescape.methods.common import DENSE_MAX_SIGNATURES, dense_weights_are_faster, linear_weights
+
+    n_genes = 20_000
+    assert dense_weights_are_faster(20, 21_600, n_genes)  # mean's W: controls in every bin, ~1 weight per gene
+    assert not dense_weights_are_faster(20, 2_100, n_genes)  # 20 short signatures without controls
+    assert not dense_weights_are_faster(DENSE_MAX_SIGNATURES + 1, 50 * n_genes, n_genes)
+    assert not dense_weights_are_faster(5, 100, 0)
+    genes = [np.arange(0, 30, 2), np.arange(1, 30, 2)]
+    cols = [np.full(15, 1 / 15), np.full(15, -1 / 15)]
+    w = linear_weights(cols, genes, 30)
+    assert w.dense is not None and np.array_equal(w.dense, sp.csr_matrix((w.w_val, w.w_col, w.w_ptr)).toarray())
+
+
 def test_csr_row_moments_are_mean_and_sample_sd_over_all_columns():
     X = _matrix(4, signed=True)
     mean, sd = np.empty(R1 - R0), np.empty(R1 - R0)
@@ -113,8 +144,13 @@ def test_singscore_is_the_scaled_mean_of_ascending_minimum_ranks():
             assert out[i, s] == pytest.approx(total, abs=1e-12), (i, s)
 
 
-def test_aucell_is_the_recovery_curve_area_of_ordinal_ranks():
-    X = _matrix(7)
+@pytest.mark.parametrize(
+    "values", ["float64", "float32-exact", "signed float32-exact"]
+)  # float32-exact: the packed-key path, which selects the top n_up before sorting
+def test_aucell_is_the_recovery_curve_area_of_ordinal_ranks(values):
+    X = _matrix(7, signed=values.startswith("signed"))
+    if values.endswith("float32-exact"):
+        X = X.astype(np.float32).astype(np.float64)
     n = X.shape[1]
     position = np.random.default_rng(8).permutation(n).astype(np.int64)  # decoupler's tie-breaking order
     gene_at = np.argsort(position).astype(np.int64)

@@ -506,3 +506,22 @@ def test_signature_larger_than_its_expression_bin_is_refused_with_advice():
     adata, sets = synthetic(seed=12, n_cells=30, n_genes=100)
     with pytest.raises(InputError, match="lower null_bins"):
         ie.tl.score(adata, {"big": list(adata.var_names[3:80])}, method="ucell", null="matched", null_bins=30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gene_means_for_scores_and_null_from_one_pass_equal_their_own_computations(dtype):
+    # mean with a null needs scanpy's gene means (its control bins) and the null's float64 means; one
+    # read of the matrix gives both, bit for bit, also with rows whose genes are not sorted
+    from immunescape._engine.values import gene_stats, scanpy_gene_means, streamed_gene_means
+    from immunescape.methods import get_method
+
+    rng = np.random.default_rng(3)
+    X = sp.random(400, 300, density=0.2, format="csr", random_state=4, dtype=dtype)
+    X.data = np.log1p(rng.poisson(3.0, X.nnz) * 1000.0 / 7).astype(dtype)
+    X.indices = X.indices.copy()
+    X.indices[: X.indptr[1]] = X.indices[: X.indptr[1]][::-1]  # an unsorted row
+    X.has_sorted_indices = False
+    method = dataclasses.replace(get_method("mean"), needs=("means", "null_means"))
+    stats = gene_stats(X, method)
+    assert np.array_equal(stats.means, scanpy_gene_means(X))
+    assert np.array_equal(stats.null_means, streamed_gene_means(X))

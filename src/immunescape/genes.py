@@ -202,23 +202,20 @@ def resolve(
         or not 0 <= min_coverage <= 1
     ):
         raise InputError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
-    names = pd.Index([str(n) for n in var_names])
-    if len(names) == 0:
+    if len(var_names) == 0:
         raise InputError("The data have no genes (var is empty); nothing can be scored.")
-    id_type = detect_id_type(names)
-    data_organism = organism or detect_organism(names)
+    lookup = _name_lookup(tuple(str(n) for n in var_names))
+    names, id_type, first, upper = lookup.names, lookup.id_type, lookup.first, lookup.upper
+    if lookup.duplicates:
+        warnings.warn(
+            f"{lookup.n_duplicated} gene names occur more than once (e.g. {', '.join(lookup.duplicates)}); the first "
+            "occurrence is used. Call adata.var_names_make_unique() or pick a gene_symbols column without duplicates.",
+            CoverageWarning,
+            stacklevel=2,
+        )
+    data_organism = organism or lookup.organism
     if data_organism not in ("human", "mouse"):
         raise InputError(f"organism must be 'human' or 'mouse', got {organism!r}.")
-    lookup_names = (
-        pd.Index([_ENSEMBL.match(n).group(1) if _ENSEMBL.match(n) else n for n in names])
-        if id_type == "ensembl"
-        else names
-    )
-    first = _first_positions(lookup_names)
-    upper: dict[str, list[int]] = {}
-    if id_type == "symbol":
-        for pos, n in enumerate(lookup_names):
-            upper.setdefault(n.upper(), []).append(pos)
     tables = gene_tables()
 
     rows, positions, weights = [], [], []
@@ -273,20 +270,39 @@ def resolve(
     return ResolvedSignatures(list(signatures), positions, weights, coverage, id_type, data_organism)
 
 
-def _first_positions(names: pd.Index) -> dict[str, int]:
-    if names.is_unique:
-        return {n: i for i, n in enumerate(names)}
-    dup = names[names.duplicated()].unique()
-    warnings.warn(
-        f"{len(dup)} gene names occur more than once (e.g. {', '.join(map(str, dup[:5]))}); the first occurrence is "
-        "used. Call adata.var_names_make_unique() or pick a gene_symbols column without duplicates.",
-        CoverageWarning,
-        stacklevel=3,
+@dataclass(frozen=True)
+class _NameLookup:
+    """What matching needs from the data's gene names, built once per distinct list of names."""
+
+    names: pd.Index
+    id_type: str
+    organism: str
+    first: dict[str, int]  # name (Ensembl ids without version) -> first position
+    upper: dict[str, list[int]]  # upper-case symbol -> positions (symbols only)
+    duplicates: tuple[str, ...]  # up to 5 names that occur more than once
+    n_duplicated: int
+
+
+@lru_cache(maxsize=4)
+def _name_lookup(var_names: tuple[str, ...]) -> _NameLookup:
+    # cached: scoring resolves twice (coverage, then the kept signatures) and notebooks score one
+    # object again and again; the dictionaries over 20-60k names cost more than the matching
+    names = pd.Index(var_names)
+    id_type = detect_id_type(names)
+    lookup_names = (
+        pd.Index([_ENSEMBL.match(n).group(1) if _ENSEMBL.match(n) else n for n in names])
+        if id_type == "ensembl"
+        else names
     )
-    out: dict[str, int] = {}
-    for i, n in enumerate(names):
-        out.setdefault(n, i)
-    return out
+    first: dict[str, int] = {}
+    for i, n in enumerate(lookup_names):
+        first.setdefault(n, i)
+    dup = lookup_names[lookup_names.duplicated()].unique() if len(first) < len(lookup_names) else []
+    upper: dict[str, list[int]] = {}
+    if id_type == "symbol":
+        for pos, n in enumerate(lookup_names):
+            upper.setdefault(n.upper(), []).append(pos)
+    return _NameLookup(names, id_type, detect_organism(names), first, upper, tuple(map(str, dup[:5])), len(dup))
 
 
 def _match(gene, first, upper, id_type, translate, tables: GeneTables) -> tuple[int, str] | None:

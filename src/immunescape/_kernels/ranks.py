@@ -51,13 +51,16 @@ _TIE_MASK = (1 << _TIE_BITS) - 1
 
 
 @njit(cache=True, nogil=True)
-def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  # pragma: no cover - numba
+def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals, top=-1):  # pragma: no cover - numba
     """Sort the row's first ``c`` entries by value (ascending, or descending), ties by ascending ``ties``
     (non-negative, < 2**31), writing the sorted tie keys and values to ``out_ties``/``out_vals``.
+    Returns how many leading entries were sorted: ``c``, or ``top`` where only the first ``top`` of
+    the order are wanted (``0 < top < c``) and the fast path selects them before sorting.
 
     Fast path: every value is exactly a float32, so value and tie key pack into one int64 (the
-    value's order-preserving 32-bit pattern above the tie key) sorted in place, with no index array.
-    Otherwise: sort by tie key, then a stable sort by value."""
+    value's order-preserving 32-bit pattern above the tie key) sorted in place, with no index array;
+    the keys are distinct, so a partial selection of the ``top`` smallest then sorted equals the full
+    sort's first ``top``. Otherwise: sort by tie key, then a stable sort by value (all ``c``)."""
     exact = True
     for t in range(c):
         v = -vals[t] if descending else vals[t]
@@ -71,16 +74,20 @@ def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  #
             u = np.int64(bits[t])
             u = (~u) & 0xFFFFFFFF if u & 0x80000000 else u | 0x80000000  # order-preserving float32 -> uint32
             keys[t] = (u << _TIE_BITS) | np.int64(ties[t])
-        keys[:c].sort()
-        for t in range(c):
+        m = c
+        if 0 < top < c:
+            m = top
+            keys[:m] = np.partition(keys[:c], m - 1)[:m]
+        keys[:m].sort()
+        for t in range(m):
             out_ties[t] = keys[t] & _TIE_MASK
-        back = fbuf[:c].view(np.uint32)  # the sorted values, decoded from the packed patterns
-        for t in range(c):
+        back = fbuf[:m].view(np.uint32)  # the sorted values, decoded from the packed patterns
+        for t in range(m):
             u = keys[t] >> _TIE_BITS
             back[t] = np.uint32(u & 0x7FFFFFFF) if u & 0x80000000 else np.uint32((~u) & 0xFFFFFFFF)
-        for t in range(c):
+        for t in range(m):
             out_vals[t] = -np.float64(fbuf[t]) if descending else np.float64(fbuf[t])
-        return
+        return m
     by_tie = np.argsort(ties[:c])
     key = np.empty(c)
     for t in range(c):
@@ -89,6 +96,7 @@ def _sort_entries(vals, ties, c, descending, fbuf, keys, out_ties, out_vals):  #
     for t in range(c):
         out_ties[t] = ties[by_tie[by_val[t]]]
         out_vals[t] = vals[by_tie[by_val[t]]]
+    return c
 
 
 # ----------------------------------------------------------------------------------------- UCell
@@ -208,10 +216,16 @@ def aucell(
                 pos[t] = position[genes[t]]
                 if vals[t] > 0:
                     n_pos += 1
-            _sort_entries(vals, pos, c, True, fbuf, keys, s_pos, s_vals)  # descending value, ties by position
+            # descending value, ties by position; without a null only ranks up to n_up count, so only the top
+            # n_up entries need their order (the rest rank beyond n_up: marked n_up + 1, no term)
+            n_sorted = _sort_entries(vals, pos, c, True, fbuf, keys, s_pos, s_vals, -1 if has_null else n_up)
             n_zero = n_ranked - c
-            for t in range(c):
+            for t in range(n_sorted):
                 rank[gene_at[s_pos[t]]] = t + 1 if t < n_pos else t + 1 + n_zero
+            if n_sorted < c:
+                for t in range(c):
+                    if rank[genes[t]] == 0:
+                        rank[genes[t]] = n_up + 1
             positions_sorted = False
             for s in range(n_sig):
                 acc = 0.0

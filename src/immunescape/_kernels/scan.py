@@ -89,6 +89,17 @@ def add_column_sums(data, indices, indptr, r0, r1, sums):  # pragma: no cover - 
 
 
 @njit(cache=True, nogil=True)
+def add_column_sums_twice(data, indices, indptr, r0, r1, native, wide):  # pragma: no cover - numba
+    """One pass, two sums per gene, both row after row: ``native`` in the data's own dtype (as scipy's
+    X.sum(axis=0), so scanpy's gene means) and ``wide`` in float64 (as :func:`add_column_sums`)."""
+    for i in range(r0, r1):
+        for j in range(indptr[i], indptr[i + 1]):
+            g = indices[j]
+            native[g] += data[j]
+            wide[g] += np.float64(data[j])
+
+
+@njit(cache=True, nogil=True)
 def mark_nonzero(data, indices, start, stop, out):  # pragma: no cover - numba
     for j in range(start, stop):
         if data[j] != 0:

@@ -4,6 +4,7 @@ and runner, null sets built as a method scores its genes, and the kernels' argum
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -62,8 +63,49 @@ def ranked_genes(stats: GeneStats, drop_empty: bool) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ linear scores
-def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray], n_genes: int):
-    """W (genes x signatures) stored sparse by gene: (w_ptr, w_col, w_val, n_sig); repeated genes add up."""
+@dataclass(frozen=True)
+class LinearWeights:
+    """W (genes x signatures) stored sparse by gene (``w_ptr``, ``w_col``, ``w_val``) and, where that
+    is faster, also dense (``dense``); both give bit-identical scores."""
+
+    w_ptr: np.ndarray
+    w_col: np.ndarray
+    w_val: np.ndarray
+    n_sig: int
+    dense: np.ndarray | None = None
+
+    def dot(self, chunk: Chunk, out: np.ndarray) -> None:
+        """``out = X[chunk] @ W``."""
+        if self.dense is not None:
+            linear.csr_dot_dense(chunk.rows, self.dense, n_blocks(chunk), out)
+        else:
+            linear.csr_dot(chunk.rows, self.w_ptr, self.w_col, self.w_val, self.n_sig, n_blocks(chunk), out)
+
+
+#: a dense W is used up to this many signatures and this size (beyond, its per-value work always loses)
+DENSE_MAX_SIGNATURES = 64
+DENSE_MAX_BYTES = 64 * 2**20
+
+
+def dense_weights_are_faster(n_sig: int, n_weights: int, n_genes: int) -> bool:
+    """Whether ``X @ W`` runs faster with W dense than sparse by gene.
+
+    A cost model in units of one multiply-add per stored value, fitted to
+    ``benchmarks/bench_linear_layout.py`` (RESULTS_linear_layout.md): the dense kernel costs about
+    ``3 + n_sig`` per stored value of X (vectorised, no branch); the sparse one ``5`` plus a
+    mispredicted branch that grows with the weights per gene up to one (``30``), then ``6`` per
+    further weight. So mean's W (controls spread over every expression bin: about one weight per gene)
+    is dense for a few dozen signatures, and a collection of short signatures stays sparse.
+    """
+    if n_sig > DENSE_MAX_SIGNATURES or n_genes * n_sig * 8 > DENSE_MAX_BYTES or n_genes == 0:
+        return False
+    per_gene = n_weights / n_genes
+    sparse_cost = 5 + 30 * min(per_gene, 1.0) + 6 * max(per_gene - 1.0, 0.0)
+    return 3 + n_sig < sparse_cost
+
+
+def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray], n_genes: int) -> LinearWeights:
+    """W (genes x signatures) for :func:`linear_run`; repeated genes add up."""
     n_sig = len(weight_columns)
     W = sp.csr_matrix(
         (
@@ -76,16 +118,17 @@ def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray
         shape=(n_genes, n_sig),
     )
     W.sum_duplicates()
-    return W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig
+    dense = W.toarray().astype(np.float64) if dense_weights_are_faster(n_sig, W.nnz, n_genes) else None
+    return LinearWeights(W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig, dense)
 
 
 def linear_run(
-    w_ptr, w_col, w_val, n_sig, null_sets: NullSets | MomentNull | None = None, n_genes: int = 0
+    weights: LinearWeights, null_sets: NullSets | MomentNull | None = None, n_genes: int = 0
 ) -> Callable[[Chunk, np.ndarray, NullOut | None], None]:
     """A plan's ``run`` for a linear score X @ W, with its matched or analytic null."""
 
     def run(chunk: Chunk, out: np.ndarray, null_out: NullOut | None = None) -> None:
-        linear.csr_dot(chunk.rows, w_ptr, w_col, w_val, n_sig, n_blocks(chunk), out)
+        weights.dot(chunk, out)
         if isinstance(null_sets, MomentNull) and null_out is not None:
             nulls.linear_moments(
                 chunk.rows, n_genes, null_sets.bundle, chunk.start - chunk.r0, n_blocks(chunk), *null_out

@@ -87,7 +87,7 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     in_pool[pool] = True
     null_sets = linear_null_sets(null, resolved, stats, null_genes, null_cols, in_pool, random_state)
     return Plan(
-        run=linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes),
+        run=linear_run(linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes),
         null=null_sets,
         details={"n_control_genes": dict(zip(resolved.names, n_controls))},
     )

@@ -31,7 +31,7 @@ def prepare_wmean(resolved, stats: GeneStats, params, random_state, null: NullSp
     keep = ranked_genes(stats, params["drop_empty_genes"])
     genes, cols = weighted_columns(resolved, keep)
     null_sets = linear_null_sets(null, resolved, stats, genes, cols, keep, random_state)
-    return Plan(run=linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets)
+    return Plan(run=linear_run(linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes), null=null_sets)
 
 
 register(
@@ -59,7 +59,7 @@ def prepare_zmean(resolved, stats: GeneStats, params, random_state, null: NullSp
     genes, cols = weighted_columns(resolved, keep)
     # z is a positive affine map of the weighted mean within a row: its null p and z are the weighted mean's
     null_sets = linear_null_sets(null, resolved, stats, genes, cols, keep, random_state)
-    weighted_mean = linear_run(*linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes)
+    weighted_mean = linear_run(linear_weights(cols, genes, stats.n_genes), null_sets, stats.n_genes)
     n_targets = np.sqrt(np.asarray([np.count_nonzero(c) for c in cols], np.float64))
     n_features = int(keep.sum())
     subtract_mean = (
