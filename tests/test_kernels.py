@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -50,6 +51,11 @@ UP = [[0, 3, 7, 12], [1, 2], [5, 6, 8, 9, 10, 20, 25]]
 DOWN = [[], [14, 15, 16], [4]]
 
 
+def test_wide_rows_exceed_the_counted_ranks_limit():
+    X = _matrix(5, n_genes=1000, ties=False)
+    assert min(np.unique(row[row != 0]).size for row in X[R0 + 1 : R1]) > ranks.MAX_GROUPS
+
+
 def test_csr_dot_is_x_times_w():
     X = _matrix(1)
     W = np.random.default_rng(2).normal(size=(X.shape[1], 4)) * (np.random.default_rng(3).random((X.shape[1], 4)) < 0.3)
@@ -87,7 +93,10 @@ def test_dense_weights_chosen_where_the_cost_model_says():
     genes = [np.arange(0, 30, 2), np.arange(1, 30, 2)]
     cols = [np.full(15, 1 / 15), np.full(15, -1 / 15)]
     w = linear_weights(cols, genes, 30)
-    assert w.dense is not None and np.array_equal(w.dense, sp.csr_matrix((w.w_val, w.w_col, w.w_ptr)).toarray())
+    unbuilt = len(pickle.dumps(w))
+    assert w.use_dense and np.array_equal(w.dense(), sp.csr_matrix((w.w_val, w.w_col, w.w_ptr)).toarray())
+    # to a dask worker: the dense copy stays behind and is rebuilt there
+    assert len(pickle.dumps(w)) == unbuilt and np.array_equal(pickle.loads(pickle.dumps(w)).dense(), w.dense())
 
 
 def test_csr_row_moments_are_mean_and_sample_sd_over_all_columns():
@@ -109,9 +118,15 @@ def _ucell_reference(x, genes, n_missing, max_rank):
     return 1 - (total - low) / (length * max_rank - low)
 
 
+# rows of 30 genes rank by counting their values; rows of 1000 continuous values (more distinct values than
+# ranks.MAX_GROUPS) fall back to sorting
+WIDTHS = pytest.mark.parametrize("n_genes", [30, 1000], ids=["counted", "sorted"])
+
+
+@WIDTHS
 @pytest.mark.parametrize("max_rank", [6, 1500])
-def test_ucell_is_the_mann_whitney_u_of_capped_descending_ranks(max_rank):
-    X = _matrix(5)
+def test_ucell_is_the_mann_whitney_u_of_capped_descending_ranks(max_rank, n_genes):
+    X = _matrix(5, n_genes=n_genes, ties=n_genes < 100)
     up_missing, dn_missing = np.array([1, 0, 0], np.int64), np.array([0, 2, 0], np.int64)
     w_neg = 0.7
     out = np.empty((R1 - R0, 3))
@@ -125,8 +140,9 @@ def test_ucell_is_the_mann_whitney_u_of_capped_descending_ranks(max_rank):
             assert out[i, s] == pytest.approx(max(up - w_neg * down, 0.0), abs=1e-12), (i, s)
 
 
-def test_singscore_is_the_scaled_mean_of_ascending_minimum_ranks():
-    X = _matrix(6, signed=True)  # negative values rank below the zeros
+@WIDTHS
+def test_singscore_is_the_scaled_mean_of_ascending_minimum_ranks(n_genes):
+    X = _matrix(6, n_genes=n_genes, signed=True, ties=n_genes < 100)  # negative values rank below the zeros
     n = X.shape[1]
     out = np.empty((R1 - R0, 3))
     ranks.singscore(_rows(X), n, n, _sets(UP, DOWN), True, 4, out, *NO_NULL)

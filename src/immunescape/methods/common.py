@@ -4,7 +4,7 @@ and runner, null sets built as a method scores its genes, and the kernels' argum
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
@@ -65,19 +65,36 @@ def ranked_genes(stats: GeneStats, drop_empty: bool) -> np.ndarray:
 # ------------------------------------------------------------------------------ linear scores
 @dataclass(frozen=True)
 class LinearWeights:
-    """W (genes x signatures) stored sparse by gene (``w_ptr``, ``w_col``, ``w_val``) and, where that
-    is faster, also dense (``dense``); both give bit-identical scores."""
+    """W (genes x signatures) stored sparse by gene (``w_ptr``, ``w_col``, ``w_val``); with
+    ``use_dense`` the kernel reads a dense copy instead, built on first use where the scoring runs
+    (a dask worker) and never pickled with the plan. Both layouts give bit-identical scores."""
 
     w_ptr: np.ndarray
     w_col: np.ndarray
     w_val: np.ndarray
     n_sig: int
-    dense: np.ndarray | None = None
+    use_dense: bool = False
+    _dense: list = field(default_factory=list, compare=False, repr=False)  # [the dense W] once built
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_dense"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _dense=[])
+
+    def dense(self) -> np.ndarray:
+        """W as a C-ordered float64 genes x signatures array."""
+        if not self._dense:
+            W = np.zeros((self.w_ptr.size - 1, self.n_sig))
+            genes = np.repeat(np.arange(self.w_ptr.size - 1), np.diff(self.w_ptr))
+            W[genes, self.w_col] = self.w_val  # entries are unique: sum_duplicates ran
+            self._dense.append(W)
+        return self._dense[0]
 
     def dot(self, chunk: Chunk, out: np.ndarray) -> None:
         """``out = X[chunk] @ W``."""
-        if self.dense is not None:
-            linear.csr_dot_dense(chunk.rows, self.dense, n_blocks(chunk), out)
+        if self.use_dense:
+            linear.csr_dot_dense(chunk.rows, self.dense(), n_blocks(chunk), out)
         else:
             linear.csr_dot(chunk.rows, self.w_ptr, self.w_col, self.w_val, self.n_sig, n_blocks(chunk), out)
 
@@ -118,8 +135,13 @@ def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray
         shape=(n_genes, n_sig),
     )
     W.sum_duplicates()
-    dense = W.toarray().astype(np.float64) if dense_weights_are_faster(n_sig, W.nnz, n_genes) else None
-    return LinearWeights(W.indptr.astype(np.int64), W.indices.astype(np.int64), W.data.astype(np.float64), n_sig, dense)
+    return LinearWeights(
+        W.indptr.astype(np.int64),
+        W.indices.astype(np.int64),
+        W.data.astype(np.float64),
+        n_sig,
+        dense_weights_are_faster(n_sig, W.nnz, n_genes),
+    )
 
 
 def linear_run(
