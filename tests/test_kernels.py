@@ -160,17 +160,21 @@ def test_singscore_is_the_scaled_mean_of_ascending_minimum_ranks(n_genes):
             assert out[i, s] == pytest.approx(total, abs=1e-12), (i, s)
 
 
+@pytest.mark.parametrize("n_up_share", [0.2, 0.9])  # 0.9: zeros rank within n_up
 @pytest.mark.parametrize(
-    "values", ["float64", "float32-exact", "signed float32-exact"]
-)  # float32-exact: the packed-key path, which selects the top n_up before sorting
-def test_aucell_is_the_recovery_curve_area_of_ordinal_ranks(values):
-    X = _matrix(7, signed=values.startswith("signed"))
+    "values", ["float64", "float32-exact", "signed float32-exact", "continuous"]
+)  # float32-exact: the packed-key sort, which selects the top n_up first
+@pytest.mark.parametrize("n_genes", [30, 1000], ids=["compared", "radix"])
+def test_aucell_is_the_recovery_curve_area_of_ordinal_ranks(values, n_genes, n_up_share):
+    # 30 genes: rows below ranks._RADIX_MIN, sorted by comparison; 1000 genes: counted values, radix-sorted
+    # (continuous values: too many distinct ones, sorted by comparison)
+    X = _matrix(7, n_genes=n_genes, signed=values.startswith("signed"), ties=values != "continuous")
     if values.endswith("float32-exact"):
         X = X.astype(np.float32).astype(np.float64)
     n = X.shape[1]
     position = np.random.default_rng(8).permutation(n).astype(np.int64)  # decoupler's tie-breaking order
     gene_at = np.argsort(position).astype(np.int64)
-    n_up = 6
+    n_up = max(2, int(n_up_share * n))
     sets = _sets(UP, DOWN)
     k = np.minimum(np.diff(sets.up_ptr), n_up - 1)
     max_auc = (n_up * k - k * (k + 1) / 2).astype(np.float64)
@@ -203,14 +207,26 @@ def _ssgsea_walk(x, genes, alpha):
     return (p_hit - p_miss).sum()
 
 
-def test_ssgsea_equals_the_explicit_random_walk():
-    X = _matrix(9, ties=False)
+@WIDTHS
+@pytest.mark.parametrize("storage", ["genes in order", "genes shuffled"])  # shuffled: sorted, not counted
+@pytest.mark.parametrize("ties", [False, True])  # signed: |x| ties +v with -v; the tie order is the gene order
+def test_ssgsea_equals_the_explicit_random_walk(ties, storage, n_genes):
+    X = _matrix(9, n_genes=n_genes, ties=ties and n_genes < 100, signed=True)
     n = X.shape[1]
     sets = _sets(UP, DOWN)
     union = np.unique(np.concatenate([sets.up_idx, sets.dn_idx])).astype(np.int64)
     up_u, dn_u = np.searchsorted(union, sets.up_idx), np.searchsorted(union, sets.dn_idx)
     out = np.empty((R1 - R0, 3))
-    ranks.ssgsea(_rows(X), n, n, sets, up_u, dn_u, union, 1, 0.25, 4, out, *NO_NULL)  # mode 1: raw values
+    rows = _rows(X)
+    if storage == "genes shuffled":
+        rng = np.random.default_rng(0)
+        data, indices = rows.data.copy(), rows.indices.copy()
+        for i in range(X.shape[0]):
+            span = slice(rows.indptr[i], rows.indptr[i + 1])
+            order = rng.permutation(span.stop - span.start)
+            data[span], indices[span] = data[span][order], indices[span][order]
+        rows = CsrRows(data, indices, rows.indptr, R0, R1)
+    ranks.ssgsea(rows, n, n, sets, up_u, dn_u, union, 1, 0.25, 4, out, *NO_NULL)  # mode 1: raw values
     for i, row in enumerate(X[R0:R1]):
         for s in range(3):
             expected = _ssgsea_walk(row, UP[s], 0.25) - (_ssgsea_walk(row, DOWN[s], 0.25) if DOWN[s] else 0.0)

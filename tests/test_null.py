@@ -82,18 +82,23 @@ def _tie_free(adata):
     return ad.AnnData(X, obs=adata.obs.copy(), var=adata.var.copy())
 
 
+@pytest.mark.parametrize(
+    "n_genes", [300, 200], ids=["sorted", "counted"]
+)  # rank kernels count rows of at most ranks.MAX_GROUPS distinct values (AUCell radix-sorts them)
 @pytest.mark.parametrize("method", [*RANK_METHODS, "wmean", "gsva"])
-def test_null_equals_explicit_rescoring_of_the_null_sets(method):
+def test_null_equals_explicit_rescoring_of_the_null_sets(method, n_genes):
     """Every null score the kernel tallies equals the method's own score of that random set.
 
     AUCell and ssGSEA average tied ranks for their null (the scores break ties in a fixed gene
     order); on data without ties the two agree, which is where they are compared."""
-    adata, sets = synthetic(seed=3, n_cells=120, n_genes=300)
+    if n_genes == 200 and method in ("wmean", "gsva"):
+        pytest.skip("no ranks")
+    adata, sets = synthetic(seed=3, n_cells=120, n_genes=n_genes)
     if method in ("aucell", "ssgsea"):
         adata = _tie_free(adata)
     sigs = {
         "small": sets["s0"],
-        "signed": {"up": sets["s1"], "down": sets["s2"][:7]},
+        "signed": {"up": sets["s1"], "down": [g for g in sets["s2"] if g not in sets["s1"]][:7]},
         "absent": sets["with_absent_gene"],
     }
     n_null = 30
