@@ -57,6 +57,19 @@ def make_cells(n_cells: int, seed: int = 0, n_genes: int = N_GENES) -> sp.csr_ma
     return sp.vstack(blocks).tocsr()
 
 
+_POOLS: dict[tuple[int, int], sp.csr_matrix] = {}  # per process: pools of cells made once
+
+
+def pool_block(block: int, n_rows: int, seed: int, pool_cells: int = 10_000) -> sp.csr_matrix:
+    """Rows of a lazily made block (bench_distributed.py): ``n_rows`` cells of a pool of ``make_cells``
+    cells, drawn with ``default_rng([seed, block])``; the pool is made once per process. Defined here,
+    not in the script, so that dask ships the function by reference and never a process's pool."""
+    if (seed, pool_cells) not in _POOLS:
+        _POOLS[seed, pool_cells] = make_cells(pool_cells, seed=seed)
+    rows = np.random.default_rng([seed, block]).integers(0, pool_cells, n_rows)
+    return _POOLS[seed, pool_cells][rows]
+
+
 def make_bulk(n_samples: int = 500, seed: int = 1, n_genes: int = N_GENES) -> np.ndarray:
     rng = np.random.default_rng(seed)
     abundance = rng.lognormal(0.0, 1.6, n_genes)
@@ -104,7 +117,9 @@ def load_dataset(name: str):
     if not path.exists():
         n = {"cells2k": 2_000, "cells10k": 10_000, "cells100k": 100_000}[name]
         sp.save_npz(path, make_cells(n), compressed=False)
-    return sp.load_npz(path).tocsr()
+    X = sp.load_npz(path).tocsr()
+    X.sort_indices()  # canonical CSR, genes in order within each cell, as 10x readers and scanpy write it
+    return X
 
 
 def machine() -> dict[str, str]:

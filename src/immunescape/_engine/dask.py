@@ -76,7 +76,9 @@ def score_dask(
         chunks=(matrix.chunks[0], (width,)),
         meta=np.empty((0, 0)),
     )
-    result = np.asarray(scored.compute())
+    # each block's scores travel to this process on their own: compute() on the whole array would join them
+    # in one task on a worker, which then holds every cell's scores at once (1.6 GB for 10M cells x 20)
+    result = np.concatenate(dask.compute(*scored.to_delayed().ravel()), axis=0)
     if null is None:
         return plan.finish(result), plan.details, {}
     null_stats = {"z": result[:, n_sig : 2 * n_sig], "pval": result[:, 2 * n_sig :], "details": plan.null.details}
