@@ -38,6 +38,9 @@ class ValueSummary:
     sums: np.ndarray | None = None
     nonempty: np.ndarray | None = None
     n_rows: int = 0
+    # scanpy's gene means add the stored values row after row in their own dtype (float32 for most
+    # files); a file streamed in order can repeat that exactly, blocks summed apart (dask) cannot
+    native_sums: np.ndarray | None = None
 
     def add_values(self, values: np.ndarray) -> None:
         if values.size == 0:
@@ -62,6 +65,7 @@ class ValueSummary:
             self.integer_like = self.integer_like and other.integer_like
             self.checked += other.checked
         self.n_rows += other.n_rows
+        self.native_sums = None  # partial sums added block to block are not scanpy's running sum
         if other.sums is not None:
             self.sums = other.sums.copy() if self.sums is None else self.sums + other.sums
         if other.nonempty is not None:
@@ -90,11 +94,19 @@ def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, 
     summary = ValueSummary(n_rows=matrix.shape[0])
     summary.sums = np.zeros(n_genes) if {"means", "null_means"} & set(needs) else None
     summary.nonempty = np.zeros(n_genes, np.bool_) if "nonempty" in needs else None
+    native = "means" in needs and getattr(matrix, "format", None) == "csr"  # a CSR file or matrix, read in order
     with tqdm(total=matrix.shape[0], unit="cells", disable=not progress, desc="checking values") as bar:
         for chunk in iter_chunks(matrix, chunk_size):
             lo, hi = chunk.indptr[chunk.r0], chunk.indptr[chunk.r1]
             summary.add_values(chunk.data[lo:hi])
-            if summary.sums is not None:
+            if native and summary.native_sums is None and chunk.data.dtype in (np.float32, np.float64):
+                summary.native_sums = np.zeros(n_genes, chunk.data.dtype)
+            if summary.native_sums is not None and summary.native_sums.dtype == chunk.data.dtype:
+                scan.add_column_sums_twice(
+                    chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, summary.native_sums, summary.sums
+                )
+            elif summary.sums is not None:
+                summary.native_sums = None
                 scan.add_column_sums(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, summary.sums)
             if summary.nonempty is not None:
                 scan.mark_nonzero(chunk.data, chunk.indices, lo, hi, summary.nonempty)
@@ -146,7 +158,8 @@ def gene_stats(matrix, method: Method, chunk_size: int | None = None, progress: 
 def stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> GeneStats:
     stats = GeneStats(n_rows=summary.n_rows, n_genes=n_genes)
     if "means" in method.needs:
-        stats.means = summary.sums / summary.n_rows
+        sums = summary.sums if summary.native_sums is None else summary.native_sums.astype(np.float64)
+        stats.means = sums / summary.n_rows
     if "nonempty" in method.needs:
         stats.nonempty = summary.nonempty
     if "null_means" in method.needs:
