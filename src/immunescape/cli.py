@@ -297,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = _run(args)
     finally:
         io.HOLD_NATIVE_STDERR.clear()
+        io.release_native_stderr()
         follow_scanpy()  # an in-process caller (a test, a notebook) gets the library's logging back
     if io.WRITE_FAILED.is_set() and argv is None:  # HDF5's exit-time cleanup can crash on a failed file: skip it
         sys.stdout.flush()
@@ -320,6 +321,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"immunescape: error: {_one_line(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
+        from .io import release_native_stderr
+
+        release_native_stderr()  # the message below must reach the terminal, wherever the signal landed
         INTERRUPTED.clear()  # handled: later writes in this process must not see a stale flag
         written = ", ".join(map(str, WRITTEN)) if WRITTEN else ""
         print(

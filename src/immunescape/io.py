@@ -269,11 +269,28 @@ def _native_stderr_held() -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
     quiet = os.open(os.devnull, os.O_WRONLY)
+    _QUIETED.append((saved, quiet))
     os.dup2(quiet, 2)
     try:
         yield
     finally:
-        gc.collect()  # h5py objects of a failed write complain when freed: free them while descriptor 2 is quiet
+        try:
+            gc.collect()  # h5py objects of a failed write complain when freed: free them while descriptor 2 is quiet
+        finally:  # an interrupt can land inside gc.collect(): descriptor 2 comes back all the same
+            release_native_stderr()
+
+
+_QUIETED: list[tuple[int, int]] = []  # (saved descriptor 2, /dev/null) while a write holds it quiet
+
+
+def release_native_stderr() -> None:
+    """Give file descriptor 2 back if a write still holds it quiet (idempotent).
+
+    The command line calls it before it reports an interrupt: a signal handled at the wrong moment
+    could otherwise leave descriptor 2 on /dev/null and the "interrupted" message unseen.
+    """
+    while _QUIETED:
+        saved, quiet = _QUIETED.pop()
         os.dup2(saved, 2)
         os.close(saved)
         os.close(quiet)
