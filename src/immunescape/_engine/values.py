@@ -99,14 +99,13 @@ def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, 
         for chunk in iter_chunks(matrix, chunk_size):
             lo, hi = chunk.indptr[chunk.r0], chunk.indptr[chunk.r1]
             summary.add_values(chunk.data[lo:hi])
-            if native and summary.native_sums is None and chunk.data.dtype in (np.float32, np.float64):
+            if native and summary.native_sums is None:  # chunks hold float32 or float64 (see _chunks._float)
                 summary.native_sums = np.zeros(n_genes, chunk.data.dtype)
-            if summary.native_sums is not None and summary.native_sums.dtype == chunk.data.dtype:
+            if summary.native_sums is not None:
                 scan.add_column_sums_twice(
                     chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, summary.native_sums, summary.sums
                 )
             elif summary.sums is not None:
-                summary.native_sums = None
                 scan.add_column_sums(chunk.data, chunk.indices, chunk.indptr, chunk.r0, chunk.r1, summary.sums)
             if summary.nonempty is not None:
                 scan.mark_nonzero(chunk.data, chunk.indices, lo, hi, summary.nonempty)
