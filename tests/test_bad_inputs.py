@@ -450,10 +450,12 @@ def null_analytic_rank():
 
 
 @case
-def null_bin_too_small():
-    adata, _ = _data()
-    with pytest.raises(InputError, match="lower null_bins"):
+def null_signature_fills_the_pool():
+    adata, _ = _data()  # 80 genes: crowded bins merge, until one bin of all 80 is still more than half the signature's
+    with pytest.raises(InputError, match="holds 67 of the 80 genes.*score it without a null"):
         ie.tl.score(adata, {"big": list(adata.var_names[3:70])}, null="matched", null_bins=20)
+    res = ie.tl.score(adata, {"half": list(adata.var_names[3:40])}, null="matched", null_bins=20, inplace=False)
+    assert np.isfinite(res["pval"].to_numpy()).all()  # 37 of 80: its bins merged, not refused
 
 
 @case

@@ -19,7 +19,7 @@ import immunescape as ie
 from immunescape._engine import gene_stats as _scan
 from immunescape._errors import InputError
 from immunescape._kernels.nulls import uniform
-from immunescape._null import _null_bins, null_seeds
+from immunescape._null import null_bins, null_seeds
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method
 from immunescape.signatures import load
@@ -79,7 +79,8 @@ def test_z_and_p_equal_the_enumerated_null_distribution():
         inplace=False,
     )
     Xf = X.astype(np.float32).astype(np.float64)
-    bin_of = _null_bins(Xf.sum(0) / Xf.shape[0], np.ones(n_genes, bool), 4)[2]  # the null's bins (float64 sums)
+    scored = [_scored_genes(adata, sig)[0] for sig in (positive, signed)]
+    bin_of = null_bins(Xf.sum(0) / Xf.shape[0], np.ones(n_genes, bool), 4, ["p", "s"], scored).bin_of  # the null's
     seed = null_seeds(5)[1]
     for s, sig in enumerate((positive, signed)):
         g, w = _scored_genes(adata, sig)
@@ -175,7 +176,7 @@ def test_analytic_null_is_recorded():
     adata, sets = synthetic(seed=9, n_cells=60)
     ie.tl.score(adata, {"a": sets["s1"]}, method="mean", null="analytic", key_added="esc")
     record = adata.uns["esc"]["details"]["null"]
-    assert record["kind"] == "analytic" and "Edgeworth" in record["p_value"] and record["null_bins"] == 25
+    assert record["kind"] == "analytic" and "Edgeworth" in record["p_value"] and record["null_bins"] == "auto"
     assert list(adata.obsm["esc_padj"].columns) == ["a"]
 
 

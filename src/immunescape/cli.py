@@ -103,7 +103,11 @@ def _parser() -> argparse.ArgumentParser:
         f"moments instead of n-null draws ({', '.join(method_names(null='analytic'))}) (default: no test)",
     )
     sc_.add_argument("--n-null", type=_whole(2), default=100, help="random gene sets per signature with --null")
-    sc_.add_argument("--null-bins", type=_whole(2), help="expression bins of the null genes (default: 25; aucell 50)")
+    sc_.add_argument(
+        "--null-bins",
+        type=_whole(2),
+        help="expression bins of the null genes (default: 200 quantiles of mean expression, at least 20 genes each)",
+    )
     sc_.add_argument(
         "--adjust",
         choices=["signatures", "cells"],

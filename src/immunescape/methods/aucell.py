@@ -83,6 +83,5 @@ register(
         expects_log=False,
         value_range="[0, 1]",
         prepare=prepare,
-        null_bins=50,  # only the top n_up ranks count, so random genes must match expression closely
     )
 )

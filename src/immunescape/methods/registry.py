@@ -42,7 +42,7 @@ class NullSpec:
     linear methods)."""
 
     n_null: int = 100
-    n_bins: int = 25
+    n_bins: int | None = None  # None: the default bins of immunescape._null.null_bins
     kind: str = "matched"
 
 
@@ -96,7 +96,7 @@ class Method:
     expects_log: bool
     value_range: str
     prepare: Prepare
-    null_bins: int = 25  # expression bins of the null's random genes (scanpy's control bins: 25)
+    null_bins: int | None = None  # expression bins of the null's random genes; None: the default bins
     # what each parameter accepts, beyond the type of its default: {name: (kind, lowest value or choices)}
     rules: dict[str, tuple[str, Any]] = field(default_factory=dict)
     # capabilities, read by the runner, the checks, the CLI, the docs and the tests' parametrisation

@@ -128,9 +128,12 @@ def score(
         signature over all cells - which cells carry this programme? (as
         :func:`immunescape.tl.adjust_pvalues` with ``across="cells"``).
     null_bins
-        Expression bins the random genes are matched in. Default 25 (scanpy's control bins), 50 for
-        ``aucell``: it counts only each cell's top-ranked genes, so a signature of genes at the top
-        of a coarse bin would beat its random sets in every cell.
+        Expression bins the random genes are matched in (scanpy's bins by rank of the gene mean).
+        Default None: 200 bins of at least 20 genes each, so each gene's stand-ins are its nearest
+        genes in mean expression. With scanpy's 25 bins a fixed random set whose genes sit high in
+        their bins was called in up to 16% of cells at p < 0.05; with 200, at most 6.4% (issue 17's
+        scenario, tests/test_null.py). A bin where a signature holds more than half of the genes
+        joins its nearer neighbour, so random sets do not mostly repeat the signature's genes.
     layer, use_raw
         Which matrix to score, as in scanpy: ``use_raw=None`` uses ``.raw`` when it exists and no
         layer is given.
@@ -265,7 +268,8 @@ def compute_scores(
             "moments; rank methods need null='matched'."
         )
     check_random_state(random_state)
-    spec = NullSpec(n_null=int(n_null), n_bins=int(null_bins or m.null_bins), kind=null) if null else None
+    bins = null_bins if null_bins is not None else m.null_bins
+    spec = NullSpec(n_null=int(n_null), n_bins=None if bins is None else int(bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
         raise InputError(
             f"Expected an AnnData object, got {type(adata).__name__}. Wrap a matrix with anndata.AnnData(X)."
