@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -613,7 +615,15 @@ def main() -> None:
         }
     update = SymbolUpdater()
     entries = {RENAME.get(key, key): body for key, body in sigs.items() if key not in SKIP and key not in DUPLICATES}
-    generated = write_generated({name: _entry(name, body, update) for name, body in entries.items()})
+    built = {name: _entry(name, body, update) for name, body in entries.items()}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _pathways import hallmark_entries, progeny_entries  # the tumour_intrinsic collection
+
+    shared = args.reference.parent
+    for name, entry in {**progeny_entries(shared, update), **hallmark_entries(shared, update)}.items():
+        built[name] = {"name": name, **entry}
+    generated = write_generated(built)
+    shutil.copyfile(shared / "LICENSE.progeny.txt", OUT / "LICENSE.progeny.txt")  # Apache-2.0: ship the text
     print(f"wrote {len(generated)} signature files to {OUT}")
     stamp_version(args.version)
     write_citation()

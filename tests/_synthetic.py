@@ -47,7 +47,8 @@ def library_scale(
     if library_genes:  # the first genes carry the symbols of the signature library, so collections can be scored
         import immunescape as ie
 
-        symbols = sorted({g for sig in ie.signatures.collection("all") for g in sig.genes})[: n_genes // 2]
+        library = [s for s in ie.signatures.collection("all") if "tumour_intrinsic" not in s.meta["collections"]]
+        symbols = sorted({g for sig in library for g in sig.genes})[: n_genes // 2]  # as before the pathways came
         genes[: len(symbols)] = symbols
     genes = genes.astype(str)
     rate = rng.lognormal(-1.0, 1.5, n_genes)

@@ -252,7 +252,9 @@ def _simulation_genes(n_background: int, rng: np.random.Generator) -> list[str]:
     for _, markers in CELL_TYPES.values():
         wanted.update(dict.fromkeys(markers))
     for sig in collection("all"):
-        if sig.name == "rloop_rloopbase_human_regulators":
+        # the simulator plants no tumour-intrinsic pathway activity; its footprints' ~1,500 genes would
+        # only change every simulated data set
+        if sig.name == "rloop_rloopbase_human_regulators" or "tumour_intrinsic" in sig.meta.get("collections", ()):
             continue
         wanted.update(dict.fromkeys(sig.genes))
     # the context model's gene panel, so that its within-sample ranks can be read from simulated data

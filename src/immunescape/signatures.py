@@ -34,7 +34,7 @@ from ._utils import closest
 
 _list = builtins.list
 
-CATEGORIES = ("escape_mechanism", "immune_context", "cell_state", "cell_type")
+CATEGORIES = ("escape_mechanism", "immune_context", "cell_state", "cell_type", "pathway")
 COMPARTMENTS = ("any", "malignant", "T", "NK", "B", "myeloid", "fibroblast", "endothelial")
 ORGANISMS = ("human", "mouse")
 _REQUIRED = (
@@ -51,7 +51,7 @@ _REQUIRED = (
     "method_in_source",
     "collections",
 )
-_OPTIONAL = ("genes_down", "weights", "aliases", "symbol_updates", "notes")
+_OPTIONAL = ("genes_down", "weights", "aliases", "symbol_updates", "notes", "pathway")
 _GMT_UP = re.compile(r"^(?P<base>.+?)[_.](UP|up|Up)$")
 _GMT_DOWN = re.compile(r"^(?P<base>.+?)[_.](DN|DOWN|dn|down|Dn|Down)$")
 
@@ -212,6 +212,11 @@ def validate(entry: Mapping[str, Any], where: str = "signature") -> None:
         ("high_means", lambda v: isinstance(v, str) and len(v) > 10, "a sentence"),
         ("exact_note", lambda v: isinstance(v, str) and bool(v), "a sentence"),
         ("title", lambda v: isinstance(v, str) and bool(v), "a string"),
+        (
+            "pathway",
+            lambda v: isinstance(v, dict) and isinstance(v.get("review"), str) and isinstance(v.get("resource"), str),
+            "review: the review's pathway, resource: the resource's own name",
+        ),
     ]
     for key, ok, expected in checks:
         if key in entry and not ok(entry[key]):
