@@ -16,6 +16,9 @@ the cells; ``n_null=100``), for ucell, mean, aucell and singscore, on seeds 7 (t
 - with a 10-fold depth range: the largest |Spearman| between a random set's p-values and the cells'
   total counts.
 
+Then, on real data (scanpy's bundled PBMCs; IMvigor210's development half when ``../shared`` is
+there): 40 random gene sets scored with both binnings, the share of rows each set is called in.
+
 This is a simulator: it shows how the null behaves where the truth is known, not accuracy on real data.
 """
 
@@ -74,6 +77,49 @@ def measure(seed: int, method: str, bins: int | str | None) -> dict[str, float]:
     p = ie.tl.score(adata, sets, **kw)["pval"]
     row["depth_rho"] = max(abs(stats.spearmanr(p[c], total).correlation) for c in p.columns if c.startswith("random"))
     return row
+
+
+def real_datasets() -> dict[str, object]:
+    """Real expression data: scanpy's bundled PBMCs (log-normalised counts, .raw) and, when
+    ``../shared/data`` is there, the IMvigor210 development half (bulk log2 TPM, a 1,768-gene panel)."""
+    import anndata as ad
+    import pandas as pd
+    import scanpy as sc
+
+    pbmc = sc.datasets.pbmc68k_reduced()
+    out = {"pbmc68k_reduced (700 cells x 765 genes)": pbmc.raw.to_adata()}
+    imvigor = ROOT.parent / "shared" / "data" / "icb_phenotype" / "IMvigor210_dev_expr_log2tpm.csv.gz"
+    if imvigor.exists():
+        expr = pd.read_csv(imvigor, index_col=0)
+        expr = expr[~expr.index.duplicated()]
+        bulk = ad.AnnData(expr.T.to_numpy(np.float32), obs=pd.DataFrame(index=expr.columns))
+        bulk.var_names = expr.index.astype(str)
+        out[f"IMvigor210 dev ({bulk.n_obs} tumours x {bulk.n_vars} genes)"] = bulk
+    return out
+
+
+def measure_real(adata, method: str, bins: int | str | None, n_sets: int = 40, seed: int = 0) -> dict[str, float]:
+    """Random gene sets of 10-100 genes on real data: per set, the share of rows (cells or samples)
+    called at p < 0.05. Real random sets carry biology too (a set holding a cell type's markers is
+    rightly high in that cell type), so the worst set is not expected at 5%; the bins' part is the
+    difference between the two binnings."""
+    if bins == "before":
+        bins = BEFORE.get(method, 25)
+    rng = np.random.default_rng(seed)
+    genes = np.asarray(adata.var_names)
+    sets = {
+        f"r{k}": list(rng.choice(genes, size, replace=False))
+        for k, size in enumerate(np.linspace(10, 100, n_sets).astype(int))
+    }
+    p = ie.tl.score(
+        adata, sets, method=method, null="matched", n_null=100, null_bins=bins, min_coverage=0, inplace=False
+    )["pval"]
+    per_set = (p < 0.05).mean()
+    return {
+        "pooled5": float((p < 0.05).to_numpy().mean()),
+        "q90": float(per_set.quantile(0.9)),
+        "worst5": float(per_set.max()),
+    }
 
 
 def _span(values: list[float], fmt: str) -> str:
@@ -139,6 +185,26 @@ def main() -> None:
                 lines.append(
                     f"| {method} | {label} | {s} | {r['worst5']:.3f} | {r['found']:.2f} | {r['found40']:.2f} | "
                     f"{r['depth_rho']:.3f} |"
+                )
+    lines += [
+        "",
+        "## On real data",
+        "",
+        "40 random gene sets (10-100 genes, seed 0) per data set, `n_null=100`: share of rows (cells or tumours) "
+        "at p < 0.05, pooled, for the 90th-percentile set and for the worst set. Random sets on real data carry "
+        "biology (a set holding a cell type's markers is rightly high there), so only the difference between the "
+        "binnings is the bins' doing.",
+        "",
+        "| data | method | bins | pooled p<0.05 | 90th-percentile set | worst set |",
+        "|---|---|---|---|---|---|",
+    ]
+    for data_name, adata in real_datasets().items():
+        for method in METHODS:
+            for label, bins in BINNINGS.items():
+                r = measure_real(adata, method, bins)
+                print(data_name, method, label, r, flush=True)
+                lines.append(
+                    f"| {data_name} | {method} | {label} | {r['pooled5']:.3f} | {r['q90']:.3f} | {r['worst5']:.3f} |"
                 )
     Path(args.output).write_text("\n".join(lines) + "\n")
     print("wrote", args.output)

@@ -154,6 +154,27 @@ def test_calls_carry_numbers_and_reasons(scored_cells):
     )
 
 
+def test_mechanisms_are_grouped_by_the_three_cs_hallmarks(scored_cells):
+    """Each called mechanism appears under its hallmark (camouflage, coercion, cytoprotection), and
+    only there; every mechanism says why it belongs to its group."""
+    table = ie.tl.escape_hallmarks()
+    assert list(table.index) == list(MECHANISMS) and set(table["hallmark"]) <= set(ie.tl.HALLMARKS)
+    assert table.loc["antigen_presentation_loss", "hallmark"] == "camouflage"
+    assert table.loc["treg_high", "hallmark"] == "coercion" and all(len(w) > 20 for w in table["why"])
+    samples = ie.tl.aggregate(scored_cells, "sample", celltype_key="cell_type")
+    calls = ie.tl.classify(samples)
+    assert list(calls.columns[1:5]) == ["mechanisms", "camouflage", "coercion", "cytoprotection"]
+    for _, row in calls.iterrows():
+        called = {m for m in MECHANISMS if row[m] is True}
+        grouped = [m for h in ie.tl.HALLMARKS for m in filter(None, row[h].split(", "))]
+        assert sorted(grouped) == sorted(called) and set(row["mechanisms"].split(", ")) - {""} == called
+        for h in ie.tl.HALLMARKS:
+            assert all(MECHANISMS[m].hallmark == h for m in filter(None, row[h].split(", ")))
+    assert (calls["cytoprotection"] == "").all()  # no signature of resistance to killing yet
+    assert any(calls["coercion"] != "")  # the fixture's cohort has some called
+    assert samples.obs["immunescape_class_coercion"].tolist() == calls["coercion"].tolist()
+
+
 def test_thresholds_are_overridable(scored_cells):
     samples = ie.tl.aggregate(scored_cells, "sample", celltype_key="cell_type")
     strict = ie.tl.classify(samples, thresholds={"checkpoint_high": 50.0, "context_margin": 1.01}, inplace=False)

@@ -64,6 +64,10 @@ def test_escape_profile(cohort, tmp_path):
     not_blank(tmp_path / "p.png")
     ax = fig.axes[0]
     assert ax.get_title().startswith(sample) and len(ax.get_yticklabels()) == len(ie.tl.MECHANISMS)
+    order = [t.get_text().replace(" ", "_") for t in ax.get_yticklabels()]
+    hallmarks = [ie.tl.MECHANISMS[m].hallmark for m in order]
+    assert hallmarks == sorted(hallmarks, key=list(ie.tl.HALLMARKS).index)  # grouped, in the three Cs' order
+    assert {"camouflage", "coercion"} <= {t.get_text() for t in ax.texts}  # each group is labelled
     with pytest.raises(ie.InputError, match="not in the table"):
         ie.pl.escape_profile(calls, "nobody", show=False)
 

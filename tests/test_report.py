@@ -77,6 +77,7 @@ def test_report_is_self_contained_and_well_formed(report_file):
     for sample in sorted(cells.obs["sample"].unique()):
         assert sample in body
     assert "robust z" in body and "version scanpy" in body and "thresholds" in body
+    assert "Galassi" in text and "camouflage" in text and "coercion" in text and "cytoprotection" in text
 
 
 def test_outputs_get_normal_permissions(report_file):

@@ -32,6 +32,12 @@ th { background: #f3f3f3; } td.reason { font-size: 0.9em; color: #444; } img { m
 """
 
 
+def _by_hallmark(row, hallmarks) -> str:
+    """A sample's called mechanisms, hallmark by hallmark ('-' when none)."""
+    groups = [f"{h}: {html.escape(str(row.get(h, '')))}" for h in hallmarks if str(row.get(h, "") or "")]
+    return "<br>".join(groups) or "-"
+
+
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -71,7 +77,7 @@ def build_report(
 
     matplotlib.use("Agg", force=False)
     from . import pl
-    from .tl import MECHANISMS
+    from .tl import HALLMARKS, MECHANISMS
 
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -93,16 +99,25 @@ def build_report(
         + ", ".join(f"{m.replace('_', ' ')} {n}" for m, n in mech_counts.items())
         + ".</p>"
     )
+    parts.append(
+        "<p class='note'>Grouped by the three hallmarks of immune evasion (Galassi et al., Cancer Cell 2024): "
+        + "; ".join(
+            f"<b>{h}</b> ({html.escape(what)}): "
+            + (", ".join(m.replace("_", " ") for m in MECHANISMS if MECHANISMS[m].hallmark == h) or "no mechanism yet")
+            for h, what in HALLMARKS.items()
+        )
+        + ".</p>"
+    )
 
     parts.append(
-        "<h2>Samples</h2><table><tr><th>sample</th><th>immune context</th><th>mechanisms</th>"
+        "<h2>Samples</h2><table><tr><th>sample</th><th>immune context</th><th>mechanisms by hallmark</th>"
         "<th>Bagaev class</th><th>why</th></tr>"
     )
     for sample, row in calls.iterrows():
         reasons = [row["context_reason"]] + [row[f"{m}_reason"] for m in MECHANISMS if row[m] is True]
         parts.append(
             f"<tr class='{html.escape(str(row['immune_context']))}'><td>{html.escape(str(sample))}</td>"
-            f"<td>{html.escape(str(row['immune_context']))}</td><td>{html.escape(str(row['mechanisms']) or '-')}</td>"
+            f"<td>{html.escape(str(row['immune_context']))}</td><td>{_by_hallmark(row, HALLMARKS)}</td>"
             f"<td>{html.escape(str(row.get('bagaev_class', '')))}</td>"
             f"<td class='reason'>{'<br>'.join(html.escape(str(r)) for r in reasons)}</td></tr>"
         )

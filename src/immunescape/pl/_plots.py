@@ -219,6 +219,9 @@ def heatmap(
 def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None, save: str | Path | None = None):
     """One sample's panel: each escape mechanism's robust z against its threshold, with the calls and reasons.
 
+    Mechanisms are grouped by the "three Cs" hallmark of immune evasion they belong to (camouflage,
+    coercion, cytoprotection; see :func:`immunescape.tl.escape_hallmarks`).
+
     Parameters
     ----------
     calls
@@ -234,13 +237,14 @@ def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None
     """
     import matplotlib.pyplot as plt
 
-    from ..tl._classify import MECHANISMS
+    from ..tl._classify import HALLMARKS, MECHANISMS
 
     if sample not in calls.index:
         raise InputError(f"Sample {sample!r} is not in the table." + closest(str(sample), calls.index.astype(str)))
     row = calls.loc[sample]
     thresholds = calls.attrs.get("thresholds", {}).get("mechanisms", {m: r.threshold for m, r in MECHANISMS.items()})
-    names = list(MECHANISMS)
+    names = [m for h in HALLMARKS for m in MECHANISMS if MECHANISMS[m].hallmark == h]  # grouped by hallmark
+    names += [m for m in MECHANISMS if m not in names]
     fig, (ax, text_ax) = plt.subplots(
         1, 2, figsize=(12, 0.45 * len(names) + 1.8), gridspec_kw={"width_ratios": [1.1, 1.6]}
     )
@@ -261,6 +265,12 @@ def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None
             fontsize=7,
         )
     ax.set_xlim(-clip - 1.5, clip + 1.5)
+    for hallmark in HALLMARKS:  # a group label above each hallmark's first mechanism, a rule between groups
+        rows = [i for i, n in enumerate(names) if MECHANISMS[n].hallmark == hallmark]
+        if rows:
+            ax.text(-clip - 1.4, rows[0] - 0.45, hallmark, fontsize=7, style="italic", color="dimgrey", va="bottom")
+            if rows[0] > 0:
+                ax.axhline(rows[0] - 0.5, color="lightgrey", linewidth=0.8)
     ax.axvline(0, color="grey", linewidth=0.6)
     ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
     ax.invert_yaxis()

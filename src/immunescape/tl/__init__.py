@@ -1,7 +1,16 @@
 """Tools: scoring, per-sample aggregation and immune-escape classification."""
 
 from ._aggregate import aggregate, compartments_from_labels, compartments_from_markers, label_compartments
-from ._classify import MECHANISMS, ReferenceProfile, Thresholds, classify, reference_profile, sample_features
+from ._classify import (
+    HALLMARKS,
+    MECHANISMS,
+    ReferenceProfile,
+    Thresholds,
+    classify,
+    escape_hallmarks,
+    reference_profile,
+    sample_features,
+)
 from ._compare import adjust_pvalues, compare
 from ._context import ContextModel, context_features, load_context_model
 from ._contributions import contributions
@@ -9,6 +18,7 @@ from ._enrich import enrich
 from ._score import compute_scores, methods, score, score_matrix
 
 __all__ = [
+    "HALLMARKS",
     "MECHANISMS",
     "ReferenceProfile",
     "Thresholds",
@@ -25,6 +35,7 @@ __all__ = [
     "compartments_from_markers",
     "compute_scores",
     "enrich",
+    "escape_hallmarks",
     "methods",
     "reference_profile",
     "sample_features",

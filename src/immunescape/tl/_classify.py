@@ -43,6 +43,8 @@ class Rule:
     label: str
     weak: bool = False  # an approximate signature: the call is flagged as weak evidence
     fallback: tuple[str, ...] = ()
+    hallmark: str = ""  # its "three Cs" hallmark of immune evasion (see HALLMARKS) ...
+    why: str = ""  # ... and why it belongs there
 
     @property
     def signatures(self) -> tuple[str, ...]:
@@ -50,29 +52,133 @@ class Rule:
         return tuple(f for f in self.features if not f.startswith("frac_")) or self.fallback
 
 
+# The "three Cs" of Galassi, Chan, Vitale & Galluzzi, "The hallmarks of cancer immune evasion", Cancer Cell
+# 2024;42:1825-1863 (doi:10.1016/j.ccell.2024.09.010): how a tumour escapes, in their words' sense.
+HALLMARKS = {
+    "camouflage": "hides cancer cells from immune recognition",
+    "coercion": "directly or indirectly interferes with immune effector cells",
+    "cytoprotection": "shields malignant cells from immune cytotoxicity",
+}
+
 MECHANISMS: dict[str, Rule] = {
-    "antigen_presentation_loss": Rule(("apm_mariathasan2018", "bagaev2021_MHCI"), "low", -1.0, "antigen presentation"),
-    "checkpoint_high": Rule(("immune_checkpoints_curated",), "high", 1.0, "immune checkpoints"),
+    "antigen_presentation_loss": Rule(
+        ("apm_mariathasan2018", "bagaev2021_MHCI"),
+        "low",
+        -1.0,
+        "antigen presentation",
+        hallmark="camouflage",
+        why="without MHC-I and its peptide loading, T cells cannot see the tumour's antigens",
+    ),
+    "checkpoint_high": Rule(
+        ("immune_checkpoints_curated",),
+        "high",
+        1.0,
+        "immune checkpoints",
+        hallmark="coercion",
+        why="inhibitory ligands and receptors (PD-L1, CTLA-4, ...) switch off effector T cells",
+    ),
     "suppressive_myeloid": Rule(
-        ("tam_trem2_xue2022", "tam_spp1_xue2022", "bagaev2021_MDSC"), "high", 1.0, "suppressive TAM/MDSC programmes"
+        ("tam_trem2_xue2022", "tam_spp1_xue2022", "bagaev2021_MDSC"),
+        "high",
+        1.0,
+        "suppressive TAM/MDSC programmes",
+        hallmark="coercion",
+        why="suppressive macrophages and MDSCs restrain effector cells",
     ),
     "t_cell_exhaustion": Rule(
-        ("tex_cd8_chu2023", "tex_inhibitory_receptors_curated"), "high", 1.0, "T-cell exhaustion"
+        ("tex_cd8_chu2023", "tex_inhibitory_receptors_curated"),
+        "high",
+        1.0,
+        "T-cell exhaustion",
+        hallmark="coercion",
+        why="effector T cells driven into dysfunction by chronic stimulation and inhibitory signals",
     ),
-    "ifn_sting_silenced": Rule(("ifn_type1_rooney2015", "cgas_sting_core"), "low", -1.0, "type I IFN / cGAS-STING"),
-    "rloop_low": Rule(("rloop_regulators_core",), "low", -1.0, "R-loop regulators (approximate score)", weak=True),
-    "wnt_active": Rule(("wnt_target_mariathasan2018",), "high", 1.0, "WNT/beta-catenin targets"),
+    "ifn_sting_silenced": Rule(
+        ("ifn_type1_rooney2015", "cgas_sting_core"),
+        "low",
+        -1.0,
+        "type I IFN / cGAS-STING",
+        hallmark="camouflage",
+        why="without cytosolic-DNA sensing and type I IFN the tumour sends no danger signal to recruit and "
+        "prime T cells (our reading: sensing, not IFN response, which would be cytoprotection)",
+    ),
+    "rloop_low": Rule(
+        ("rloop_regulators_core",),
+        "low",
+        -1.0,
+        "R-loop regulators (approximate score)",
+        weak=True,
+        hallmark="camouflage",
+        why="R-loop-derived nucleic acids feed cGAS-STING sensing; the R-loop score (Zhang 2024) tracks an "
+        "immunogenic state (our reading, through the sensing it feeds)",
+    ),
+    "wnt_active": Rule(
+        ("wnt_target_mariathasan2018",),
+        "high",
+        1.0,
+        "WNT/beta-catenin targets",
+        hallmark="coercion",
+        why="tumour WNT/beta-catenin signalling keeps dendritic cells and so T cells out (Spranger 2015): an "
+        "indirect interference with effector cells",
+    ),
     "tgfb_stromal_exclusion": Rule(
-        ("tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020"), "high", 1.0, "TGF-beta / CAF programmes"
+        ("tgfb_pan_f_tbrs_mariathasan2018", "caf_ecm_mycaf_kieffer2020"),
+        "high",
+        1.0,
+        "TGF-beta / CAF programmes",
+        hallmark="coercion",
+        why="TGF-beta suppresses effector cells and its fibroblasts keep T cells in the stroma (Mariathasan 2018)",
     ),
-    "treg_high": Rule(("frac_Treg_of_T",), "high", 1.0, "regulatory T cells", fallback=("bagaev2021_Treg",)),
+    "treg_high": Rule(
+        ("frac_Treg_of_T",),
+        "high",
+        1.0,
+        "regulatory T cells",
+        fallback=("bagaev2021_Treg",),
+        hallmark="coercion",
+        why="regulatory T cells suppress effector T cells",
+    ),
     "immunosuppressive_metabolism": Rule(
         ("kynurenine_rosario2018", "adenosine_core", "glycolysis_rosario2018"),
         "high",
         1.0,
         "IDO/adenosine/glycolysis metabolism",
+        hallmark="coercion",
+        why="kynurenine, adenosine and lactate/nutrient competition blunt effector cells",
     ),
 }
+
+
+def escape_hallmarks() -> pd.DataFrame:
+    """The escape mechanisms :func:`classify` calls, grouped by the "three Cs" hallmarks of immune
+    evasion (Galassi et al., Cancer Cell 2024): camouflage, coercion, cytoprotection.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per mechanism: ``hallmark``, ``why`` it belongs there, what it reads (``label``,
+        ``direction``) and its ``signatures``. Cytoprotection (resistance to being killed) has no
+        mechanism yet: the library has no signature of it.
+
+    Examples
+    --------
+    >>> import immunescape as ie
+    >>> ie.tl.escape_hallmarks().loc["antigen_presentation_loss", "hallmark"]
+    'camouflage'
+    """
+    return pd.DataFrame(
+        {
+            name: {
+                "hallmark": rule.hallmark,
+                "why": rule.why,
+                "label": rule.label,
+                "direction": rule.direction,
+                "signatures": ", ".join(rule.signatures),
+            }
+            for name, rule in MECHANISMS.items()
+        }
+    ).T.rename_axis("mechanism")
+
 
 BAGAEV_IMMUNE = tuple(
     f"bagaev2021_{n}"
@@ -498,6 +604,10 @@ def classify(
         _mechanism(out, name, rule, scale, th.mechanisms[name])
     called = list(MECHANISMS)
     out.insert(1, "mechanisms", out[called].apply(lambda r: ", ".join(m for m in called if r[m] is True), axis=1))
+    for at, hallmark in enumerate(HALLMARKS, start=2):  # the called mechanisms by "three Cs" hallmark
+        members = [m for m in called if MECHANISMS[m].hallmark == hallmark]
+        listed = [", ".join(m for m in members if row[m] is True) for _, row in out[members].iterrows()]
+        out.insert(at, hallmark, listed if members else "")
     cohort_z = _cohort_z_for_bagaev(samples, kind, key, inputs)
     _bagaev(out, cohort_z, th)
     th_record = asdict(th) | {"context_margin": model.margin}
@@ -507,7 +617,7 @@ def classify(
     if inputs is not None:
         out.attrs["context_model_coverage"] = round(inputs.universe_coverage, 4)
     if inplace and isinstance(samples, AnnData):
-        for col in ["immune_context", "mechanisms", "bagaev_class", *MECHANISMS]:
+        for col in ["immune_context", "mechanisms", *HALLMARKS, "bagaev_class", *MECHANISMS]:
             samples.obs[f"{key_added}_{col}" if col != "immune_context" else key_added] = (
                 out[col].astype(str).to_numpy()
             )
