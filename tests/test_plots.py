@@ -90,3 +90,35 @@ def test_compare(cohort, tmp_path):
     ].get_text()
     with pytest.raises(ie.InputError, match="Unknown feature"):
         ie.pl.compare(samples, "nope", "context", show=False)
+
+
+def test_save_follows_scanpys_figdir_and_format(cohort, tmp_path, monkeypatch):
+    """save=True and bare file names go into sc.settings.figdir; a path with a folder is used as
+    given; without a suffix the format is sc.settings.file_format_figs."""
+    import scanpy as sc
+
+    _, _, calls = cohort
+    sample = calls.index[0]
+    monkeypatch.chdir(tmp_path)
+    before = sc.settings.figdir, sc.settings.file_format_figs
+    sc.settings.figdir, sc.settings.file_format_figs = tmp_path / "figs", "pdf"  # scanpy's settings: no monkeypatch
+    try:
+        ie.pl.escape_profile(calls, sample, save=True, show=False)
+        ie.pl.escape_profile(calls, sample, save="bare.png", show=False)
+        ie.pl.escape_profile(calls, sample, save="nosuffix", show=False)
+        ie.pl.escape_profile(calls, sample, save=tmp_path / "here" / "given.svg", show=False)
+    finally:
+        sc.settings.figdir, sc.settings.file_format_figs = before
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(
+        [f"escape_profile_{sample}.pdf", "bare.png", "nosuffix.pdf"]
+    )
+    assert (tmp_path / "figs" / "bare.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "here" / "given.svg").read_text().lstrip().startswith("<?xml")
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.pdf"))  # nothing in the working folder
+
+
+def test_basis_alone_draws_the_embedding(pbmc):
+    adata = pbmc.copy()
+    ie.tl.score(adata, "bagaev2021_NK_cells", min_coverage=0.3)
+    fig = ie.pl.scores(adata, basis="umap", show=False)
+    assert any("UMAP" in ax.get_xlabel() for ax in fig.axes)

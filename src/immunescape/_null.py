@@ -228,9 +228,10 @@ def build_null_sets(
 
 
 # The default bins: 200 quantiles of mean expression (0.5% of the genes each), at least 20 genes each.
-# Narrow quantiles keep a fixed set's genes level with their random stand-ins (issue 17: with
-# scanpy's 25 bins a random set was called in up to 16% of cells at p < 0.05); at least 20 genes
-# keep a signature's own genes rare in its random sets, which would otherwise cost power.
+# Narrow quantiles keep a fixed set's genes level with their random stand-ins (issue 17's scenario
+# over 7 seeds: with scanpy's 25 bins a fixed random set was called in up to 30% of cells at
+# p < 0.05, with these up to 10%; benchmarks/RESULTS_null_calibration.md); at least 20 genes keep a
+# signature's own genes rare in its random sets, which would otherwise cost power.
 AUTO_BINS = 200
 MIN_BIN_GENES = 20
 
@@ -278,7 +279,8 @@ def null_bins(
             raise InputError(
                 f"Signature {name!r} has genes outside the null gene pool; this is a bug, please report it."
             )
-    n_merged = _merge_crowded_bins(bin_of, means, names, genes)
+    # the float32 means the bins were cut on: in memory, backed and dask runs merge alike
+    n_merged = _merge_crowded_bins(bin_of, means.astype(np.float32).astype(np.float64), names, genes)
     bins = np.unique(bin_of[bin_of >= 0])
     order = np.argsort(bin_of, kind="stable")
     starts = np.searchsorted(bin_of[order], bins)

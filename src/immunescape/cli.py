@@ -733,7 +733,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     with all_or_nothing():
         write_table(table, args.output, overwrite=args.force)
         if args.plot:
-            enrichment(table, save=args.plot, show=False)
+            enrichment(table, save=Path(args.plot).resolve(), show=False)  # the path as given, not into figdir
     logger.info(
         "%d signature tests, %d with FDR < 0.05; wrote %s", len(table), int((table["fdr"] < 0.05).sum()), args.output
     )

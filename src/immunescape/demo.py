@@ -139,7 +139,7 @@ def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str
     import matplotlib.pyplot as plt
 
     for label, (name, draw) in plots.items():
-        draw(outdir / name)
+        draw((outdir / name).resolve())  # a path as given, never into scanpy's figdir (also for -o .)
         plt.close("all")
         outputs[label] = outdir / name
     report = write_report(

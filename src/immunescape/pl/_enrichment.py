@@ -18,7 +18,7 @@ def enrichment(
     fdr: float = 0.05,
     ax=None,
     show: bool | None = None,
-    save: str | Path | None = None,
+    save: str | Path | bool | None = None,
 ):
     """Draw :func:`immunescape.tl.enrich` results: NES per group and signature.
 
@@ -102,4 +102,4 @@ def enrichment(
         ax.set_xlabel("NES")
         ax.legend(title=f"group (faint: FDR >= {fdr:g})", fontsize=8)
         ax.set_title("Signature enrichment", fontsize=9)
-    return finish(fig, show, save)
+    return finish(fig, show, save, name="enrichment")

@@ -38,7 +38,7 @@ def scores(
     kind: str = "violin",
     key: str = "immunescape",
     show: bool | None = None,
-    save: str | Path | None = None,
+    save: str | Path | bool | None = None,
 ):
     """Signature scores by group (violin or box) or on an embedding.
 
@@ -51,7 +51,8 @@ def scores(
     groupby
         ``obs`` column for ``kind="violin"``/``"box"``.
     basis
-        Embedding for ``kind="embedding"`` (e.g. ``"umap"``); drawn by :func:`scanpy.pl.embedding`.
+        Embedding (e.g. ``"umap"``), drawn by :func:`scanpy.pl.embedding`; ``basis`` alone (no
+        ``groupby``) selects ``kind="embedding"``, as ``sc.pl.embedding`` users expect.
     kind
         ``"violin"``, ``"box"``, ``"dot"`` (scanpy's dotplot of the scores by group) or ``"embedding"``.
     key, show, save
@@ -74,6 +75,8 @@ def scores(
 
     table = _score_table(adata, key)
     names = _pick(table.columns, signatures)
+    if basis is not None and groupby is None and kind == "violin":  # the default kind: basis alone means an embedding
+        kind = "embedding"
     if kind == "embedding":
         import scanpy as sc
 
@@ -83,7 +86,7 @@ def scores(
             )
         view = AnnData(obs=table[names].copy(), obsm={f"X_{basis}": adata.obsm[f"X_{basis}"]})
         fig = sc.pl.embedding(view, basis=basis, color=names, show=False, return_fig=True, color_map="viridis")
-        return finish(fig, show, save, tight=False)
+        return finish(fig, show, save, name="scores", tight=False)
     if kind not in ("violin", "box", "dot"):
         raise InputError("kind must be 'violin', 'box', 'dot' or 'embedding'.")
     if groupby is None or groupby not in adata.obs:
@@ -109,7 +112,7 @@ def scores(
             size_title="fraction of cells\nwith score > 0",
         )
         dot.make_figure()
-        return finish(dot.fig, show, save, tight=False)
+        return finish(dot.fig, show, save, name="scores", tight=False)
     labels = adata.obs[groupby].astype(str)
     groups = sorted(labels.unique())
     fig, axes = plt.subplots(
@@ -126,7 +129,7 @@ def scores(
         ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
         ax.set_ylabel(name)
     axes[-1, 0].set_xlabel(groupby)
-    return finish(fig, show, save)
+    return finish(fig, show, save, name="scores")
 
 
 def heatmap(
@@ -137,7 +140,7 @@ def heatmap(
     calls: pd.DataFrame | None = None,
     cluster: bool = False,
     show: bool | None = None,
-    save: str | Path | None = None,
+    save: str | Path | bool | None = None,
 ):
     """Samples x signatures, each signature scaled (robust z) across samples, with annotation strips.
 
@@ -213,10 +216,12 @@ def heatmap(
     fig.colorbar(image, cax=fig.add_subplot(grid[n_strip, 1]), label="robust z")
     longest = max([len(str(c)) for c in cols] + [len(n) for n in strips] + [1])
     fig.subplots_adjust(left=min(0.5, 0.08 + 0.0105 * longest), right=0.9, bottom=0.12, top=0.95)
-    return finish(fig, show, save, tight=False)  # margins are set from the label lengths
+    return finish(fig, show, save, name="heatmap", tight=False)  # margins are set from the label lengths
 
 
-def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None, save: str | Path | None = None):
+def escape_profile(
+    calls: pd.DataFrame, sample: str, *, show: bool | None = None, save: str | Path | bool | None = None
+):
     """One sample's panel: each escape mechanism's robust z against its threshold, with the calls and reasons.
 
     Mechanisms are grouped by the "three Cs" hallmark of immune evasion they belong to (camouflage,
@@ -281,7 +286,7 @@ def escape_profile(calls: pd.DataFrame, sample: str, *, show: bool | None = None
         f"- {row.get(f'{n}_reason', '')}" for n in names if row.get(n) is True
     ]
     text_ax.text(0, 1, "\n".join(_wrap(line, 78) for line in lines), va="top", fontsize=7.5, family="monospace")
-    return finish(fig, show, save)
+    return finish(fig, show, save, name=f"escape_profile_{sample}")
 
 
 def _wrap(text: str, width: int) -> str:
@@ -295,7 +300,7 @@ def coverage(
     *,
     key: str = "immunescape",
     show: bool | None = None,
-    save: str | Path | None = None,
+    save: str | Path | bool | None = None,
 ):
     """Per-signature gene coverage: found as named, found through an alias/id/ortholog, missing.
 
@@ -324,7 +329,7 @@ def coverage(
     ax.set_xlabel("genes")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Signature gene coverage", fontsize=10)
-    return finish(fig, show, save)
+    return finish(fig, show, save, name="coverage")
 
 
 def compare(
@@ -334,7 +339,7 @@ def compare(
     *,
     key: str = "immunescape",
     show: bool | None = None,
-    save: str | Path | None = None,
+    save: str | Path | bool | None = None,
 ):
     """A score or feature between groups (e.g. responders vs non-responders), with the test and n.
 
@@ -369,4 +374,4 @@ def compare(
     ax.set_ylabel(feature)
     ax.set_xlabel(groupby)
     ax.set_title(test, fontsize=9)
-    return finish(fig, show, save)
+    return finish(fig, show, save, name="compare")

@@ -3,8 +3,26 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def finish(fig, show: bool | None, save: str | Path | None, *, tight: bool = True):
-    """scanpy's convention: save when asked (atomically), show when asked or when not saving; return the figure.
+def figure_path(save: str | Path | bool, name: str) -> Path:
+    """Where ``save=`` writes, as in scanpy: ``True`` is ``{figdir}/{name}.{file_format_figs}``; a bare
+    file name goes into ``sc.settings.figdir``; a path with a folder is used as given; the format comes
+    from the suffix, else ``sc.settings.file_format_figs``."""
+    import scanpy as sc
+
+    fmt = str(sc.settings.file_format_figs or "png")
+    if save is True:
+        return Path(sc.settings.figdir) / f"{name}.{fmt}"
+    path = Path(save)
+    if not path.suffix:
+        path = path.with_name(f"{path.name}.{fmt}")
+    if not path.is_absolute() and path.parent == Path("."):
+        path = Path(sc.settings.figdir) / path
+    return path
+
+
+def finish(fig, show: bool | None, save: str | Path | bool | None, *, tight: bool = True, name: str = "immunescape"):
+    """scanpy's convention: save when asked (atomically, see :func:`figure_path`), show when asked or
+    when not saving; return the figure.
 
     ``tight=False`` for figures whose layout is already set (scanpy's own plots, gridspec layouts).
     """
@@ -12,12 +30,15 @@ def finish(fig, show: bool | None, save: str | Path | None, *, tight: bool = Tru
 
     if tight:
         fig.tight_layout()
-    if save is not None:
+    saving = save is not None and save is not False
+    if saving:
         from ..io import atomic_path
 
-        with atomic_path(save) as tmp:
-            fig.savefig(tmp, dpi=150, format=Path(save).suffix.lstrip(".") or "png", bbox_inches="tight")
-    if show or (show is None and save is None):
+        path = figure_path(save, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."), bbox_inches="tight")
+    if show or (show is None and not saving):
         plt.show()
     return fig
 

@@ -130,10 +130,11 @@ def score(
     null_bins
         Expression bins the random genes are matched in (scanpy's bins by rank of the gene mean).
         Default None: 200 bins of at least 20 genes each, so each gene's stand-ins are its nearest
-        genes in mean expression. With scanpy's 25 bins a fixed random set whose genes sit high in
-        their bins was called in up to 16% of cells at p < 0.05; with 200, at most 6.4% (issue 17's
-        scenario, tests/test_null.py). A bin where a signature holds more than half of the genes
-        joins its nearer neighbour, so random sets do not mostly repeat the signature's genes.
+        genes in mean expression. In issue 17's simulated scenario over 7 seeds, a fixed random set
+        was called at p < 0.05 in up to 30% of cells with scanpy's 25 bins, and in up to 10% (median
+        about 6%) with these (benchmarks/RESULTS_null_calibration.md). A bin where a signature
+        holds more than half of the genes joins its nearer neighbour, so random sets do not mostly
+        repeat the signature's genes.
     layer, use_raw
         Which matrix to score, as in scanpy: ``use_raw=None`` uses ``.raw`` when it exists and no
         layer is given.
