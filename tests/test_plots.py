@@ -122,3 +122,25 @@ def test_basis_alone_draws_the_embedding(pbmc):
     ie.tl.score(adata, "bagaev2021_NK_cells", min_coverage=0.3)
     fig = ie.pl.scores(adata, basis="umap", show=False)
     assert any("UMAP" in ax.get_xlabel() for ax in fig.axes)
+
+
+def test_score_groups_follow_the_categorical_order_and_scanpys_colours(pbmc):
+    """Groups in the order of the categorical (not alphabetical), coloured by uns[f"{groupby}_colors"]."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_hex
+
+    adata = pbmc.copy()
+    ie.tl.score(adata, "bagaev2021_NK_cells", min_coverage=0.3)
+    order = list(reversed(adata.obs["bulk_labels"].cat.categories))
+    adata.obs["bulk_labels"] = adata.obs["bulk_labels"].cat.reorder_categories(order)
+    adata.uns["bulk_labels_colors"] = [f"#{i:02x}{255 - i:02x}40" for i in range(len(order))]
+    for kind in ("violin", "box"):
+        fig = ie.pl.scores(adata, groupby="bulk_labels", kind=kind, show=False)
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == order
+        if kind == "violin":
+            shapes = [c for c in ax.collections if isinstance(c, PolyCollection)]
+            faces = [to_hex(c.get_facecolor()[0], keep_alpha=False) for c in shapes]
+        else:
+            faces = [to_hex(p.get_facecolor(), keep_alpha=False) for p in ax.patches]
+        assert faces == adata.uns["bulk_labels_colors"], kind

@@ -114,7 +114,7 @@ def scores(
         dot.make_figure()
         return finish(dot.fig, show, save, name="scores", tight=False)
     labels = adata.obs[groupby].astype(str)
-    groups = sorted(labels.unique())
+    groups, colours = _groups_and_colours(adata, groupby)
     fig, axes = plt.subplots(
         len(names), 1, figsize=(max(4.0, 0.7 * len(groups) + 1.5), 2.4 * len(names)), squeeze=False
     )
@@ -123,13 +123,38 @@ def scores(
         if kind == "violin":
             present = [i for i, v in enumerate(values) if v.size > 1]
             if present:
-                ax.violinplot([values[i] for i in present], positions=present, showmedians=True)
+                parts = ax.violinplot([values[i] for i in present], positions=present, showmedians=True)
+                for body, i in zip(parts["bodies"], present):
+                    body.set_facecolor(colours[i])
+                    body.set_edgecolor("black")
+                    body.set_linewidth(0.5)
+                    body.set_alpha(0.85)
         else:
-            ax.boxplot(values, positions=range(len(groups)), showfliers=False)
+            boxes = ax.boxplot(values, positions=range(len(groups)), showfliers=False, patch_artist=True)
+            for patch, colour in zip(boxes["boxes"], colours):
+                patch.set_facecolor(colour)
         ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
         ax.set_ylabel(name)
     axes[-1, 0].set_xlabel(groupby)
     return finish(fig, show, save, name="scores")
+
+
+def _groups_and_colours(adata: AnnData, groupby: str) -> tuple[list[str], list]:
+    """The groups in the categorical's order (else sorted), with scanpy's colours from
+    ``uns[f"{groupby}_colors"]`` when they match the categories (else matplotlib's cycle)."""
+    import matplotlib.pyplot as plt
+
+    column = adata.obs[groupby]
+    present = set(column.dropna().astype(str))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = [str(c) for c in column.cat.categories]
+        stored = adata.uns.get(f"{groupby}_colors")
+        palette = dict(zip(categories, stored)) if stored is not None and len(stored) == len(categories) else {}
+        groups = [c for c in categories if c in present]
+    else:
+        groups, palette = sorted(present), {}
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    return groups, [palette.get(g, cycle[i % len(cycle)]) for i, g in enumerate(groups)]
 
 
 def heatmap(
