@@ -37,7 +37,7 @@ import immunescape as ie
 from immunescape.tl import adjust_pvalues
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRA = ["tgfb_pan_f_tbrs_mariathasan2018", "wnt_target_mariathasan2018"]
+EXTRA = {"tgfb_pan_f_tbrs_mariathasan2018": "TGF-beta", "wnt_target_mariathasan2018": "WNT/beta-catenin"}  # -> review
 INFILTRATION = "cd8_t_effector_mariathasan2018"
 N_BOOT = 2000
 
@@ -48,7 +48,8 @@ def _auc(x: np.ndarray, y: np.ndarray) -> float:
 
 def _auc_row(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float, float]:
     boot = [_auc(rng.choice(x, len(x)), rng.choice(y, len(y))) for _ in range(N_BOOT)]
-    return _auc(x, y), *np.quantile(boot, [0.025, 0.975]), stats.mannwhitneyu(x, y).pvalue
+    test = stats.mannwhitneyu(x, y)
+    return test.statistic / (len(x) * len(y)), *np.quantile(boot, [0.025, 0.975]), test.pvalue
 
 
 def _rho_row(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float, float]:
@@ -73,7 +74,7 @@ def main() -> None:
     clinical = pd.read_csv(folder / "IMvigor210_dev_clinical.csv", index_col=0)
     bulk = ad.AnnData(expr.T.to_numpy(np.float64), obs=pd.DataFrame(index=expr.columns.astype(str)))
     bulk.var_names = expr.index.astype(str)
-    names = [s.name for s in ie.signatures.collection("tumour_intrinsic")] + EXTRA
+    names = [s.name for s in ie.signatures.collection("tumour_intrinsic")] + list(EXTRA)
     scores = ie.tl.score(bulk, [*names, INFILTRATION], method="wmean", min_coverage=0, inplace=False)
     phenotype = clinical["Immune.phenotype"].reindex(scores.index)
     rng = np.random.default_rng(0)
@@ -86,9 +87,7 @@ def main() -> None:
         rows.append(
             {
                 "signature": name,
-                "review": sig.meta.get("pathway", {}).get(
-                    "review", "TGF-beta" if "tgfb" in name else "WNT/beta-catenin"
-                ),
+                "review": sig.meta["pathway"]["review"] if "pathway" in sig.meta else EXTRA[name],
                 "genes": f"{present}/{len(sig.genes)}",
                 "ex_vs_in": _auc_row(excl, infl, rng),
                 "ex_vs_de": _auc_row(excl, desert, rng),

@@ -14,8 +14,15 @@ from immunescape.signatures import Signature
 
 DATA = Path(__file__).parent / "data" / "progeny"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "signatures"
-PATHWAYS = ["Androgen", "EGFR", "Estrogen", "Hypoxia", "JAK-STAT", "MAPK", "NFkB", "p53", "PI3K", "TGFb", "TNFa"]
-PATHWAYS += ["Trail", "VEGF", "WNT"]
+PATHWAYS = ["Androgen", "EGFR", "Estrogen", "Hypoxia", "JAK-STAT", "MAPK", "NFkB"] + [
+    "p53",
+    "PI3K",
+    "TGFb",
+    "TNFa",
+    "Trail",
+    "VEGF",
+    "WNT",
+]
 
 
 def _progeny(pathway: str) -> Signature:

@@ -166,8 +166,11 @@ def build_null_sets(
     rng, seed = null_seeds(random_state)
     slot_gene = np.empty((n_null, n_slots), np.int64)
     for b in used:  # each replicate's random order of the bin: the first genes go to the slots
-        order = np.argsort(rng.random((n_null, members[b].size)), axis=1)[:, : demand[b]]
-        slot_gene[:, offset[b] : offset[b] + demand[b]] = members[b][order]
+        size, at = members[b].size, slice(offset[b], offset[b] + demand[b])
+        step = max(1, _DRAW_BLOCK // size)  # replicates per block: bounded memory for wide bins and many replicates
+        for k in range(0, n_null, step):  # the generator's stream is the same in blocks of rows as in one call
+            keys = rng.random((min(step, n_null - k), size))
+            slot_gene[k : k + step, at] = members[b][np.argsort(keys, axis=1)[:, : demand[b]]]
     run_ptr, run_lo, run_hi, run_w, run_part = [0], [], [], [], []
     for runs_s in sig_runs:
         cursor: dict[int, int] = {}
@@ -234,6 +237,7 @@ def build_null_sets(
 # signature's own genes rare in its random sets, which would otherwise cost power.
 AUTO_BINS = 200
 MIN_BIN_GENES = 20
+_DRAW_BLOCK = 1 << 22  # random keys drawn at once (32 MiB)
 
 
 @dataclass
