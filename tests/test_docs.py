@@ -43,3 +43,21 @@ def test_api_reference_lists_every_public_tool():
     }
     missing = sorted(name for name in public if f"   {name}\n" not in api)
     assert not missing, f"add to docs/api.rst: {missing}"
+
+
+def test_readme_shows_the_demo_figures_the_script_regenerates():
+    """The README's images are committed under docs/images and are exactly what
+    scripts/make_docs_images.py writes, so re-running it refreshes every one."""
+    import importlib.util
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("make_docs_images", root / "scripts" / "make_docs_images.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    shown = set(re.findall(r"!\[[^\]]*\]\((docs/images/[^)]+)\)", (root / "README.md").read_text()))
+    written = {f"docs/images/{name}" for name in [*script.FIGURES.values(), script.REPORT_SHOT]}
+    assert shown == written
+    for path in shown:
+        data = (root / path).read_bytes()
+        assert data[:4] == b"\x89PNG" and len(data) > 10_000, path

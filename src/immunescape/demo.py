@@ -119,7 +119,7 @@ def _write_demo(outdir: Path, n_samples: int, cells_per_sample: int) -> dict[str
     plots = {
         "heatmap of patient features": (
             "tumour_heatmap.png",
-            lambda p: pl.heatmap(samples, annotate=["immune context"], cluster=True, save=p, show=False),
+            lambda p: pl.heatmap(samples, calls=calls, cluster=True, save=p, show=False),
         ),
         "escape profile of patient P01": (
             "tumour_profile_P01.png",

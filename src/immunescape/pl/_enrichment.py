@@ -61,6 +61,7 @@ def enrichment(
         raise InputError("kind must be 'dot' or 'bar'.")
     groups = list(dict.fromkeys(table["group"]))
     sigs = list(dict.fromkeys(table.sort_values("nes")["signature"]))
+    own_figure = ax is None
     fig, ax = new_axes(
         ax, (max(3.5, 2.2 + 1.1 * len(groups)) if kind == "dot" else 6.5, max(2.6, 1.2 + 0.32 * len(sigs)))
     )
@@ -102,4 +103,4 @@ def enrichment(
         ax.set_xlabel("NES")
         ax.legend(title=f"group (faint: FDR >= {fdr:g})", fontsize=8)
         ax.set_title("Signature enrichment", fontsize=9)
-    return finish(fig, show, save, name="enrichment")
+    return finish(fig, show, save, name="enrichment", tight=own_figure)

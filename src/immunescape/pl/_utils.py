@@ -44,9 +44,62 @@ def finish(fig, show: bool | None, save: str | Path | bool | None, *, tight: boo
 
 
 def new_axes(ax, figsize):
+    """A new figure and axes, or the given ``ax`` and its figure (scanpy's ``ax=``)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
     return ax.figure, ax
+
+
+def figure_grid(ax, figsize, nrows: int, ncols: int, **gridspec_kw):
+    """A figure and a grid of panels: a new figure, or the area of the given ``ax`` divided.
+
+    A multi-panel plot (one panel per signature, a heatmap with its strips and legend) can then still
+    go into a cell of the caller's figure, as scanpy's ``ax=`` allows for single panels.
+    """
+    import matplotlib.pyplot as plt
+
+    from .._errors import InputError
+
+    if ax is None:
+        fig = plt.figure(figsize=figsize)
+        return fig, fig.add_gridspec(nrows, ncols, **gridspec_kw)
+    spec = ax.get_subplotspec() if hasattr(ax, "get_subplotspec") else None
+    if spec is None:
+        raise InputError(
+            "ax= must be a subplot (from plt.subplots or fig.add_subplot): its area is divided into panels."
+        )
+    fig = ax.figure
+    ax.remove()
+    return fig, spec.subgridspec(nrows, ncols, **gridspec_kw)
+
+
+def wrap_label(text: str, width: int = 22) -> str:
+    """A tick label on lines of at most ``width`` characters, broken after spaces, slashes or
+    underscores (a longer unbroken piece is cut).
+
+    Examples
+    --------
+    >>> wrap_label("CD4+/CD45RA+/CD25- Naive T", 14)
+    'CD4+/CD45RA+/\\nCD25- Naive T'
+    """
+    import re
+
+    text = str(text)
+    pieces = [p for p in re.split(r"(?<=[ /_])", text) if p]
+    lines, line = [], ""
+    for piece in pieces:
+        while len(piece) > width:  # an unbroken run longer than a line
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(piece[:width])
+            piece = piece[width:]
+        if len(line) + len(piece.rstrip()) > width and line:
+            lines.append(line)
+            line = ""
+        line += piece
+    lines.append(line)
+    return "\n".join(x.rstrip() for x in lines if x.strip())
