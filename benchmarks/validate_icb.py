@@ -189,6 +189,60 @@ def robustness_lines(expr: pd.DataFrame, calls: pd.DataFrame) -> list[str]:
     ]
 
 
+def drivers_section(data: Path) -> list[str]:
+    """ie.tl.exclusion_drivers on the IMvigor210 development half, against the pathologists' calls
+    (issue 20): every pathway footprint, adjusted for stromal content (the default for bulk) and not."""
+    import importlib.util
+
+    import immunescape as ie
+
+    spec = importlib.util.spec_from_file_location("fit_context_model", HERE.parent / "scripts" / "fit_context_model.py")
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    expr, clinical = fit.load_dev(data)
+    bulk = _anndata(expr)
+    ie.tl.score(bulk, "immune_escape,bagaev2021", method="singscore", min_coverage=0.3, low_coverage="drop")
+    ie.tl.score(bulk, "tumour_intrinsic", method="wmean", key_added="pathways", min_coverage=0.0)
+    found = bulk.uns["pathways"]["coverage"].set_index("signature")
+    pathology = clinical["Immune.phenotype"].reindex(bulk.obs_names)
+    tables = {
+        adjust: ie.tl.exclusion_drivers(bulk, key=["immunescape", "pathways"], exclusion=pathology, adjust=adjust)
+        for adjust in ("auto", None)
+    }
+    lines = [
+        "## Tumour-intrinsic pathways and exclusion: ie.tl.exclusion_drivers on IMvigor210 pathology",
+        "",
+        f"IMvigor210 development half, {bulk.n_obs} tumours (bulk RNA, a {bulk.n_vars}-gene panel). Pathway "
+        "footprints scored with `wmean` (PROGENy's definition; the panel holds only some of each footprint's genes: "
+        "column 'genes'), T-cell infiltration = CD8 T-effector (singscore), exclusion = the pathologists' calls "
+        "(excluded 1, inflamed 0; desert left out). Partial Spearman rho with 95% interval (Fisher z), p, and FDR over "
+        "the 18 pathways per outcome; 'stroma-adjusted' removes the ranks of the fibroblast and endothelium "
+        "abundance scores (the default for bulk), 'unadjusted' does not. Expected from the literature: TGF-beta with "
+        "exclusion (Mariathasan 2018), WNT with T-cell exclusion (Spranger 2015). Reported whatever it shows; an "
+        "association across tumours, not a cause.",
+        "",
+        "| pathway (review) | genes | outcome | stroma-adjusted rho [95% CI] | p | FDR | unadjusted rho [95% CI] | p | FDR | n |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    adjusted, raw = (t.set_index(["pathway", "outcome"]) for t in (tables["auto"], tables[None]))
+    first = ["progeny_tgfb", "progeny_wnt"]
+    order = first + sorted(p for p in adjusted.index.get_level_values(0).unique() if p not in first)
+    for outcome in ("exclusion", "infiltration"):
+        for name in order:
+            if (name, outcome) not in adjusted.index:
+                continue
+            a, r = adjusted.loc[(name, outcome)], raw.loc[(name, outcome)]
+            bold = "**" if name in first else ""
+            lines.append(
+                f"| {bold}{name}{bold} ({a['review']}) | {int(found.loc[name, 'n_found'])}/"
+                f"{int(found.loc[name, 'n_found'] + found.loc[name, 'n_missing'])} | {outcome} | "
+                f"{a['rho']:+.2f} [{a['ci_low']:+.2f}, {a['ci_high']:+.2f}] | {a['pval']:.2g} | {a['fdr']:.2g} | "
+                f"{r['rho']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {r['pval']:.2g} | {r['fdr']:.2g} | "
+                f"{int(a['n'])} |"
+            )
+    return lines + [""]
+
+
 def _anndata(frame: pd.DataFrame):
     import anndata as ad
 
@@ -288,6 +342,8 @@ def main() -> None:
     ]
     lines += context_section(args.data)
     print("context model: done", flush=True)
+    lines += drivers_section(args.data)
+    print("exclusion drivers: done", flush=True)
     cohorts = load_cohorts(args.data)
     expr, clinical = _imvigor_response(args.data)
     cohorts = {"IMvigor210_dev": (expr, clinical), **cohorts}
@@ -311,6 +367,12 @@ def main() -> None:
         "- IMvigor210_dev: the model was fitted on these patients' phenotypes (not on their response); its response AUC "
         "there is not independent of the fit.",
         "- Escape-mechanism signatures are not response predictors by themselves.",
+        "- Tumour-intrinsic pathways: PROGENy TGF-beta and WNT show no association with the pathologists' exclusion "
+        "calls on this panel (rho near 0, intervals about +/-0.27 wide; 24 and 21 of their 100 footprint genes "
+        "present), adjusted or not: the literature's expectation is neither confirmed nor refuted at this power. "
+        "JAK-STAT, IL-6/JAK/STAT3 and TRAIL go with infiltration and against exclusion, as bulk RNA would show "
+        "immune cells' own IFN/cytokine signalling; bulk cannot place them in the tumour cells. Single-cell "
+        "cohorts, where the footprints are read in malignant cells only, are the test this section cannot make.",
         "- The R-loop and cGAS-STING scores can only be judged on the whole-transcriptome Hugo matrix (the other "
         "files hold signature-gene subsets), where anti-PD-1 response is known to be T-cell-independent.",
         "",

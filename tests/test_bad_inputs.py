@@ -667,6 +667,7 @@ def output_is_an_input(tmp_path, capsys):
             ["classify", str(path), "--sample-key", "sample"],
             ["score", str(path), "-s", "cytolytic_activity_rooney2015"],
             ["enrich", str(path), "--groupby", "sample", "-s", "cytolytic_activity_rooney2015"],
+            ["drivers", str(path), "--sample-key", "sample"],
         ):
             assert main(["-q", *command, "-o", str(tmp_path / out), "--force"]) == 1
             assert "is the input" in capsys.readouterr().err
@@ -1212,6 +1213,74 @@ def api_argument_types():
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+def _pathway_samples(n_samples: int):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cells = ie.datasets.simulate_tumor(
+            n_samples=n_samples, cells_per_sample=40, seed=8, pathways={"progeny_tgfb": "t_cell_poor"}
+        )
+        ie.tl.score(cells, "immune_escape")
+        ie.tl.score(cells, "tumour_intrinsic", method="wmean", key_added="pathways", min_coverage=0)
+        return ie.tl.aggregate(cells, "sample", celltype_key="cell_type", key=["immunescape", "pathways"])
+
+
+@case
+def drivers_too_few_samples():
+    samples = _pathway_samples(8)
+    with pytest.raises(ie.InputError, match="min_samples"):
+        ie.tl.exclusion_drivers(samples, exclusion=pd.Series("inflamed", index=samples.obs_names))
+    samples = _pathway_samples(12)
+    labels = pd.Series(["excluded", "inflamed"] * 3 + ["desert"] * 6, index=samples.obs_names)
+    with pytest.warns(ie.DataWarning, match="left out"):
+        table = ie.tl.exclusion_drivers(samples, exclusion=labels)
+    assert set(table["outcome"]) == {"infiltration"}
+
+
+@case
+def drivers_exclusion_labels():
+    samples = _pathway_samples(12)
+    with pytest.raises(ie.InputError, match="run ie.tl.classify"):
+        ie.tl.exclusion_drivers(samples)
+    with pytest.raises(ie.InputError, match="'excluded' or 'inflamed'"):
+        ie.tl.exclusion_drivers(samples, exclusion=pd.Series(["hot", "cold"] * 6, index=samples.obs_names))
+    with pytest.raises(ie.InputError, match="not a column"):
+        ie.tl.exclusion_drivers(samples, exclusion="phenotype")
+
+
+@case
+def drivers_bulk_without_stroma():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(20, 2)), columns=["cd8_t_effector_mariathasan2018", "progeny_tgfb"]).set_axis(
+        [f"s{i}" for i in range(20)]
+    )
+    labels = pd.Series(["excluded", "inflamed"] * 10, index=frame.index)
+    with pytest.raises(ie.InputError, match="adjust=None"):
+        ie.tl.exclusion_drivers(frame, pathways=["progeny_tgfb"], exclusion=labels)
+    assert len(ie.tl.exclusion_drivers(frame, pathways=["progeny_tgfb"], exclusion=labels, adjust=None)) == 2
+
+
+@case
+def scores_under_two_keys():
+    adata, sets = _data()
+    ie.tl.score(adata, sets, key_added="a", min_coverage=0)
+    ie.tl.score(adata, sets, key_added="b", min_coverage=0)
+    adata.obs["sample"], adata.obs["cell_type"] = "x", "malignant"
+    with pytest.raises(ie.InputError, match="one key per signature"):
+        ie.tl.aggregate(adata, "sample", celltype_key="cell_type", key=["a", "b"], min_cells=1)
+    with pytest.raises(ie.InputError, match="one key per signature"):
+        ie.tl.classify(adata, key=["a", "b"], rows_are_samples=True)
+
+
+@case
+def simulate_bad_pathway():
+    with pytest.raises(ie.InputError, match="not a tumour-intrinsic pathway"):
+        ie.datasets.simulate_tumor(
+            n_samples=2, cells_per_sample=20, pathways={"cd8_t_effector_mariathasan2018": "random"}
+        )
+    with pytest.raises(ie.InputError, match="t_cell_poor"):
+        ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=20, pathways={"progeny_wnt": 1})
 
 
 def test_every_documented_row_has_a_test():

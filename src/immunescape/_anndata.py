@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,19 @@ def sample_labels(adata: AnnData, sample_key: str) -> pd.Series:
     if missing.all():
         raise InputError(f"obs[{sample_key!r}] holds no sample labels (all missing).")
     return labels
+
+
+def joined_scores(adata: AnnData, keys: Sequence[str]) -> pd.DataFrame:
+    """The score tables of several ``obsm`` keys side by side (e.g. signatures scored with different
+    methods), refused when a signature appears under two keys."""
+    tables = [stored_scores(adata, k) for k in keys]
+    columns = [c for t in tables for c in t.columns]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise InputError(
+            f"{', '.join(twice[:5])} scored under more than one of the keys {list(keys)}: keep one key per signature."
+        )
+    return pd.concat(tables, axis=1) if len(tables) > 1 else tables[0]
 
 
 def stored_scores(adata: AnnData, key: str) -> pd.DataFrame:

@@ -157,6 +157,30 @@ def _parser() -> argparse.ArgumentParser:
     rp = _add_parser(sub, "report", help="self-contained HTML report: calls with reasons, heatmap, profiles, coverage")
     _sample_arguments(rp, methods, output_help="report.html")
 
+    dr = _add_parser(
+        sub,
+        "drivers",
+        help="which tumour-intrinsic pathway goes with T-cell exclusion across samples (ie.tl.exclusion_drivers)",
+    )
+    _sample_arguments(dr, methods, output_help="table (.csv/.tsv/.parquet)")
+    dr.add_argument(
+        "--pathway-key",
+        default="pathways",
+        help="obsm key of the tumour_intrinsic footprints (scored with wmean first when absent)",
+    )
+    dr.add_argument(
+        "--exclusion",
+        help="obs column of the exclusion axis: labels (excluded / inflamed, e.g. pathologists' calls) or numbers; "
+        "default: the immune context classify calls",
+    )
+    dr.add_argument(
+        "--adjust",
+        default="auto",
+        help="covariates: 'auto' (stromal content in bulk, nothing for single-cell aggregates), 'none', "
+        "or comma-separated features",
+    )
+    dr.add_argument("--plot", help="also draw the forest plot (.png/.pdf/.svg)")
+
     en = _add_parser(sub, "enrich", help="pre-ranked GSEA of signatures between groups (scanpy + gseapy)")
     en.add_argument("input", help="input .h5ad file (log-normalised)")
     en.add_argument("--groupby", required=True, help="obs column defining the groups")
@@ -591,7 +615,32 @@ def _check_sample_arguments(args: argparse.Namespace, adata) -> None:
         raise UsageError("--rows-are-samples and --sample-key contradict each other; give one.")
 
 
-def _samples(args: argparse.Namespace, adata):
+def _pathway_scores(args: argparse.Namespace, adata, pathway_key: str = "pathways") -> list[str]:
+    """Score the tumour-intrinsic footprints (weighted means, as PROGENy) under ``pathway_key`` when
+    absent; the key, or nothing where too few of their genes are in the data."""
+    from ._errors import InputError
+    from .tl import score
+
+    if pathway_key not in adata.obsm:
+        try:
+            score(
+                adata,
+                "tumour_intrinsic",
+                method="wmean",
+                key_added=pathway_key,
+                min_coverage=args.min_coverage,
+                low_coverage="drop",
+                layer=args.layer,
+                use_raw=args.use_raw,
+                gene_symbols=args.gene_symbols,
+            )
+        except InputError as err:
+            logger.info("tumour-intrinsic pathways not scored: %s", err)
+            return []
+    return [pathway_key]
+
+
+def _samples(args: argparse.Namespace, adata, keys: list[str] | None = None):
     """Score the rows if needed, then aggregate cells into samples (or take the rows as samples)."""
     from .tl import aggregate, score
 
@@ -613,7 +662,7 @@ def _samples(args: argparse.Namespace, adata):
         adata,
         args.sample_key,
         celltype_key=args.celltype_key,
-        key=args.key,
+        key=keys or args.key,
         mode=getattr(args, "mode", "scores"),
         min_cells=args.min_cells,
         signatures=args.signatures,
@@ -675,10 +724,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from ._errors import InputError
     from .io import read_h5ad
     from .pp import coverage
     from .report import write_report
-    from .tl import classify
+    from .tl import classify, exclusion_drivers
 
     if Path(args.output).suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"-o writes an HTML report and must end in .html, got {args.output!r}.")
@@ -686,14 +736,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     reference = _reference_argument(args.reference)
     adata = read_h5ad(args.input)
     _check_sample_arguments(args, adata)
-    samples = _samples(args, adata)
-    calls = classify(samples, reference=reference, key=args.key, rows_are_samples=args.rows_are_samples, inplace=False)
+    keys = [args.key, *_pathway_scores(args, adata)]
+    samples = _samples(args, adata, keys)
+    calls = classify(samples, reference=reference, key=keys, rows_are_samples=args.rows_are_samples, inplace=False)
+    try:
+        drivers = exclusion_drivers(samples, key=keys, exclusion=calls["immune_context"])
+    except InputError as err:
+        drivers = str(err)
     cover = coverage(adata, args.signatures, layer=args.layer, use_raw=args.use_raw, gene_symbols=args.gene_symbols)
     write_report(
         args.output,
         samples,
         calls,
         coverage=cover,
+        drivers=drivers,
         parameters={
             "input": args.input,
             "method": args.method,
@@ -704,6 +760,63 @@ def _cmd_report(args: argparse.Namespace) -> int:
         overwrite=args.force,
     )
     logger.info("wrote %s (%d samples)", args.output, len(calls))
+    return 0
+
+
+def _cmd_drivers(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .io import all_or_nothing, read_h5ad, write_table
+    from .pl import exclusion_drivers as draw
+    from .tl import aggregate, classify, exclusion_drivers, score
+
+    reference = args.reference if args.reference not in (None, "shipped", "cohort") else None
+    check_outputs(
+        [args.output, args.plot],
+        inputs=[args.input, reference, _file_argument(args.signatures)],
+        overwrite=args.force,
+    )
+    adata = read_h5ad(args.input)
+    _check_sample_arguments(args, adata)
+    scoring = {"layer": args.layer, "use_raw": args.use_raw, "gene_symbols": args.gene_symbols}
+    if args.key not in adata.obsm:
+        score(
+            adata,
+            args.signatures,
+            method=args.method,
+            key_added=args.key,
+            min_coverage=args.min_coverage,
+            low_coverage=args.low_coverage,
+            **scoring,
+        )
+    if args.pathway_key not in adata.obsm:  # PROGENy's own definition: weighted means of the footprints
+        score(
+            adata,
+            "tumour_intrinsic",
+            method="wmean",
+            key_added=args.pathway_key,
+            min_coverage=args.min_coverage,
+            low_coverage="drop",
+            **scoring,
+        )
+    keys = [args.key, args.pathway_key]
+    samples = (
+        aggregate(adata, args.sample_key, celltype_key=args.celltype_key, key=keys, min_cells=args.min_cells)
+        if args.sample_key
+        else adata
+    )
+    if args.exclusion is None:
+        classify(
+            samples, reference=_reference_argument(args.reference), key=keys, rows_are_samples=args.rows_are_samples
+        )
+    adjust = {"auto": "auto", "none": None}.get(args.adjust, [a.strip() for a in args.adjust.split(",") if a.strip()])
+    table = exclusion_drivers(samples, key=keys, exclusion=args.exclusion, adjust=adjust)
+    with all_or_nothing():
+        write_table(table, args.output, overwrite=args.force)
+        if args.plot:
+            draw(table, save=Path(args.plot).resolve(), show=False)
+    logger.info("wrote %s (%d pathways, %d samples)", args.output, table["pathway"].nunique(), int(table["n"].max()))
     return 0
 
 
@@ -761,6 +874,7 @@ _COMMANDS = {
     "classify": _cmd_classify,
     "enrich": _cmd_enrich,
     "report": _cmd_report,
+    "drivers": _cmd_drivers,
     "demo": _cmd_demo,
 }
 

@@ -10,11 +10,14 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from ._errors import InputError
 from .genes import gene_tables
 from .signatures import get
 from .tl import MECHANISMS as RULES
@@ -135,6 +138,8 @@ def simulate_tumor(
     *,
     n_background_genes: int = 1500,
     mechanism_rate: float = 0.35,
+    pathways: Mapping[str, str] | None = None,
+    pathway_fold: float = 3.0,
     seed: int = 0,
 ) -> AnnData:
     """Simulate a single-cell tumour cohort with planted immune-escape phenotypes.
@@ -162,6 +167,15 @@ def simulate_tumor(
         real data.
     mechanism_rate
         Probability that a sample carries each mechanism.
+    pathways
+        Tumour-intrinsic pathway activity to plant in malignant cells (off by default, which leaves
+        the data as without it): ``{footprint: "t_cell_poor"}`` activates the footprint (a
+        ``tumour_intrinsic`` signature) in the excluded and desert samples, ``"random"`` in each
+        sample with probability ``mechanism_rate``, independently of its context. Active means the
+        footprint's up genes (positive weights) times ``pathway_fold`` and its down genes divided by
+        it; the truth table gets a ``pathway_<name>`` column.
+    pathway_fold
+        Fold change of a planted pathway's genes.
     seed
         Seed of everything random.
 
@@ -173,7 +187,8 @@ def simulate_tumor(
         a table with one row per sample, its ``context`` and one boolean column per mechanism.
     """
     rng = np.random.default_rng(seed)
-    genes = _simulation_genes(n_background_genes, rng)
+    planted = _pathway_plants(pathways)
+    genes = _simulation_genes(n_background_genes, rng, [sig for sig, _ in planted.values()])
     gidx = {g: i for i, g in enumerate(genes)}
     n_genes = len(genes)
     base = rng.lognormal(mean=-1.2, sigma=1.3, size=n_genes)  # mean counts per cell before scaling
@@ -197,6 +212,10 @@ def simulate_tumor(
         mech["tgfb_stromal_exclusion"] = context == "excluded"
         if context == "desert":
             mech["t_cell_exhaustion"] = mech["treg_high"] = False
+        active = {  # drawn only when pathways are planted, so that the default data stay as they were
+            name: (context != "inflamed") if how == "t_cell_poor" else bool(rng.random() < mechanism_rate)
+            for name, (_, how) in planted.items()
+        }
         props = dict(PROPORTIONS[context])
         if mech["treg_high"]:
             props["Treg"] *= 3.0
@@ -214,13 +233,21 @@ def simulate_tumor(
                 if on and ct in cts and fold != 1.0:
                     idx = sorted({gidx[g] for name in sigs for g in get(name).genes if g in gidx})
                     mu[idx] *= fold
+            if ct == "malignant":
+                for name, on in active.items():
+                    if on:
+                        for g, w in planted[name][0].gene_weights().items():
+                            if g in gidx:
+                                mu[gidx[g]] *= pathway_fold if w > 0 else 1.0 / pathway_fold
             size = rng.lognormal(0.0, 0.3, size=n)[:, None]
             lam = mu[None, :] * size
             r = 2.0  # NB dispersion
             counts = rng.poisson(rng.gamma(r, lam / r))
             blocks.append(sp.csr_matrix(counts.astype(np.float32)))
             obs_rows += [(f"P{s:02d}", ct, CELL_TYPES[ct][0])] * n
-        truth_rows.append({"sample": f"P{s:02d}", "context": context, **mech})
+        truth_rows.append(
+            {"sample": f"P{s:02d}", "context": context, **mech, **{f"pathway_{k}": v for k, v in active.items()}}
+        )
 
     counts = sp.vstack(blocks).tocsr()
     obs = pd.DataFrame(obs_rows, columns=["sample", "cell_type", "compartment"])
@@ -245,7 +272,24 @@ def simulate_tumor(
     return adata
 
 
-def _simulation_genes(n_background: int, rng: np.random.Generator) -> list[str]:
+def _pathway_plants(pathways: Mapping[str, str] | None) -> dict:
+    """``{name: (signature, how)}`` for the pathways to plant, checked."""
+    if not pathways:
+        return {}
+    if not isinstance(pathways, Mapping):
+        raise InputError('pathways must be a dict such as {"progeny_tgfb": "t_cell_poor"}.')
+    out = {}
+    for name, how in pathways.items():
+        sig = get(name)
+        if sig.meta.get("category") != "pathway":
+            raise InputError(f"{name!r} is not a tumour-intrinsic pathway footprint (category: pathway).")
+        if how not in ("t_cell_poor", "random"):
+            raise InputError(f"pathways[{name!r}] must be 't_cell_poor' or 'random', got {how!r}.")
+        out[name] = (sig, how)
+    return out
+
+
+def _simulation_genes(n_background: int, rng: np.random.Generator, planted: Sequence = ()) -> list[str]:
     from .signatures import collection
 
     wanted: dict[str, None] = {}
@@ -256,6 +300,8 @@ def _simulation_genes(n_background: int, rng: np.random.Generator) -> list[str]:
         # only change every simulated data set
         if sig.name == "rloop_rloopbase_human_regulators" or "tumour_intrinsic" in sig.meta.get("collections", ()):
             continue
+        wanted.update(dict.fromkeys(sig.genes))
+    for sig in planted:  # planted footprints need their genes (only then: the default gene set is unchanged)
         wanted.update(dict.fromkeys(sig.genes))
     # the context model's gene panel, so that its within-sample ranks can be read from simulated data
     from .tl._context import load_context_model

@@ -67,6 +67,7 @@ SECTIONS = {
     "samples": "Samples",
     "heatmap": "Signatures across samples",
     "profiles": "Per-sample profiles",
+    "drivers": "Tumour-intrinsic pathways and exclusion",
     "coverage": "Gene coverage",
     "parameters": "Thresholds, parameters and versions",
 }
@@ -106,6 +107,7 @@ def build_report(
     title: str = "Immune-escape report",
     parameters: dict | None = None,
     max_profiles: int = 24,
+    drivers: pd.DataFrame | str | None = None,
 ) -> str:
     """Return the report as one HTML string (see the module docstring).
 
@@ -123,6 +125,10 @@ def build_report(
         Extra parameters to list (method, input file, ...).
     max_profiles
         At most this many per-sample escape profiles are drawn (all samples stay in the tables).
+    drivers
+        A :func:`immunescape.tl.exclusion_drivers` table for the section on tumour-intrinsic
+        pathways, or a sentence saying why there is none; default: computed from ``samples`` when
+        they hold scored pathway footprints (against the immune context of ``calls``).
 
     Examples
     --------
@@ -179,6 +185,7 @@ def build_report(
             f"<p class='note'>{len(calls) - max_profiles} more samples are not drawn (max_profiles={max_profiles}); "
             "their calls and reasons are in the Samples table.</p>"
         )
+    main += _drivers_section(samples, calls, drivers)
     if coverage is not None:
         main.append(f"<h2 id='coverage'>{SECTIONS['coverage']}</h2>")
         main.append(
@@ -291,13 +298,52 @@ def _small_multiples(calls: pd.DataFrame, columns: int = 6):
     return fig
 
 
+def _drivers_section(samples: AnnData, calls: pd.DataFrame, drivers) -> list[str]:
+    """Which tumour-intrinsic pathway goes with T-cell infiltration and exclusion: forest plot and table."""
+    from . import pl
+    from ._errors import InputError
+    from .tl import exclusion_drivers
+
+    parts = [f"<h2 id='drivers'>{SECTIONS['drivers']}</h2>"]
+    if drivers is None:
+        try:
+            drivers = exclusion_drivers(samples, exclusion=calls["immune_context"])
+        except InputError as err:
+            drivers = str(err)
+    if isinstance(drivers, str):
+        return parts + [
+            f"<p class='note'>Not computed: {_esc(drivers)} (score the tumour_intrinsic collection with "
+            "method='wmean' and aggregate it with the other scores; see ie.tl.exclusion_drivers).</p>"
+        ]
+    parts.append(
+        "<p class='note'>Across samples: each pathway footprint's partial Spearman correlation with T-cell "
+        "infiltration and with exclusion (excluded 1, inflamed 0, from the immune context called above), "
+        f"with 95% intervals and FDR over the pathways; adjusted for {_esc(drivers['adjusted_for'].iloc[0])}. "
+        "An association across samples, not a cause.</p>"
+    )
+    parts.append(f"<img alt='pathways and exclusion' src='{_png(pl.exclusion_drivers(drivers, show=False))}'>")
+    parts.append(
+        "<table><tr><th>pathway</th><th>review</th><th>outcome</th><th>rho [95% interval]</th><th>p</th>"
+        "<th>FDR</th><th>n</th></tr>"
+    )
+    for _, row in drivers.iterrows():
+        parts.append(
+            f"<tr><td>{_esc(row['pathway'])}</td><td>{_esc(row['review'])}</td><td>{_esc(row['outcome'])}</td>"
+            f"<td class='num'>{row['rho']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]</td>"
+            f"<td class='num'>{row['pval']:.2g}</td><td class='num'>{row['fdr']:.2g}</td>"
+            f"<td class='num'>{int(row['n'])}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
 def _samples_table(calls: pd.DataFrame) -> list[str]:
     from .tl import HALLMARKS, MECHANISMS
 
     parts = [
         f"<h2 id='samples'>{SECTIONS['samples']}</h2>",
         "<table><tr><th>sample</th><th>immune context</th><th>Bagaev class</th><th>mechanisms by hallmark</th>"
-        "<th>why</th></tr>",
+        "<th>oncogenic pathways active</th><th>why</th></tr>",
     ]
     for sample, row in calls.iterrows():
         context = str(row["immune_context"])
@@ -309,15 +355,17 @@ def _samples_table(calls: pd.DataFrame) -> list[str]:
             for h in HALLMARKS
             if any(MECHANISMS[m].hallmark == h for m in called)
         )
+        pathways = [p.strip() for p in str(row.get("pathways_active", "") or "").split(",") if p.strip()]
         reasons = [str(row["context_reason"])] + [
             f"{mechanism_name(m)}: {row[f'{m}_reason']}" for m in called if f"{m}_reason" in row
         ]
+        reasons += [str(row.get(f"pathway_{p}_reason", "")) for p in pathways]
         parts.append(
             f"<tr class='ctx-{_esc(context)}'><td>{_esc(sample)}</td>"
             f"<td>{_badge(context, CONTEXT_COLOURS.get(context, '#888888'))} "
             f"{float(row.get('context_confidence', np.nan)):.2f}</td>"
             f"<td>{_badge(bagaev, BAGAEV_COLOURS.get(bagaev, '#888888'))}</td>"
-            f"<td>{by_hallmark or '-'}</td>"
+            f"<td>{by_hallmark or '-'}</td><td>{_esc(', '.join(pathways)) or '-'}</td>"
             f"<td><details><summary>{len(reasons)} reason{'s' if len(reasons) != 1 else ''}</summary>"
             + "<br>".join(_esc(r) for r in reasons)
             + "</details></td></tr>"

@@ -7,6 +7,6 @@ Figures are written to a temporary file and renamed, so a failed save leaves not
 """
 
 from ._enrichment import enrichment
-from ._plots import compare, coverage, escape_profile, heatmap, scores
+from ._plots import compare, coverage, escape_profile, exclusion_drivers, heatmap, scores
 
-__all__ = ["compare", "coverage", "enrichment", "escape_profile", "heatmap", "scores"]
+__all__ = ["compare", "coverage", "enrichment", "escape_profile", "exclusion_drivers", "heatmap", "scores"]

@@ -782,3 +782,98 @@ def compare(
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return finish(fig, show, save, name="compare", tight=own_figure)
+
+
+def exclusion_drivers(
+    table: pd.DataFrame,
+    *,
+    fdr: float = 0.05,
+    labels: str = "review",
+    ax=None,
+    show: bool | None = None,
+    save: str | Path | bool | None = None,
+):
+    """Forest plot of :func:`immunescape.tl.exclusion_drivers`: each pathway's partial Spearman rho
+    with its interval, one panel per outcome (T-cell infiltration, exclusion), filled where FDR <
+    ``fdr``.
+
+    Parameters
+    ----------
+    table
+        The table of :func:`immunescape.tl.exclusion_drivers`.
+    fdr
+        Rows below this FDR are drawn filled (and named in bold).
+    labels
+        ``"review"``: pathways named as in the review with the footprint in brackets; ``"name"``:
+        by feature name.
+    ax
+        A subplot whose area the panels divide.
+    show, save
+        As elsewhere in ``ie.pl``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd, immunescape as ie
+    >>> table = pd.DataFrame({"pathway": ["progeny_tgfb", "progeny_wnt"], "review": ["TGF-beta", "WNT"],
+    ...                       "outcome": "exclusion", "rho": [0.5, 0.1], "ci_low": [0.2, -0.3],
+    ...                       "ci_high": [0.7, 0.45], "fdr": [0.01, 0.6], "n": 30})
+    >>> ie.pl.exclusion_drivers(table, show=False).axes[0].get_xlabel()
+    'partial Spearman rho (95% interval)'
+    """
+    needed = {"pathway", "outcome", "rho", "ci_low", "ci_high", "fdr", "n"}
+    if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
+        raise InputError("Expected the table of ie.tl.exclusion_drivers.")
+    if table.empty:
+        raise InputError("The exclusion-drivers table is empty: nothing to draw.")
+    if labels not in ("review", "name"):
+        raise InputError("labels must be 'review' or 'name'.")
+    outcomes = [o for o in ("infiltration", "exclusion") if o in set(table["outcome"])]
+    outcomes += [o for o in dict.fromkeys(table["outcome"]) if o not in outcomes]
+    first = table[table["outcome"] == outcomes[0]].sort_values("rho")
+    order = list(first["pathway"]) + [p for p in dict.fromkeys(table["pathway"]) if p not in set(first["pathway"])]
+
+    def name_of(row) -> str:
+        review = str(row.get("review", "") or "")
+        if labels == "name" or not review or review.startswith("("):
+            return str(row["pathway"])
+        return f"{review} ({row['pathway']})"
+
+    names = {r["pathway"]: name_of(r) for _, r in table.iterrows()}
+    height = 0.28 * len(order) + 1.5
+    fig, grid = figure_grid(
+        ax, (4.2 + 3.3 * len(outcomes), height), 1, len(outcomes), **({} if ax is None else {"wspace": 0.08})
+    )
+    panels = []
+    for k, outcome in enumerate(outcomes):
+        panel = fig.add_subplot(grid[0, k], sharey=panels[0] if panels else None)
+        panels.append(panel)
+        part = table[table["outcome"] == outcome].set_index("pathway").reindex(order)
+        y = np.arange(len(order))
+        strong = (part["fdr"] < fdr).to_numpy()
+        colour = "#b2182b" if outcome == "exclusion" else "#2166ac"
+        panel.hlines(y, part["ci_low"], part["ci_high"], color=colour, linewidth=1.4)
+        panel.scatter(part["rho"][~strong], y[~strong], s=28, facecolor="white", edgecolor=colour, zorder=3)
+        panel.scatter(part["rho"][strong], y[strong], s=34, color=colour, zorder=3, label=f"FDR < {fdr:g}")
+        panel.axvline(0, color="grey", linewidth=0.7)
+        panel.set_xlim(-1.02, 1.02)
+        n = part["n"].dropna()
+        what = {"infiltration": "T-cell infiltration", "exclusion": "exclusion (excluded vs inflamed)"}
+        panel.set_title(f"{what.get(outcome, outcome)}, n = {int(n.max()) if len(n) else 0}", fontsize=9)
+        panel.set_xlabel("partial Spearman rho (95% interval)", fontsize=8)
+        panel.set_yticks(y, [names.get(p, p) for p in order], fontsize=8)
+        panel.tick_params(axis="y", labelleft=k == 0)
+        for label, hit in zip(panel.get_yticklabels(), strong):
+            label.set_fontweight("bold" if hit and k == 0 else "normal")
+        panel.set_ylim(len(order) - 0.5, -0.5)
+        panel.grid(axis="x", color="#eeeeee", linewidth=0.6)
+        panel.set_axisbelow(True)
+        for side in ("top", "right"):
+            panel.spines[side].set_visible(False)
+    adjusted = str(table["adjusted_for"].iloc[0]) if "adjusted_for" in table else ""
+    if adjusted and adjusted != "nothing" and ax is None:
+        fig.suptitle(f"adjusted for {adjusted}", fontsize=8, x=0.99, ha="right", color="dimgrey")
+    return finish(fig, show, save, name="exclusion_drivers", tight=ax is None)

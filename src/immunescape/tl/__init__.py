@@ -14,6 +14,7 @@ from ._classify import (
 from ._compare import adjust_pvalues, compare
 from ._context import ContextModel, context_features, load_context_model
 from ._contributions import contributions
+from ._drivers import exclusion_drivers
 from ._enrich import enrich
 from ._score import compute_scores, methods, score, score_matrix
 
@@ -36,6 +37,7 @@ __all__ = [
     "compute_scores",
     "enrich",
     "escape_hallmarks",
+    "exclusion_drivers",
     "methods",
     "reference_profile",
     "sample_features",

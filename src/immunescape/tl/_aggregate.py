@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._anndata import sample_labels, stored_scores
+from .._anndata import joined_scores, sample_labels
 from .._chunks import check_sparse
 from .._errors import DataWarning, InputError, SignatureError
 from .._utils import check_whole, closest, package_versions
@@ -202,7 +202,7 @@ def aggregate(
     *,
     celltype_key: str | None = None,
     compartments: Mapping[str, Sequence[str]] | None = None,
-    key: str = "immunescape",
+    key: str | Sequence[str] = "immunescape",
     mode: str = "scores",
     min_cells: int = 10,
     high_quantile: float = 0.75,
@@ -227,7 +227,9 @@ def aggregate(
     compartments
         ``{compartment: [label, ...]}`` for labels the name rules do not know.
     key
-        Where the cell scores are (``obsm[key]``, ``uns[key]``).
+        Where the cell scores are (``obsm[key]``, ``uns[key]``); several keys are read side by side
+        (e.g. ``["immunescape", "pathways"]``: the ``tumour_intrinsic`` footprints scored with
+        ``method="wmean"`` under their own key).
     mode
         ``"scores"``: each signature's mean, median and fraction of high cells over the cells of
         the compartment where it is meaningful (from the signature file: exhaustion over T cells,
@@ -316,7 +318,7 @@ def aggregate(
         "celltype_key": str(celltype_key),
         "compartments_from": source,
         "min_cells": min_cells,
-        "key": key,
+        "key": key if isinstance(key, str) else list(key),
         "versions": package_versions(),
         **({"compartment_map": label_map.reset_index()} if label_map is not None else {}),
     }
@@ -418,7 +420,8 @@ def _add_gene_means(
     from ._classify import GENE_MEANS, MECHANISMS
     from ._context import matched_symbols
 
-    record = adata.uns.get(key, {}) if isinstance(adata.uns.get(key), Mapping) else {}
+    first = key if isinstance(key, str) else key[0]
+    record = adata.uns.get(first, {}) if isinstance(adata.uns.get(first), Mapping) else {}
     try:
         matrix, names, _ = get_expression(
             adata, layer=record.get("layer"), use_raw=record.get("use_raw"), gene_symbols=record.get("gene_symbols")
@@ -426,12 +429,14 @@ def _add_gene_means(
     except InputError:
         matrix, names, _ = get_expression(adata, use_raw=False)
     signatures = []
-    for rule in MECHANISMS.values():
-        for name in (*rule.features, *rule.fallback):
-            try:
-                signatures.append(get_signature(name))
-            except SignatureError:
-                continue  # composition features (frac_*) have no genes
+    wanted = [n for rule in MECHANISMS.values() for n in (*rule.features, *rule.fallback)]
+    if "category" in out.var:  # scored pathway footprints: their genes name the drivers of a pathway call
+        wanted += [n for n in out.var_names[out.var["category"].astype(str) == "pathway"] if n not in wanted]
+    for name in wanted:
+        try:
+            signatures.append(get_signature(name))
+        except SignatureError:
+            continue  # composition features (frac_*) have no genes
     comps = _signature_compartments([s.name for s in signatures])["compartment"]
     resolved = resolve(signatures, names, min_coverage=0.0, check=False)
     columns: dict[str, np.ndarray] = {}
@@ -498,7 +503,7 @@ def _signature_compartments(names: Sequence[str]) -> pd.DataFrame:
 
 
 def _score_features(adata, key, samples, compartment, keep, sample_order, min_cells, high_quantile):
-    scores = stored_scores(adata, key)
+    scores = joined_scores(adata, [key] if isinstance(key, str) else list(key))
     var = _signature_compartments(scores.columns)
     mean = pd.DataFrame(np.nan, index=sample_order, columns=scores.columns)
     median, frac_high = mean.copy(), mean.copy()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import single_cell_evidence, stored_scores
+from .._anndata import joined_scores, single_cell_evidence
 from .._errors import DataWarning, InputError, SignatureError
 from .._utils import check_key, closest, package_versions
 from ..signatures import get as get_signature
@@ -230,11 +230,15 @@ class Thresholds:
         ``{mechanism: z threshold}``; the sign follows the rule's direction (see ``MECHANISMS``).
     bagaev_clip
         Bagaev 2021 scaling clips robust z at +/- this value before averaging.
+    pathway
+        An oncogenic pathway (a scored ``tumour_intrinsic`` footprint) is called active at this
+        robust z or above.
     """
 
     context_margin: float | None = None
     mechanisms: dict[str, float] = field(default_factory=lambda: {k: r.threshold for k, r in MECHANISMS.items()})
     bagaev_clip: float = 2.0
+    pathway: float = 1.0
 
     @classmethod
     def from_user(cls, given: Mapping[str, Any] | Thresholds | None) -> Thresholds:
@@ -245,7 +249,7 @@ class Thresholds:
         if not isinstance(given, Mapping):
             raise InputError(f"thresholds must be a dict or a Thresholds, got {type(given).__name__}.")
         base = cls()
-        names = [*MECHANISMS, "context_margin", "bagaev_clip"]
+        names = [*MECHANISMS, "context_margin", "bagaev_clip", "pathway"]
         for key, value in given.items():
             if key in MECHANISMS:
                 base.mechanisms[key] = _number(key, value)
@@ -254,7 +258,7 @@ class Thresholds:
                     if m not in MECHANISMS:
                         raise InputError(f"Unknown mechanism {m!r}." + closest(m, MECHANISMS))
                     base.mechanisms[m] = _number(m, v)
-            elif key in ("context_margin", "bagaev_clip"):
+            elif key in ("context_margin", "bagaev_clip", "pathway"):
                 setattr(base, key, _number(key, value))
             elif key in ("inflamed", "excluded", "margin"):
                 raise InputError(
@@ -282,11 +286,13 @@ def _number(name: str, value: Any) -> float:
 
 
 # ------------------------------------------------------------------------------------------ features
-def sample_features(samples: AnnData | pd.DataFrame, key: str = "immunescape") -> pd.DataFrame:
+def sample_features(samples: AnnData | pd.DataFrame, key: str | Sequence[str] = "immunescape") -> pd.DataFrame:
     """The sample x feature table the classifier reads.
 
     From :func:`aggregate`'s output: signature features (X) and composition (``frac_*`` in obs);
-    from a scored bulk AnnData: ``obsm[key]``; a DataFrame is used as it is.
+    from a scored bulk AnnData: ``obsm[key]`` (several keys side by side, e.g. the ``immune_escape``
+    scores and the ``tumour_intrinsic`` footprints scored with another method); a DataFrame is used
+    as it is.
     """
     if isinstance(samples, pd.DataFrame):
         return samples.apply(pd.to_numeric, errors="coerce")
@@ -297,8 +303,9 @@ def sample_features(samples: AnnData | pd.DataFrame, key: str = "immunescape") -
         frame = pd.DataFrame(X, index=samples.obs_names, columns=samples.var_names)
         extra = samples.obs[[c for c in samples.obs.columns if c.startswith("frac_")]]
         return pd.concat([frame, extra.astype(float)], axis=1)
-    if key in samples.obsm:
-        return stored_scores(samples, key)  # a float64 copy
+    keys = [key] if isinstance(key, str) else list(key)
+    if keys and all(k in samples.obsm for k in keys):
+        return joined_scores(samples, keys)  # a float64 copy
     raise InputError(
         f"No sample features found: run ie.tl.aggregate(cells, sample_key) for single cells, or "
         f"ie.tl.score(bulk) so that obsm[{key!r}] holds the scores of bulk samples."
@@ -610,6 +617,7 @@ def classify(
         out.insert(at, hallmark, listed if members else "")
     cohort_z = _cohort_z_for_bagaev(samples, kind, key, inputs)
     _bagaev(out, cohort_z, th)
+    out = _pathway_calls(out, scale, th.pathway, _scored_pathways(samples, key, scale))
     th_record = asdict(th) | {"context_margin": model.margin}
     out.attrs["thresholds"] = th_record
     out.attrs["reference"] = scale.description
@@ -617,7 +625,7 @@ def classify(
     if inputs is not None:
         out.attrs["context_model_coverage"] = round(inputs.universe_coverage, 4)
     if inplace and isinstance(samples, AnnData):
-        for col in ["immune_context", "mechanisms", *HALLMARKS, "bagaev_class", *MECHANISMS]:
+        for col in ["immune_context", "mechanisms", *HALLMARKS, "bagaev_class", *MECHANISMS, "pathways_active"]:
             samples.obs[f"{key_added}_{col}" if col != "immune_context" else key_added] = (
                 out[col].astype(str).to_numpy()
             )
@@ -766,7 +774,7 @@ def _cohort_values(samples, kind, key, inputs) -> tuple[pd.DataFrame, pd.DataFra
         genes = samples.obsm.get(GENE_MEANS)
         return sample_features(samples, key), (genes.copy() if genes is not None else None)
     if kind == "bulk":
-        if key in samples.obsm:
+        if all(k in samples.obsm for k in ([key] if isinstance(key, str) else key)):
             return sample_features(samples, key), (inputs.gene_ranks if inputs is not None else None)
         if inputs is None:
             raise InputError(
@@ -852,6 +860,46 @@ def _mechanism(out: pd.DataFrame, name: str, rule: Rule, scale: _Scale, threshol
     out[f"{name}_confidence"] = np.clip((score - threshold).abs(), 0, 1)
     out[f"{name}_genes"] = drivers
     out[f"{name}_reason"] = reasons
+
+
+def _is_pathway(name: str) -> bool:
+    try:
+        return get_signature(name).meta.get("category") == "pathway"
+    except SignatureError:
+        return False
+
+
+def _scored_pathways(samples, key, scale: _Scale) -> list[str]:
+    """The tumour-intrinsic footprints among the features the mechanisms are judged on."""
+    names = [c for c in scale.values.columns if _is_pathway(c)]
+    if not names and scale.kind != "cohort" and isinstance(samples, AnnData):
+        try:
+            scored = [c for c in sample_features(samples, key).columns if _is_pathway(c)]
+        except InputError:
+            scored = []
+        if scored:
+            warnings.warn(
+                f"{len(scored)} pathway footprints are scored, but {scale.description} has no distribution for "
+                "them: pass reference='cohort' (or a reference cohort) to call oncogenic pathways.",
+                DataWarning,
+                stacklevel=4,
+            )
+    return names
+
+
+def _pathway_calls(out: pd.DataFrame, scale: _Scale, threshold: float, names: list[str]) -> pd.DataFrame:
+    """Oncogenic-pathway-active calls: a scored footprint at or above ``threshold`` robust z against
+    the reference, with the pathway's genes furthest up (``pathway_<name>``, ``_z``, ``_genes``,
+    ``_reason``, ...), and ``pathways_active`` listing them per sample; returned as ``out`` with
+    these columns at its end."""
+    part = pd.DataFrame(index=out.index)
+    for name in names:
+        title = str(get_signature(name).meta.get("title") or name)
+        _mechanism(part, f"pathway_{name}", Rule((name,), "high", threshold, title), scale, threshold)
+    part["pathways_active"] = [
+        ", ".join(n for n in names if part.at[sample, f"pathway_{n}"] is True) for sample in out.index
+    ]
+    return pd.concat([out, part], axis=1)
 
 
 def _has_compartment_genes(scale: _Scale) -> bool:
