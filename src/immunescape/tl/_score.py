@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._anndata import get_expression
+from .._anndata import get_expression, single_cell_evidence
 from .._engine import NULL_SUFFIXES, check_key_is_ours, h5ad_safe, score_matrix, store_scores
 from .._errors import DataWarning, InputError
 from .._kernels.nulls import TAIL_SIZE
@@ -40,6 +40,27 @@ LOW_COVERAGE = ("auto", "drop", "raise")
 
 #: ``adjust=`` choices and the axis of the cells x signatures p table that Benjamini-Hochberg runs along
 ADJUST_AXES = {"signatures": 1, "cells": 0}
+
+
+#: Methods whose scores follow sequencing depth on sparse single-cell data (benchmarks/ROBUSTNESS.md,
+#: section 1: random gene sets within a PBMC cell type, median abs(Spearman) with total counts).
+DEPTH_BIASED = {"singscore": 0.38}
+
+
+def _warn_depth_bias(adata: AnnData, method: str, layer, use_raw) -> None:
+    """A method measured to follow depth, on rows that look like single cells: say so and what to do."""
+    evidence = single_cell_evidence(adata, layer=layer, use_raw=use_raw)  # after score_matrix checked X
+    if evidence is None:
+        return
+    warnings.warn(
+        f"{method} scores follow sequencing depth on sparse single-cell data ({evidence}): within a PBMC cell "
+        f"type, random gene sets' {method} scores correlate with total counts (median abs(Spearman) "
+        f"{DEPTH_BIASED[method]:.2f}, beside about 0.10 for mean and 0.12 for aucell; benchmarks/ROBUSTNESS.md). "
+        "Compare cells of different depth with null='matched' (its z and p set each cell against random genes "
+        "in the same cell), or score with aucell or mean.",
+        DataWarning,
+        stacklevel=4,
+    )
 
 
 def score(
@@ -310,6 +331,8 @@ def compute_scores(
         return pd.DataFrame(values, index=pd.Index(adata.obs_names.copy()), columns=pd.Index(resolved.names))
 
     table = frame(scores)
+    if m.name in DEPTH_BIASED and spec is None:
+        _warn_depth_bias(adata, m.name, layer, use_raw)
     null_tables = {}
     if spec is not None:
         null_tables = dict(
