@@ -204,6 +204,8 @@ def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
     """Rows ``start:stop`` as a checked CSR matrix (backed files, dask blocks, dense and other formats)."""
     try:
         block = matrix[start:stop]
+        if hasattr(block, "compute") and hasattr(block, "chunks"):  # a dask array: its blocks, joined (CSR or dense)
+            block = block.compute()
         if sp.issparse(block):
             return check_sparse(block).tocsr()
         dense = np.asarray(block)
