@@ -145,6 +145,7 @@ def depth_section() -> tuple[list[str], dict]:
                 rho = abs(stats.spearmanr(v, obs_p.loc[cells, "n_counts"]).statistic)
                 within["random" if c.startswith("random") else "library"].append(rho)
         summary[method] = float(np.median(rho_total))
+        summary[method, "pbmc"] = float(np.median(within["random"]))
         rows.append(
             f"| {method} | {np.median(rho_total):.2f} [{max(rho_total):.2f}] | {np.median(rho_detected):.2f} "
             f"[{max(rho_detected):.2f}] | {np.median(within['random']):.2f} [{np.quantile(within['random'], 0.9):.2f}] "
@@ -276,6 +277,7 @@ def noise_section() -> tuple[list[str], dict]:
         sens = {nz: float((frame.loc[frame["noise"] == nz, "d"] >= 1).mean()) for nz in (0.0, 0.2, 0.4, 0.6, 0.8)}
         spec = float((frame.loc[frame["noise"] == 1.0, "d"].abs() < 1).mean())
         summary[method] = (sens[0.4], spec)
+        summary[method, "curve"] = sens
         rows.append(
             f"| {method} | " + " | ".join(f"{sens[nz]:.0%}" for nz in sens) + f" | {spec:.0%} | "
             f"{frame.loc[frame['noise'] == 1.0, 'd'].abs().median():.2f} |"
@@ -366,6 +368,54 @@ def cells_per_sample_section(n_repeats: int = 4) -> tuple[list[str], dict]:
     return lines, summary
 
 
+def draw_figure(depth, down, noise, cells, path: Path) -> None:
+    """The four measurements side by side, written with the tables by the same run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    x = np.arange(len(METHODS))
+    axes[0].bar(x - 0.2, [depth[m] for m in METHODS], 0.4, label="simulated", color="#4393c3")
+    axes[0].bar(x + 0.2, [depth[m, "pbmc"] for m in METHODS], 0.4, label="PBMC, within type", color="#d6604d")
+    axes[0].set_xticks(x, METHODS, rotation=30, ha="right")
+    axes[0].set_ylabel("median abs(Spearman) with depth")
+    axes[0].set_title("1. depth (random sets)", fontsize=10)
+    axes[0].legend(fontsize=8, frameon=False)
+    for m in METHODS:
+        axes[1].plot([1.0, *LEVELS], [1.0, *[down[m, p] for p in LEVELS]], marker="o", label=m)
+        levels = sorted(noise[m, "curve"])
+        axes[2].plot([100 * v for v in levels], [noise[m, "curve"][v] for v in levels], marker="o", label=m)
+    axes[1].set_xscale("log")
+    axes[1].set_xticks([1.0, *LEVELS], ["100%", *[f"{p:.0%}" for p in LEVELS]])
+    axes[1].minorticks_off()
+    axes[1].set_xlabel("reads kept")
+    axes[1].set_ylabel("Spearman with full depth (PBMC)")
+    axes[1].set_title("2. thinning", fontsize=10)
+    axes[2].set_xlabel("% of the set's genes replaced")
+    axes[2].set_ylabel("sensitivity (Cohen's d >= 1)")
+    axes[2].set_title("3. gene-set noise", fontsize=10)
+    axes[2].legend(fontsize=7, frameon=False)
+    sizes = sorted(cells)
+    axes[3].plot(sizes, [cells[n][0] for n in sizes], marker="o", label="immune context")
+    axes[3].plot(sizes, [cells[n][1] for n in sizes], marker="o", label="mechanism calls")
+    axes[3].axhline(0.9, color="grey", linewidth=0.7, linestyle="--")
+    axes[3].set_xscale("log")
+    axes[3].set_xticks(sizes, [str(n) for n in sizes])
+    axes[3].minorticks_off()
+    axes[3].set_xlabel("cells per patient")
+    axes[3].set_ylabel("calls unchanged")
+    axes[3].set_title("5. cells per sample (simulated)", fontsize=10)
+    axes[3].legend(fontsize=8, frameon=False)
+    for ax in axes:
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=HERE / "ROBUSTNESS.md")
@@ -381,13 +431,17 @@ def main() -> None:
         cells_per_sample_section(),
     ]
     versions = ", ".join(f"{k} {v}" for k, v in ie._utils.package_versions().items())
-    depth, down, noise, inv, _ = (s[1] for s in sections)
+    depth, down, noise, inv, cells = (s[1] for s in sections)
+    figure = args.output.with_name("robustness.png")
+    draw_figure(depth, down, noise, cells, figure)
     lines = [
         "# Robustness: depth, downsampling, gene-set noise, collection invariance, cells per sample",
         "",
         f"Written by `benchmarks/robustness.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in "
         f"{time.time() - start:.0f} s, one run; {platform.platform()}, Python {platform.python_version()}; {versions}. "
         "Seeds are fixed in the script. Data and methods: see its docstring.",
+        "",
+        f"![robustness](./{figure.name})",
         "",
         "## Which method? (from the sections below)",
         "",
