@@ -123,6 +123,11 @@ def test_bad_arguments_say_what_to_do(planted):
         ie.tl.exclusion_drivers(samples, exclusion=3)
     with pytest.raises(ie.InputError, match="adjust"):
         ie.tl.exclusion_drivers(samples, adjust=["not_a_feature"])
+    frame = ie.tl.sample_features(samples).assign(progeny_wnt=1.0)  # a pathway that never varies: no rho
+    flat = ie.tl.exclusion_drivers(frame, exclusion=samples.obs["immunescape_class"], adjust=None)
+    assert flat.loc[flat["pathway"] == "progeny_wnt", ["rho", "pval", "fdr"]].isna().all().all()
+    with pytest.raises(ie.InputError, match="not unique"):
+        ie.tl.exclusion_drivers(frame.set_axis(["same"] * len(frame)), exclusion=samples.obs["immunescape_class"])
     with pytest.raises(ie.InputError, match="score them first"):
         ie.tl.exclusion_drivers(samples[:, [v for v in samples.var_names if not v.startswith(("progeny", "hallmark"))]])
 

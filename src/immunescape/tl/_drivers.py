@@ -47,7 +47,7 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray | None
     cov = np.zeros((x.size, 0)) if covariates is None else np.asarray(covariates, float).reshape(x.size, -1)
     keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(cov).all(axis=1)
     n, k = int(keep.sum()), cov.shape[1]
-    if n - 2 - k < 1:
+    if n - 2 - k < 1 or np.ptp(x[keep]) == 0 or np.ptp(y[keep]) == 0:  # too few rows, or nothing varies
         return np.nan, np.nan, n
     ranks = [stats.rankdata(v[keep]) for v in (x, y)]
     design = np.column_stack([np.ones(n)] + [stats.rankdata(c) for c in cov[keep].T])
@@ -157,7 +157,17 @@ def exclusion_drivers(
         raise InputError(f"level must be between 0 and 1, got {level!r}.")
     if not isinstance(min_samples, (int, np.integer)) or min_samples < 5:
         raise InputError(f"min_samples must be an integer of at least 5, got {min_samples!r}.")
-    frame = sample_features(samples, key) if isinstance(samples, AnnData) else _table(samples)
+    if not isinstance(samples, (AnnData, pd.DataFrame)):
+        raise InputError(
+            f"exclusion_drivers takes an AnnData or a DataFrame of sample features, got {type(samples).__name__}."
+        )
+    frame = sample_features(samples, key)  # numbers; text in a DataFrame becomes NaN, left out per pathway
+    if not frame.index.is_unique:
+        twice = frame.index[frame.index.duplicated()][0]
+        raise InputError(
+            f"Sample names are not unique (e.g. {twice!r}): each sample must have its own row; "
+            "call obs_names_make_unique() or aggregate by a sample column."
+        )
     if isinstance(pathways, str) and pathways in collection_names():
         wanted = [s.name for s in collection(pathways)]
         names = [p for p in wanted if p in frame.columns]
@@ -239,14 +249,6 @@ def exclusion_drivers(
         "p from t on n - 2 - k df, BH FDR over the pathways per outcome"
     )
     return table
-
-
-def _table(samples) -> pd.DataFrame:
-    if not isinstance(samples, pd.DataFrame):
-        raise InputError(
-            f"exclusion_drivers takes an AnnData or a DataFrame of sample features, got {type(samples).__name__}."
-        )
-    return samples.select_dtypes("number")
 
 
 def _exclusion_axis(samples, index: pd.Index, exclusion, key_added: str) -> tuple[pd.Series, str]:
