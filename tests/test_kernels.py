@@ -331,27 +331,43 @@ def test_bh_rows_equals_the_step_up_definition():
         np.testing.assert_allclose(out[i], q, rtol=1e-12)
 
 
-def test_gpd_tail_is_below_the_empirical_bound_and_falls_back_on_ties():
-    """Beyond every null score the tail p is continuous, below 1 / (n_null + 1) and decreasing; where
-    the top null scores tie (nothing to fit, e.g. one value above a block of equal ones) it is -1 (the
-    caller keeps the empirical p)."""
+def test_moment_tail_is_below_the_empirical_bound_and_falls_back_without_spread():
+    """Beyond every null score the tail p is continuous, below 1 / (n_null + 1) and decreasing; it is the
+    Pearson III (Wilson-Hilferty) survival with the draws' moments, skewness raised by half its SE, which
+    for a gamma distribution's own large sample is close to the true tail; where the draws do not vary
+    it is -1 (the caller keeps the empirical p)."""
+    from scipy import stats
+
     rng = np.random.default_rng(13)
     draws = rng.normal(size=100)
-    buffer = np.empty(100)
     top = draws.max()
-    ps = [nulls.gpd_tail(draws, buffer, top + d, 100) for d in (0.01, 0.5, 1.0, 3.0)]
+    ps = [nulls.moment_tail(draws, top + d, 100) for d in (0.01, 0.5, 1.0, 3.0)]
     assert all(0 < p <= 1 / 101 for p in ps) and ps == sorted(ps, reverse=True) and ps[-1] < 1e-4
-    # exponential tail (shape clamped): p = m / (n + 1) * exp(-(x - threshold) / mean excess)
-    ordered = np.sort(draws)
-    threshold, excess = ordered[-11], (ordered[-10:] - ordered[-11]).mean()
-    y = ordered[-10:] - threshold
-    a1 = np.mean(y * (9 - np.arange(10)) / 9)
-    assert excess / (excess - 2 * a1) - 2 >= 0  # these draws fit a bounded shape: the clamp applies
-    assert ps[2] == pytest.approx(10 / 101 * np.exp(-(top + 1.0 - threshold) / excess), rel=1e-12)
-    tied = np.zeros(100)
-    tied[0] = 1.0  # the top 10 are one 1 and nine 0s: a1 = 0, no tail
-    assert nulls.gpd_tail(tied, buffer, 2.0, 100) == -1.0
-    assert nulls.gpd_tail(np.zeros(100), buffer, 1.0, 100) == -1.0
+
+    # the formula, written out independently
+    def by_hand(sample, x):
+        mean, sd = sample.mean(), sample.std()
+        skew = stats.skew(sample) + nulls.SKEW_MARGIN * np.sqrt(6 / sample.size)
+        if skew <= 1e-6:  # a light (left-skewed) upper tail: the normal one
+            return stats.norm.sf((x - mean) / sd)
+        k = 4 / skew**2
+        y = k + (x - mean) / sd * np.sqrt(k)
+        c = 1 / (9 * k)
+        return stats.norm.sf(((y / k) ** (1 / 3) - (1 - c)) / np.sqrt(c))
+
+    assert ps[2] == pytest.approx(min(by_hand(draws, top + 1.0), 1 / 101), rel=1e-9)
+    skewed = rng.gamma(2.0, size=100)  # right-skewed draws take the gamma branch
+    assert nulls.moment_tail(skewed, skewed.max() + 1.0, 100) == pytest.approx(
+        min(by_hand(skewed, skewed.max() + 1.0), 1 / 101), rel=1e-9
+    )
+    # beyond a large gamma sample (skewness 1, max near the 5e-5 quantile): near the gamma's own tail
+    gamma = stats.gamma(4.0)
+    sample = gamma.rvs(size=20000, random_state=np.random.default_rng(1))
+    for q in (1e-5, 1e-6, 1e-7):
+        x = gamma.isf(q)
+        assert q / 2 < nulls.moment_tail(sample, x, 20000) < q * 4  # never far below the truth
+    assert nulls.moment_tail(np.zeros(100), 1.0, 100) == -1.0
+    assert nulls.moment_tail(np.full(100, 3.0), 4.0, 100) == -1.0
 
 
 def test_every_cached_kernel_saves_and_loads_under_the_cache_lock():

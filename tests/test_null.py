@@ -16,7 +16,7 @@ from scipy import stats
 import immunescape as ie
 from immunescape._engine import gene_stats as _scan
 from immunescape._errors import InputError
-from immunescape._kernels.nulls import TIE_TOLERANCE, gpd_tail, uniform
+from immunescape._kernels.nulls import TIE_TOLERANCE, moment_tail, uniform
 from immunescape._null import benjamini_hochberg, expression_bins
 from immunescape.genes import resolve
 from immunescape.methods import NullSpec, get_method, method_names
@@ -57,16 +57,15 @@ def _null_signatures(adata, resolved, plan, s, n_missing=(0, 0)):
 
 def _reference(observed, null_scores, n_null, seed, rows):
     """z and p from explicit null scores (n_cells x n_null), as documented: randomised empirical, and
-    the fitted tail (gpd_tail, tested on its own in test_kernels.py) beyond every null score."""
+    the fitted tail (moment_tail, tested on its own in test_kernels.py) beyond every null score."""
     d = null_scores - observed[:, None]
     tol = TIE_TOLERANCE * (1 + np.abs(observed))[:, None]
     above = (d > tol).sum(1)
     tied = (np.abs(d) <= tol).sum(1)
     u = np.asarray([uniform(seed, r, rows[1]) for r in rows[0]])
     p = (above + u * (tied + 1)) / (n_null + 1)
-    buffer = np.empty(n_null)
     for i in np.flatnonzero((above == 0) & (tied == 0) & np.isfinite(observed)):
-        tail = gpd_tail(np.ascontiguousarray(null_scores[i], dtype=np.float64), buffer, float(observed[i]), n_null)
+        tail = moment_tail(np.ascontiguousarray(null_scores[i], dtype=np.float64), float(observed[i]), n_null)
         p[i] = tail if tail >= 0 else p[i]
     d = np.where(np.abs(d) <= tol, 0.0, d)
     sd = d.std(1, ddof=1)

@@ -40,7 +40,9 @@ TIE_TOLERANCE = 1e-12  # relative: equal sets summed in another order may differ
 # keeps p-values below 1/(n_null + 1) near nominal (0.9-1.2x at 1e-4..1e-3); 25 made them 5-50x
 # conservative and cost power, as an exponential tail over a low threshold is too heavy for
 # near-normal rank sums.
-TAIL_SIZE = 10
+#: The tail's skewness is raised by this many of its standard errors (chosen on seeds 100-103 of issue 17's
+#: scenario: 0 gave random sets 1.3-2x nominal at 1e-3 and 1e-4; 0.5 nominal; 1 lost power).
+SKEW_MARGIN = 0.5
 
 
 @njit(cache=True, nogil=True)
@@ -82,7 +84,7 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
 def tally_scratch(n_sig, n_null, n_ch):  # pragma: no cover - numba
     """Sums by part and channel, then per signature: observed score, n_above, n_tied, sum and sum of
     squares of (null - observed), the tail p-value (-1: none); then one signature's null scores and a
-    buffer to sort them."""
+    spare buffer of the same size."""
     return (
         np.zeros((2, n_ch)),
         np.zeros(n_sig),
@@ -97,37 +99,45 @@ def tally_scratch(n_sig, n_null, n_ch):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def gpd_tail(draws, buffer, observed, n_null):  # pragma: no cover - numba
+def moment_tail(draws, observed, n_null):  # pragma: no cover - numba
     """P(null >= observed) for a score beyond every one of the ``n_null`` null scores in ``draws``,
-    from a generalised Pareto distribution fitted to the exceedances of the ``m`` largest over the next
-    one (probability-weighted moments, Hosking & Wallis 1987): ``m / (n_null + 1)`` times the fitted
-    survival of ``observed - threshold``. The shape is clamped at 0 (an exponential tail at lightest),
-    which is conservative for bounded scores; the result is capped at ``1 / (n_null + 1)``, the
-    empirical bound, and floored at the smallest normal double. Returns -1 where the top scores tie
-    (no tail to fit): the caller keeps the empirical p-value."""
-    m = min(TAIL_SIZE, n_null - 1)
-    if m < 3:
+    from a Pearson type III (shifted gamma) distribution with the draws' mean, variance and
+    skewness, the skewness raised by ``SKEW_MARGIN`` of its standard error ``sqrt(6 / n_null)``
+    (a heavier tail where the estimate is uncertain; a right-skewed tail even for symmetric draws).
+    Its survival comes from the Wilson-Hilferty cube-root normal approximation. The result is capped
+    at ``1 / (n_null + 1)``, the empirical bound, and floored at the smallest normal double. Returns
+    -1 where the draws do not vary (nothing to fit): the caller keeps the empirical p-value.
+
+    Chosen over a generalised Pareto fit to the 10 largest draws (shape clamped at 0), which was
+    conservative for these sums of many genes: in issue 17's scenario on seeds no choice was made
+    on, cells found beside 40 signatures rose from 0.57-0.91 to 0.68-0.96 by method, with random
+    sets called at p <= 1e-3 and <= 1e-4 no more often than before (at or below nominal)."""
+    mean = 0.0
+    for k in range(n_null):
+        mean += draws[k]
+    mean /= n_null
+    m2, m3 = 0.0, 0.0
+    for k in range(n_null):
+        d = draws[k] - mean
+        m2 += d * d
+        m3 += d * d * d
+    m2 /= n_null
+    m3 /= n_null
+    if not (m2 > 0.0) or n_null < 3:
         return -1.0
-    buffer[:] = draws
-    buffer.sort()
-    threshold = buffer[n_null - m - 1]
-    a0, a1 = 0.0, 0.0
-    for j in range(m):  # ascending exceedances y_(j + 1); Hosking & Wallis' unbiased a1
-        y = buffer[n_null - m + j] - threshold
-        a0 += y
-        a1 += y * (m - 1 - j) / (m - 1)
-    a0 /= m
-    a1 /= m
-    if not (a0 > 0.0) or not (a1 > 0.0) or not (a0 - 2.0 * a1 > 0.0):  # ties among the top: nothing to fit
-        return -1.0
-    shape = a0 / (a0 - 2.0 * a1) - 2.0  # Hosking's k: k < 0 heavy tail, k > 0 bounded
-    scale = 2.0 * a0 * a1 / (a0 - 2.0 * a1)
-    x = observed - threshold
-    if shape >= 0.0:  # a bounded or exponential fit: use the exponential tail with the same mean
-        survival = math.exp(-x / a0)
-    else:
-        survival = math.exp(math.log1p(-shape * x / scale) / shape)
-    p = m / (n_null + 1.0) * survival
+    sd = math.sqrt(m2)
+    skew = m3 / (m2 * sd) + SKEW_MARGIN * math.sqrt(6.0 / n_null)
+    t = (observed - mean) / sd
+    if skew > 1e-6:  # gamma with shape k = 4 / skew^2, in units of its scale: k + t sqrt(k)
+        k = 4.0 / (skew * skew)
+        y = k + t * math.sqrt(k)
+        if y <= 0.0:
+            return 1.0 / (n_null + 1.0)
+        c = 1.0 / (9.0 * k)
+        w = (math.pow(y / k, 1.0 / 3.0) - (1.0 - c)) / math.sqrt(c)
+    else:  # a left-skewed (light) upper tail: the normal one, lighter still would be a guess
+        w = t
+    p = 0.5 * math.erfc(w / math.sqrt(2.0))
     return min(max(p, 2.2250738585072014e-308), 1.0 / (n_null + 1.0))
 
 
@@ -188,7 +198,7 @@ def explicit_nulls(observed, random, seed, first_row, z_out, p_out):  # pragma: 
             work[3][s] = tied
             work[4][s] = total
             work[5][s] = squares
-            work[6][s] = gpd_tail(draws, work[8], obs, n_null) if above == 0 and tied == 0 and obs == obs else -1.0
+            work[6][s] = moment_tail(draws, obs, n_null) if above == 0 and tied == 0 and obs == obs else -1.0
         _write(work, n_sig, n_null, first_row + i, seed, z_out[i], p_out[i])
 
 
@@ -298,7 +308,7 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
                 draws[k] = _null_score(
                     s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
                 )
-            tail[s] = gpd_tail(draws, work[8], obs, n_null)
+            tail[s] = moment_tail(draws, obs, n_null)
     _write(work, n_sig, n_null, row, seed, z_out, p_out)
 
 

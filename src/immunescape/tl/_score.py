@@ -11,7 +11,7 @@ from anndata import AnnData
 from .._anndata import get_expression, single_cell_evidence
 from .._engine import NULL_SUFFIXES, check_key_is_ours, h5ad_safe, score_matrix, store_scores
 from .._errors import DataWarning, InputError
-from .._kernels.nulls import TAIL_SIZE
+from .._kernels.nulls import SKEW_MARGIN
 from .._null import benjamini_hochberg, check_null_args
 from .._utils import check_key, check_random_state, package_versions
 from ..genes import resolve
@@ -114,19 +114,21 @@ def score(
         randomised: ``(n_above + U (n_tied + 1)) / (n_null + 1)`` with ``U`` uniform, so it is
         exactly uniform for a signature that is no different from random genes, even where many
         scores tie (sparse cells). Where a score is beyond every random set (where that formula
-        would only give ``U / (n_null + 1)``), the p-value comes from a generalised Pareto tail
-        fitted to the 10 largest random-set scores (probability-weighted moments,
-        Hosking & Wallis 1987; Knijnenburg et al. 2009), its shape clamped at 0 (an exponential
-        tail at lightest) and capped at ``1 / (n_null + 1)``: continuous p-values far below
-        ``1 / (n_null + 1)``, so a cell can be significant after adjustment over a whole collection.
-        Measured on random sets, the rates of p <= 1e-4 and <= 1e-3 stay near nominal (the 1e-3 rate
-        is tested within a factor 2 in tests/test_null.py); every level at or above ``1 / (n_null + 1)`` keeps the
-        empirical p's exact calibration. Where the largest random-set scores tie, the empirical p
-        stays. ``aucell`` and ``ssgsea``
-        break rank ties in a fixed gene order (as decoupler and gseapy), which would favour a fixed
-        gene set in every cell, so their z and p are for the tie-averaged statistic (the scores are
-        unchanged). ``gsva`` (gseapy) scores the random sets in its one call with the signatures:
-        its cost grows with ``n_null`` times the signatures.
+        would only give ``U / (n_null + 1)``), the p-value comes from a Pearson type III (shifted
+        gamma) tail with the random-set scores' mean, variance and skewness, the skewness raised by
+        half its standard error (Wilson-Hilferty approximation), capped at ``1 / (n_null + 1)``:
+        continuous p-values far below ``1 / (n_null + 1)``, so a cell can be significant after
+        adjustment over a whole collection. Measured on random sets, the rates of p <= 1e-4 and
+        <= 1e-3 stay at or below nominal (the 1e-3 rate is tested within a factor 2 in
+        tests/test_null.py); every level at or above ``1 / (n_null + 1)`` keeps the empirical p's
+        exact calibration. It replaced a generalised Pareto fit to the 10 largest scores (shape
+        clamped at 0), which was conservative for these sums of many genes
+        (benchmarks/RESULTS_null_calibration.md). Where the random-set scores do not vary, the
+        empirical p stays. ``aucell`` and ``ssgsea`` break rank ties in a fixed gene order (as
+        decoupler and gseapy), which would favour a fixed gene set in every cell, so their z and p
+        are for the tie-averaged statistic (the scores are unchanged). ``gsva`` (gseapy) scores the
+        random sets in its one call with the signatures: its cost grows with ``n_null`` times the
+        signatures.
 
         ``"analytic"`` (|analytic|): the same null without drawing sets. A linear
         score of random genes drawn without replacement within bins has exact moments, computed per
@@ -349,8 +351,8 @@ def compute_scores(
             )
         )
         p_value = (
-            "randomised empirical, upper tail; beyond every random set, a generalised Pareto tail fitted to the "
-            f"{min(TAIL_SIZE, int(n_null) - 1)} largest random-set scores (shape at most 0), at most 1/(n_null + 1)"
+            "randomised empirical, upper tail; beyond every random set, a Pearson type III tail with the random-set "
+            f"scores' mean, variance and skewness (+{SKEW_MARGIN:g} of its standard error), at most 1/(n_null + 1)"
             if null == "matched"
             else "Edgeworth (exact mean, variance, skewness), upper tail"
         )
