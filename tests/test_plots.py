@@ -256,7 +256,6 @@ def test_a_category_has_one_colour_in_heatmap_profile_and_report(cohort):
         0
     ]
     rgb = strip.images[0].get_array()  # rows: strips; columns: samples in the map's order
-    order = [t.get_text() for t in fig.axes[1].get_xticklabels()] or list(samples.obs_names)
     main = [ax for ax in fig.axes if ax.get_xlabel() == "sample"][0]
     order = [t.get_text() for t in main.get_xticklabels()]
     page = build_report(samples, calls, max_profiles=len(calls))

@@ -615,9 +615,11 @@ def _check_sample_arguments(args: argparse.Namespace, adata) -> None:
         raise UsageError("--rows-are-samples and --sample-key contradict each other; give one.")
 
 
-def _pathway_scores(args: argparse.Namespace, adata, pathway_key: str = "pathways") -> list[str]:
+def _pathway_scores(
+    args: argparse.Namespace, adata, pathway_key: str = "pathways", *, required: bool = False
+) -> list[str]:
     """Score the tumour-intrinsic footprints (weighted means, as PROGENy) under ``pathway_key`` when
-    absent; the key, or nothing where too few of their genes are in the data."""
+    absent; the key, or nothing where too few of their genes are in the data (an error if ``required``)."""
     from ._errors import InputError
     from .tl import score
 
@@ -635,6 +637,8 @@ def _pathway_scores(args: argparse.Namespace, adata, pathway_key: str = "pathway
                 gene_symbols=args.gene_symbols,
             )
         except InputError as err:
+            if required:
+                raise
             logger.info("tumour-intrinsic pathways not scored: %s", err)
             return []
     return [pathway_key]
@@ -769,7 +773,7 @@ def _cmd_drivers(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from .io import all_or_nothing, read_h5ad, write_table
     from .pl import exclusion_drivers as draw
-    from .tl import aggregate, classify, exclusion_drivers, score
+    from .tl import classify, exclusion_drivers
 
     reference = args.reference if args.reference not in (None, "shipped", "cohort") else None
     check_outputs(
@@ -779,33 +783,8 @@ def _cmd_drivers(args: argparse.Namespace) -> int:
     )
     adata = read_h5ad(args.input)
     _check_sample_arguments(args, adata)
-    scoring = {"layer": args.layer, "use_raw": args.use_raw, "gene_symbols": args.gene_symbols}
-    if args.key not in adata.obsm:
-        score(
-            adata,
-            args.signatures,
-            method=args.method,
-            key_added=args.key,
-            min_coverage=args.min_coverage,
-            low_coverage=args.low_coverage,
-            **scoring,
-        )
-    if args.pathway_key not in adata.obsm:  # PROGENy's own definition: weighted means of the footprints
-        score(
-            adata,
-            "tumour_intrinsic",
-            method="wmean",
-            key_added=args.pathway_key,
-            min_coverage=args.min_coverage,
-            low_coverage="drop",
-            **scoring,
-        )
-    keys = [args.key, args.pathway_key]
-    samples = (
-        aggregate(adata, args.sample_key, celltype_key=args.celltype_key, key=keys, min_cells=args.min_cells)
-        if args.sample_key
-        else adata
-    )
+    keys = [args.key, *_pathway_scores(args, adata, args.pathway_key, required=True)]
+    samples = _samples(args, adata, keys)
     if args.exclusion is None:
         classify(
             samples, reference=_reference_argument(args.reference), key=keys, rows_are_samples=args.rows_are_samples

@@ -120,7 +120,6 @@ def context_css() -> str:
     for name, colour in CONTEXT_COLOURS.items():
         r, g, b = (int(255 - 0.22 * (255 - 255 * c)) for c in to_rgb(colour))
         rules.append(f".ctx-{name} {{ background: rgb({r},{g},{b}); }}")
-        rules.append(f".swatch-{name} {{ background: {colour}; }}")
     for name, colour in HALLMARK_COLOURS.items():
         rules.append(f".hm-{name} {{ color: {colour}; font-weight: 600; }}")
     return "\n".join(rules)
@@ -170,7 +169,6 @@ AXES: list[tuple[str, tuple[str, ...]]] = [
 ]
 PATHWAY_AXIS = "tumour-intrinsic pathways"
 OTHER_AXIS = "other"
-AXIS_ORDER = [name for name, _ in AXES] + [PATHWAY_AXIS, OTHER_AXIS]
 # Shown top to bottom in the heatmap: infiltration first, as a pathologist reads a slide.
 DISPLAY_ORDER = [
     "infiltration",

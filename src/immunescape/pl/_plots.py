@@ -321,7 +321,7 @@ def heatmap(
         if features is None
         else frame[_pick(frame.columns, features, "feature")]
     )
-    if frame.empty or frame.shape[1] == 0:
+    if frame.empty:
         raise InputError("No features to draw: score the samples first (ie.tl.score) or pass features=.")
     z = ReferenceProfile.from_features(frame).z(frame).reindex(columns=frame.columns).clip(-3, 3).fillna(0.0)
     rows = list(z.index)
