@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--nulls", default="none,matched,analytic", help="which tasks: comma-separated of none, matched, analytic"
     )
+    parser.add_argument("--methods", default=",".join(METHODS), help="which methods: comma-separated")
     parser.add_argument("-o", "--output", type=Path, default=HERE / "RESULTS_trees.md")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     common.load_dataset(args.dataset)  # generated once, before any timing
     rows = []
     wanted = set(args.nulls.split(","))
-    for method, null in [t for t in tasks() if (t[1] or "none") in wanted]:
+    methods = set(args.methods.split(","))
+    for method, null in [t for t in tasks() if (t[1] or "none") in wanted and t[0] in methods]:
         before = measure(args.before, method, null, args.dataset, args.repeats)
         after = measure(args.after, method, null, args.dataset, args.repeats)
         ratio = after["seconds"] / before["seconds"] if before["status"] == after["status"] == "ok" else float("nan")

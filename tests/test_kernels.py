@@ -370,6 +370,89 @@ def test_moment_tail_is_below_the_empirical_bound_and_falls_back_without_spread(
     assert nulls.moment_tail(np.full(100, 3.0), 4.0, 100) == -1.0
 
 
+def _bucketed(populations):
+    """Populations of gene terms as the null kernels hold a row's (nulls._bucket_terms): per bin, the
+    non-zero terms, and their summary."""
+    n = len(populations)
+    term = np.concatenate(populations)[None, :]
+    bin_of = np.repeat(np.arange(n), [v.size for v in populations])
+    ptr, val, summary = np.zeros(n + 1, np.int64), np.empty(term.size), np.zeros((n, 6))
+    listed = np.arange(term.size)
+    nulls._bucket_terms(term, listed, listed.size, bin_of, ptr, val, np.zeros(n, np.int64), summary)
+    for b, v in enumerate(populations):  # the bucket, checked against its definition
+        nz = v[v != 0]
+        np.testing.assert_array_equal(np.sort(val[ptr[b] : ptr[b + 1]]), np.sort(nz))
+        if nz.size:
+            expected = [nz.min(), nz.max(), (nz == nz.min()).sum(), (nz == nz.max()).sum(), nz.sum(), (nz**2).sum()]
+            np.testing.assert_allclose(summary[b], expected)
+    return ptr, val, summary
+
+
+@pytest.mark.parametrize(
+    "sizes, draws, zeros, top, signs",
+    [
+        ([20] * 10, [1] * 10, 0.8, 100, [1] * 10),  # a 10-gene set, one gene per bin of 20, sparse terms
+        ([20] * 30, [1] * 30, 0.85, 200, [1] * 30),  # AUCell-like: few genes of a set in the top ranks
+        ([50, 40, 30], [3, 5, 2], 0.7, 100, [1, 1, -1]),  # several genes per bin; a down part
+        ([100] * 5, [10] * 5, 0.5, 50, [1] * 5),
+    ],
+)
+def test_saddlepoint_tail_is_the_sum_of_draws_exact_tail(sizes, draws, zeros, top, signs):
+    """The saddlepoint tail of a sum of genes drawn with replacement from bins of integer terms is
+    within 10% of the exact tail (the draws' distributions convolved) from 1e-3 down to 1e-8."""
+    rng = np.random.default_rng(len(sizes))
+    pops = []
+    for size in sizes:
+        v = rng.integers(1, top, size).astype(np.float64)
+        v[rng.random(size) < zeros] = 0.0
+        pops.append(v)
+    pmf, offset = np.ones(1), 0
+    for v, n, sign in zip(pops, draws, signs):
+        terms = (sign * v).astype(np.int64)
+        one = np.bincount(terms - terms.min()) / v.size
+        for _ in range(n):
+            pmf, offset = np.convolve(pmf, one), offset + terms.min()
+    survival = np.cumsum(pmf[::-1])[::-1]  # P(S >= offset + j)
+    ptr, val, summary = _bucketed(pops)
+    args = (np.arange(len(sizes)), np.asarray(draws, np.int64), np.asarray(signs, np.float64))
+    for level in (1e-3, 1e-4, 1e-6, 1e-8):
+        j = int(np.argmax(survival <= level))
+        p = nulls.saddlepoint_tail(float(offset + j), 0, len(sizes), *args, np.asarray(sizes), ptr, val, summary, 0)
+        assert p == pytest.approx(survival[j], rel=0.1), (level, p, survival[j])
+
+
+def test_saddlepoint_tail_at_the_largest_sum_below_the_mean_and_without_spread():
+    """At (or beyond) the largest sum a random set can reach: the probability of drawing only the
+    largest terms; capped at 1 / (n_null + 1); -1 (the caller's moment tail) where no tail exists."""
+    pops = [np.array([0.0, 0.0, 2.0, 5.0]), np.array([1.0, 3.0, 3.0, 0.0, 0.0])]
+    ptr, val, summary = _bucketed(pops)
+    bins, draws, cw, size = np.arange(2), np.array([2, 1]), np.ones(2), np.array([4, 5])
+    top = 2 * 5.0 + 3.0
+    assert nulls.saddlepoint_tail(top, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) == pytest.approx(
+        (1 / 4) ** 2 * 2 / 5
+    )
+    assert nulls.saddlepoint_tail(top + 1, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) == pytest.approx(1 / 40)
+    assert nulls.saddlepoint_tail(top, 0, 2, bins, draws, cw, size, ptr, val, summary, 9) == pytest.approx(
+        1 / 40
+    )  # < 1/10
+    assert nulls.saddlepoint_tail(top, 0, 2, bins, draws, cw, size, ptr, val, summary, 99) == pytest.approx(
+        1 / 100
+    )  # cap
+    assert nulls.saddlepoint_tail(1.0, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) == -1.0  # below the mean 5.2
+    # a zero weight adds nothing, whatever its bin holds
+    ptr3, val3, summary3 = _bucketed([*pops, np.array([0.0, 4.0, 9.0])])
+    args3 = (np.arange(3), np.array([2, 1, 2]), np.array([1.0, 1.0, 0.0]), np.array([4, 5, 3]), ptr3, val3, summary3)
+    for x in (top, 9.0):
+        assert nulls.saddlepoint_tail(x, 0, 3, *args3, 0) == nulls.saddlepoint_tail(
+            x, 0, 2, bins, draws, cw, size, ptr, val, summary, 0
+        )
+    ptr0, val0, summary0 = _bucketed([np.zeros(4), np.zeros(5)])
+    assert nulls.saddlepoint_tail(1.0, 0, 2, bins, draws, cw, size, ptr0, val0, summary0, 0) == -1.0  # nothing varies
+    # between the mean and the largest sum: decreasing, inside (0, 1)
+    ps = [nulls.saddlepoint_tail(x, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) for x in (7.0, 9.0, 11.0, 12.5)]
+    assert all(0 < p < 1 for p in ps) and ps == sorted(ps, reverse=True)
+
+
 def test_every_cached_kernel_saves_and_loads_under_the_cache_lock():
     """numba's cache index is a read-modify-write: every kernel module wraps its dispatchers' cache in
     an OS file lock (see _kernels/caching.py), so processes compiling at once cannot interleave it."""

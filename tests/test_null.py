@@ -55,9 +55,77 @@ def _null_signatures(adata, resolved, plan, s, n_missing=(0, 0)):
     return out, weights
 
 
-def _reference(observed, null_scores, n_null, seed, rows):
+def _gene_terms(method, X, params):
+    """Each gene's term in each row (rows x genes), from the methods' definitions: what a null score
+    sums (times each gene's weight and coefficient) - rank methods on data without ties for AUCell."""
+    if method in ("wmean", "mean"):
+        return X.astype(np.float64)
+    if method == "singscore":  # ascending ranks, ties at their minimum
+        return np.vstack([stats.rankdata(x, "min") for x in X])
+    if method == "ucell":  # descending ranks of the non-zero values (ties averaged), capped; zeros at the cap
+        top = float(params.get("max_rank", 1500))
+        out = np.full(X.shape, top)
+        for i, x in enumerate(X):
+            nz = x != 0
+            r = stats.rankdata(-x[nz])
+            out[i, nz] = np.where(r <= top, r, top)
+        return out
+    if method == "aucell":  # tie-free: n_up - descending rank within the top n_up, else 0
+        n_up = int(np.clip(np.ceil(0.05 * X.shape[1]), 2, X.shape[1]))
+        r = np.vstack([stats.rankdata(-x) for x in X])
+        return np.where(r <= n_up, n_up - r, 0.0)
+    raise AssertionError(method)
+
+
+def _saddlepoint_reference(populations, x):
+    """P(S >= x), S the sum of ``n`` draws with replacement from each population (values, n): the
+    Lugannani-Rice formula solved with scipy's brentq; at the largest reachable sum, the
+    probability of drawing it."""
+    from scipy import optimize
+
+    def cumulants(t):
+        k0 = k1 = k2 = 0.0
+        for v, n in populations:
+            a = t * v
+            w = np.exp(a - a.max())
+            mean = (v * w).sum() / w.sum()
+            k0 += n * (a.max() + np.log(w.mean()))
+            k1 += n * mean
+            k2 += n * ((v * v * w).sum() / w.sum() - mean**2)
+        return k0, k1, k2
+
+    s_max = sum(n * v.max() for v, n in populations)
+    if x >= s_max - 1e-12 * (1 + abs(s_max)):
+        return float(np.prod([np.mean(v == v.max()) ** n for v, n in populations]))
+    hi = 1.0
+    while cumulants(hi)[1] < x:
+        hi *= 2
+    t = optimize.brentq(lambda t: cumulants(t)[1] - x, 0.0, hi, xtol=1e-300, rtol=1e-15)
+    k0, _, k2 = cumulants(t)
+    w, u = np.sqrt(2 * (t * x - k0)), t * np.sqrt(k2)
+    return float(stats.norm.sf(w) + stats.norm.pdf(w) * (1 / u - 1 / w))
+
+
+def _tail_reference(terms, bundle, s, c0):
+    """The saddlepoint tail of signature ``s`` in each row from the rows' gene ``terms``: its random
+    sets' runs (bin, genes drawn, weight x coefficient) over the bins' genes, as documented."""
+    lo, hi = bundle.run_ptr[s], bundle.run_ptr[s + 1]
+    members = [np.flatnonzero(bundle.bin_of == bundle.run_bin[r]) for r in range(lo, hi)]
+
+    def tail(i, observed, n_null):
+        tail.rows += 1
+        pops = [(bundle.run_cw[r] * terms[i, m], bundle.run_n[r]) for r, m in zip(range(lo, hi), members)]
+        return min(_saddlepoint_reference(pops, observed - c0), 1 / (n_null + 1))
+
+    tail.rows = 0  # how many rows it was asked for: a test of the tail must see some
+    return tail
+
+
+def _reference(observed, null_scores, n_null, seed, rows, tail=None):
     """z and p from explicit null scores (n_cells x n_null), as documented: randomised empirical, and
-    the fitted tail (moment_tail, tested on its own in test_kernels.py) beyond every null score."""
+    beyond every null score the saddlepoint tail (``tail(row, observed, n_null)``, as
+    :func:`_tail_reference` computes it) or, for ratio statistics, the moment tail (tested on its own
+    in test_kernels.py)."""
     d = null_scores - observed[:, None]
     tol = TIE_TOLERANCE * (1 + np.abs(observed))[:, None]
     above = (d > tol).sum(1)
@@ -65,8 +133,11 @@ def _reference(observed, null_scores, n_null, seed, rows):
     u = np.asarray([uniform(seed, r, rows[1]) for r in rows[0]])
     p = (above + u * (tied + 1)) / (n_null + 1)
     for i in np.flatnonzero((above == 0) & (tied == 0) & np.isfinite(observed)):
-        tail = moment_tail(np.ascontiguousarray(null_scores[i], dtype=np.float64), float(observed[i]), n_null)
-        p[i] = tail if tail >= 0 else p[i]
+        if tail is not None:
+            p[i] = tail(rows[0][i], float(observed[i]), n_null)
+            continue
+        moment = moment_tail(np.ascontiguousarray(null_scores[i], dtype=np.float64), float(observed[i]), n_null)
+        p[i] = moment if moment >= 0 else p[i]
     d = np.where(np.abs(d) <= tol, 0.0, d)
     sd = d.std(1, ddof=1)
     spread = sd > 1e-12 * np.sqrt((d**2).mean(1))  # above rounding noise
@@ -102,6 +173,9 @@ def test_null_equals_explicit_rescoring_of_the_null_sets(method, n_genes):
     }
     n_null = 30
     resolved, plan = _plan(adata, sigs, method, n_null)
+    X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    terms = {m: _gene_terms(m, X, {}) for m in ("ucell", "singscore", "aucell", "wmean") if m == method}
+    tail_rows = 0
     res = ie.tl.score(adata, sigs, method=method, null="matched", n_null=n_null, min_coverage=0, inplace=False)
     for s, name in enumerate(resolved.names):
         missing = (0, 0)
@@ -111,10 +185,17 @@ def test_null_equals_explicit_rescoring_of_the_null_sets(method, n_genes):
         null_sigs, _ = _null_signatures(adata, resolved, plan, s, missing)
         null_scores = ie.tl.score(adata, null_sigs, method=method, min_coverage=0, inplace=False).to_numpy()
         observed = res["score"][name].to_numpy()
-        z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), s))
-        np.testing.assert_allclose(res["pval"][name], p, rtol=1e-9, atol=1e-12, err_msg=f"{method} {name}")
+        tail = None
+        if method in terms:
+            tail = _tail_reference(terms[method], plan.null.bundle, s, plan.null.bundle.c0[s])
+        z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), s), tail)
+        # rtol: the kernel solves the saddlepoint equation to 1e-7 of the null's sd (the tail rows)
+        np.testing.assert_allclose(res["pval"][name], p, rtol=1e-7, atol=1e-12, err_msg=f"{method} {name}")
         finite = np.isfinite(z)
         np.testing.assert_allclose(res["z"][name][finite], z[finite], rtol=1e-6, atol=1e-9)
+        tail_rows += tail.rows if tail is not None else 0
+    if method in terms and not (method == "aucell" and n_genes == 200):  # AUCell's top 10 of 200 genes: ties
+        assert tail_rows > 0  # the saddlepoint tail was compared somewhere
 
 
 def test_weighted_signature_null_keeps_the_weights():
@@ -144,8 +225,10 @@ def test_weighted_signature_null_keeps_the_weights():
     assert np.unique(run_w).size >= 6
     res = ie.tl.score(adata, [sig], method="wmean", null="matched", n_null=n_null, min_coverage=0, inplace=False)
     observed = X[:, plan.null.genes[0]] @ plan.null.weights[0]
-    z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0))
-    np.testing.assert_allclose(res["pval"]["weighted"], p, rtol=1e-9)
+    tail = _tail_reference(X, plan.null.bundle, 0, plan.null.bundle.c0[0])
+    z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0), tail)
+    np.testing.assert_allclose(res["pval"]["weighted"], p, rtol=1e-7)
+    assert tail.rows > 0
 
 
 def test_mean_null_compares_signature_genes_with_random_genes():
@@ -164,8 +247,10 @@ def test_mean_null_compares_signature_genes_with_random_genes():
     )
     observed = X[:, resolved.positions[0]].mean(1)
     res = ie.tl.score(adata, {"a": sets["s1"]}, method="mean", null="matched", n_null=n_null, inplace=False)
-    z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0))
-    np.testing.assert_allclose(res["pval"]["a"], p, rtol=1e-9)
+    tail = _tail_reference(X, plan.null.bundle, 0, plan.null.bundle.c0[0])
+    z, p = _reference(observed, null_scores, n_null, plan.null.seed, (np.arange(adata.n_obs), 0), tail)
+    np.testing.assert_allclose(res["pval"]["a"], p, rtol=1e-7)
+    assert tail.rows > 0
     np.testing.assert_allclose(res["z"]["a"], z, rtol=1e-6)
 
 
@@ -315,11 +400,11 @@ def _library_scale_rates(res, active):
     }
 
 
-# Issue 17's scenario (tests/_synthetic.library_scale, seed 7; the tail's size was chosen on seeds 0-1,
-# the default bins on seeds 100-101). A measured shortfall: singscore finds fewer planted cells (its
-# mean rank over all genes dilutes 30 raised genes: 0.76-0.83 on seeds 7, 100, 101), so it is not held
-# to the 90% target here.
-FOUND = {"ucell": 0.9, "mean": 0.9, "aucell": 0.9, "singscore": 0.75}
+# Issue 17's scenario (tests/_synthetic.library_scale, seed 7; the default bins were chosen on seeds
+# 100-101). A measured shortfall: singscore finds fewer planted cells (its mean rank over all genes
+# dilutes 30 raised genes: 0.77-0.86 on seeds 7, 100-105; 0.78 on seed 7 even with n_null=10,000, so
+# the statistic, not the null, is the limit), so it is not held to the 90% target here.
+FOUND = {"ucell": 0.9, "mean": 0.9, "aucell": 0.9, "singscore": 0.8}
 
 
 @pytest.mark.slow
@@ -339,19 +424,37 @@ def test_tail_pvalues_find_planted_cells_among_12_random_signatures(method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["ucell", "mean", "aucell"])
+@pytest.mark.parametrize("method", list(FOUND))
 def test_tail_pvalues_find_planted_cells_beside_the_immune_escape_collection(method):
     """The whole immune_escape collection scored beside the planted and the random sets (40 signatures:
-    BH needs p <= 0.00125 for a first rejection). Measured and short of the issue's 90%: 0.86 (ucell),
-    0.93 (mean), 0.85 (aucell) on this seed, and 0.67-0.83 for all three on seeds 100-101 (AUCell 0.14 on
-    seed 100, whose planted genes rarely reach its top 5%) - with scanpy's 25 bins too (0.75-0.83), so
-    the limit is the tail at n_null=100, not the bins. This test guards against losing ground."""
+    BH needs p <= 0.00125 for a first rejection, which only the saddlepoint tail gives at n_null=100).
+    Measured on this seed: 0.96 (ucell), 0.97 (mean), 0.95 (aucell), 0.77 (singscore); the moment tail
+    of the null scores before it found 0.94, 0.96, 0.90, 0.71. On other seeds AUCell finds as few as
+    0.30 - and no more than 0.45 with n_null=10,000: its planted genes rarely reach its top 5%
+    (benchmarks/RESULTS_null_calibration.md)."""
     adata, sets, active, _ = library_scale(seed=7, library_genes=True)
     sets = {**sets, **{sig.name: sig for sig in ie.signatures.collection("immune_escape")}}
     res = ie.tl.score(adata, sets, method=method, null="matched", n_null=100, min_coverage=0, inplace=False)
     assert res["pval"].shape[1] == 40
     r = _library_scale_rates(res, active)
-    assert r["found"] >= 0.8 and r["false_planted"] <= 0.01 and r["false_random"] <= 0.01, r
+    assert r["found"] >= FOUND[method] - 0.05 and r["false_planted"] <= 0.01 and r["false_random"] <= 0.01, r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(FOUND))
+def test_tail_pvalues_are_calibrated_far_below_the_empirical_bound(method):
+    """Random signatures (40 per data set, 4 data sets: 320,000 p-values): p <= 1e-3 and <= 1e-4, which
+    only the saddlepoint tail reaches at n_null=100, happen at most about as often as nominal - and not
+    far less often, which would cost power. Measured: 0.87-0.94x nominal at 1e-3, 0.53-1.09x at 1e-4
+    (about 30 expected); on seeds 104-119, 0.82-0.84x and 0.71-0.91x."""
+    n, at3, at4 = 0, 0, 0
+    for seed in (100, 101, 102, 103):
+        adata, sets, _, _ = library_scale(seed=seed, n_random=40)
+        p = ie.tl.score(adata, sets, method=method, null="matched", n_null=100, min_coverage=0, inplace=False)["pval"]
+        p = p[[c for c in p.columns if c.startswith("random")]].to_numpy()
+        n, at3, at4 = n + p.size, at3 + (p <= 1e-3).sum(), at4 + (p <= 1e-4).sum()
+    assert 0.6 <= at3 / n / 1e-3 <= 1.2, (at3, n)
+    assert at4 / n / 1e-4 <= 1.6, (at4, n)
 
 
 @pytest.mark.slow

@@ -223,6 +223,12 @@ def build_null_sets(
         floor=float(statistic.floor),
         n_genes=float(statistic.n_genes),
         seed=seed,
+        bin_of=bin_of,
+        bin_size=np.asarray([m.size for m in members], np.int64),
+        run_ptr=runs.ptr,
+        run_bin=np.asarray([bb for runs_s in sig_runs for bb, _, _, _ in runs_s], np.int64),
+        run_n=runs.hi - runs.lo,
+        run_cw=np.asarray(run_cw, np.float64),
     )
     details = {"n_null": int(n_null), **bins.details, "n_slots": n_slots}
     return NullSets(

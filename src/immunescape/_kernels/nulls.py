@@ -14,6 +14,11 @@ null sets it was drawn into - a group being a signature's genes of one part and 
 precomputed, contiguous list per gene; each null score then combines its groups' raw sums. The cost
 grows with the row's non-zeros, not with the genes of the null sets.
 
+Beyond every null score, the p-value of a sum (AFFINE) comes from :func:`saddlepoint_tail`: the
+null score is a sum of terms of genes drawn from expression bins, so its distribution follows from
+the bins' genes in the row, which the kernel has at hand (the row's non-zero terms, bucketed by bin
+once per row that needs a tail). ``ES_RATIO`` scores keep :func:`moment_tail`, fitted to the draws.
+
 The null sets travel as one :class:`NullBundle` (built by :func:`immunescape._null.build_null_sets`),
 and a kernel gets them beside the chunk's row offset and output tables (a :class:`NullTables`). The
 kernels know statistic *shapes*, never method names: ``AFFINE`` scores are ``c0 + shift *
@@ -35,12 +40,7 @@ from .caching import lock_cache_files
 from .types import ES_RATIO
 
 TIE_TOLERANCE = 1e-12  # relative: equal sets summed in another order may differ in the last bits
-# How many of the largest null scores the tail is fitted to (at most n_null - 1): 10, Knijnenburg et
-# al.'s (2009) least number of exceedances. Measured on random sets (n_null=100, leave-one-out): 10
-# keeps p-values below 1/(n_null + 1) near nominal (0.9-1.2x at 1e-4..1e-3); 25 made them 5-50x
-# conservative and cost power, as an exponential tail over a low threshold is too heavy for
-# near-normal rank sums.
-#: The tail's skewness is raised by this many of its standard errors (chosen on seeds 100-103 of issue 17's
+#: The moment tail's skewness is raised by this many of its standard errors (chosen on seeds 100-103 of issue 17's
 #: scenario: 0 gave random sets 1.3-2x nominal at 1e-3 and 1e-4; 0.5 nominal; 1 lost power).
 SKEW_MARGIN = 0.5
 
@@ -74,9 +74,15 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     n_sig = bundle.c0.shape[0]
     n_groups = bundle.grp_cw.shape[0]
     # the tallies of _write (see tally_scratch), then raw group sums and the row's genes that enter null sets
+    n_bins = bundle.bin_size.shape[0]
+    # then the row's non-zero terms by bin for the saddlepoint tail: bucket starts, values, fill cursors, summaries
     return tally_scratch(n_sig, n_null, n_ch) + (
         np.zeros(n_ch * n_null * n_groups),
         np.empty(bundle.ent_ptr.shape[0] - 1, np.int64),
+        np.zeros(n_bins + 1, np.int64),
+        np.empty(bundle.bin_of.shape[0]),
+        np.zeros(n_bins, np.int64),
+        np.zeros((n_bins, 6)),
     )
 
 
@@ -108,10 +114,11 @@ def moment_tail(draws, observed, n_null):  # pragma: no cover - numba
     at ``1 / (n_null + 1)``, the empirical bound, and floored at the smallest normal double. Returns
     -1 where the draws do not vary (nothing to fit): the caller keeps the empirical p-value.
 
+    The tail of ssGSEA's ratio statistic and of explicit null scores (GSVA), and the fallback of
+    :func:`saddlepoint_tail`; sums of gene terms use the saddlepoint, which sees the bins' genes
+    instead of 100 draws (this fit is too heavy where a few large terms sit among many zeros).
     Chosen over a generalised Pareto fit to the 10 largest draws (shape clamped at 0), which was
-    conservative for these sums of many genes: in issue 17's scenario on seeds no choice was made
-    on, cells found beside 40 signatures rose from 0.57-0.91 to 0.68-0.96 by method, with random
-    sets called at p <= 1e-3 and <= 1e-4 no more often than before (at or below nominal)."""
+    conservative for these sums of many genes."""
     mean = 0.0
     for k in range(n_null):
         mean += draws[k]
@@ -139,6 +146,151 @@ def moment_tail(draws, observed, n_null):  # pragma: no cover - numba
         w = t
     p = 0.5 * math.erfc(w / math.sqrt(2.0))
     return min(max(p, 2.2250738585072014e-308), 1.0 / (n_null + 1.0))
+
+
+@njit(cache=True, nogil=True)
+def _bucket_terms(term, listed, n_listed, bin_of, ptr, val, cursor, summary):  # pragma: no cover - numba
+    """The row's non-zero gene terms (channel 0) grouped by expression bin: bin ``b``'s are
+    ``val[ptr[b]:ptr[b + 1]]``; every other gene of the bin has term 0. ``summary[b]``: the bin's
+    smallest and largest non-zero term, how many genes hold each, and the sum and sum of squares of
+    its terms (what the tail needs at t = 0 and at the largest sum, without a pass over the values)."""
+    n_bins = cursor.shape[0]
+    ptr[:] = 0
+    for j in range(n_listed):
+        g = listed[j]
+        if bin_of[g] >= 0 and term[0, g] != 0.0:
+            ptr[bin_of[g] + 1] += 1
+    for b in range(n_bins):
+        ptr[b + 1] += ptr[b]
+        cursor[b] = ptr[b]
+        summary[b, 0], summary[b, 1] = math.inf, -math.inf
+        summary[b, 2:] = 0.0
+    for j in range(n_listed):
+        g = listed[j]
+        b = bin_of[g]
+        v = term[0, g]
+        if b >= 0 and v != 0.0:
+            val[cursor[b]] = v
+            cursor[b] += 1
+            if v < summary[b, 0]:
+                summary[b, 0], summary[b, 2] = v, 0.0
+            if v > summary[b, 1]:
+                summary[b, 1], summary[b, 3] = v, 0.0
+            summary[b, 2] += v == summary[b, 0]
+            summary[b, 3] += v == summary[b, 1]
+            summary[b, 4] += v
+            summary[b, 5] += v * v
+
+
+@njit(cache=True, nogil=True)
+def _tilted(t, lo, hi, run_bin, run_n, run_cw, bin_size, ptr, val, summary):  # pragma: no cover - numba
+    """The cumulant generating function K(t) of S = sum over runs r in ``lo:hi`` of ``run_cw[r]``
+    times the terms of ``run_n[r]`` genes drawn (with replacement) from bin ``run_bin[r]``, and its
+    first three derivatives: one pass over the bins' non-zero terms, each bin's sums scaled by its
+    largest exponent (from ``summary``: no overflow)."""
+    k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
+    for r in range(lo, hi):
+        b, cw = run_bin[r], run_cw[r]
+        if cw == 0.0:  # a zero weight: always 0
+            continue
+        a0, a1 = ptr[b], ptr[b + 1]
+        n_zero = bin_size[b] - (a1 - a0)
+        st = t * cw
+        top = 0.0 if n_zero > 0 else -math.inf
+        if a1 > a0:
+            top = max(top, st * summary[b, 1], st * summary[b, 0])
+        m0 = n_zero * math.exp(-top) if n_zero > 0 else 0.0
+        m1, m2, m3 = 0.0, 0.0, 0.0
+        for j in range(a0, a1):
+            x = val[j]
+            e = math.exp(st * x - top)
+            m0 += e
+            xe = x * e
+            m1 += xe
+            m2 += x * xe
+            m3 += x * x * xe
+        mean, second, third = m1 / m0, m2 / m0, m3 / m0
+        n = run_n[r]
+        k0 += n * (top + math.log(m0 / bin_size[b]))
+        k1 += n * cw * mean
+        k2 += n * cw * cw * max(second - mean * mean, 0.0)
+        k3 += n * cw * cw * cw * (third - 3.0 * mean * second + 2.0 * mean * mean * mean)
+    return k0, k1, k2, k3
+
+
+@njit(cache=True, nogil=True)
+def saddlepoint_tail(
+    x, lo, hi, run_bin, run_n, run_cw, bin_size, ptr, val, summary, n_null
+):  # pragma: no cover - numba
+    """P(S >= x) for a random-set sum S (a null score minus its row constant; the set's runs are
+    ``lo:hi``, see :class:`.types.NullBundle`), where x lies beyond every one of the ``n_null`` null
+    scores: the Lugannani-Rice saddlepoint approximation (Daniels 1987) to the sum of the random
+    genes' terms, each drawn from its expression bin's genes in this row (``ptr``/``val``/``summary``:
+    the row's non-zero terms by bin, as :func:`_bucket_terms` leaves them). Drawing with
+    replacement (the null draws without) makes it slightly conservative. Unlike a fit to the null
+    scores, it sees the population they come from: sums of a few large terms among many zeros
+    (AUCell's top genes) keep their light tail. Where x is the largest sum a random set can reach:
+    the probability of drawing only genes with the largest term. Capped at ``1 / (n_null + 1)``
+    (``n_null=0``: no cap); -1 where no saddlepoint exists (nothing varies, x not above the null
+    mean): the caller falls back to the moment tail."""
+    cap = 1.0 / (n_null + 1.0)
+    # at t = 0 and at the largest sum, from the bins' summaries: mean, variance, largest sum and its chance
+    mean, var, s_max, log_p_max = 0.0, 0.0, 0.0, 0.0
+    for r in range(lo, hi):
+        b, cw, n = run_bin[r], run_cw[r], run_n[r]
+        if cw == 0.0:  # a zero weight: always 0
+            continue
+        size = bin_size[b]
+        n_zero = size - (ptr[b + 1] - ptr[b])
+        m = summary[b, 4] / size
+        mean += n * cw * m
+        var += n * cw * cw * max(summary[b, 5] / size - m * m, 0.0)
+        top, n_top = (0.0, n_zero) if n_zero > 0 else (-math.inf, 0)
+        if ptr[b + 1] > ptr[b]:
+            high, n_high = (cw * summary[b, 1], summary[b, 3]) if cw > 0 else (cw * summary[b, 0], summary[b, 2])
+            if high > top:
+                top, n_top = high, n_high
+            elif high == top:
+                n_top += n_high
+        s_max += n * top
+        log_p_max += n * math.log(n_top / size)
+    if not (var > 0.0) or not (x > mean):
+        return -1.0
+    if x >= s_max - TIE_TOLERANCE * (1.0 + abs(s_max)):
+        return min(max(math.exp(log_p_max), 2.2250738585072014e-308), cap)
+    # K'(t) = x: Halley steps (cubic convergence, from the normal guess) kept inside a bracket. The
+    # formula's w^2 = 2 (t x - K(t)) is stationary at the root, so 1e-7 sd is ample.
+    sd = math.sqrt(var)
+    t_lo, t_hi = 0.0, math.inf
+    t = (x - mean) / var
+    k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
+    for _ in range(100):
+        k0, k1, k2, k3 = _tilted(t, lo, hi, run_bin, run_n, run_cw, bin_size, ptr, val, summary)
+        g = k1 - x
+        if abs(g) <= 1e-7 * sd:
+            break
+        if g > 0.0:
+            t_hi = t
+        else:
+            t_lo = t
+        den = 2.0 * k2 * k2 - g * k3
+        step = t - 2.0 * g * k2 / den if den > 0.0 else -1.0
+        if not (t_lo < step < t_hi):
+            step = 0.5 * (t_lo + t_hi) if t_hi < math.inf else 2.0 * t
+        if t_hi < math.inf and t_hi - t_lo <= 1e-14 * t_hi:
+            break
+        t = step
+    else:  # no convergence (not seen): the caller's moment tail
+        return -1.0
+    w2 = 2.0 * (t * x - k0)
+    if not (w2 > 0.0) or not (k2 > 0.0):
+        return -1.0
+    w = math.sqrt(w2)
+    u = t * math.sqrt(k2)
+    p = 0.5 * math.erfc(w / math.sqrt(2.0)) + math.exp(-0.5 * w2) / math.sqrt(2.0 * math.pi) * (1.0 / u - 1.0 / w)
+    if not (p > 0.0):
+        return -1.0
+    return min(max(p, 2.2250738585072014e-308), cap)
 
 
 @njit(cache=True, nogil=True)
@@ -271,6 +423,7 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
                 acc[at + 1] += d1
                 acc[at + 2] += d2
     n_above, n_tied, d_sum, d_sq, tail, draws = work[2], work[3], work[4], work[5], work[6], work[7]
+    bucketed = False  # the row's terms by bin, built the first time a score is beyond all its null scores
     for s in range(n_sig):  # signature outer, replicates inner: the tallies stay in registers
         obs = observed[s]
         tol = TIE_TOLERANCE * (1.0 + abs(obs))
@@ -304,11 +457,42 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
         d_sq[s] = squares
         tail[s] = -1.0
         if above == 0 and tied == 0 and obs == obs:  # beyond every null score: a fitted tail, not U / (n_null + 1)
-            for k in range(n_null):  # rare: the null scores again (not kept in the loop above, which stays lean)
-                draws[k] = _null_score(
-                    s, k, ratio, sums, shift, k_part, grp_ptr, grp_part, grp_cw, acc, n_groups, n_genes, fixed, floor
+            if not ratio and bundle.run_ptr.shape[0] > 1:  # a sum of drawn terms: its saddlepoint tail
+                if not bucketed:
+                    _bucket_terms(term, listed, n_listed, bundle.bin_of, work[11], work[12], work[13], work[14])
+                    bucketed = True
+                tail[s] = saddlepoint_tail(
+                    obs - fixed,
+                    bundle.run_ptr[s],
+                    bundle.run_ptr[s + 1],
+                    bundle.run_bin,
+                    bundle.run_n,
+                    bundle.run_cw,
+                    bundle.bin_size,
+                    work[11],
+                    work[12],
+                    work[14],
+                    n_null,
                 )
-            tail[s] = moment_tail(draws, obs, n_null)
+            if tail[s] < 0.0:  # ssGSEA's ratio, or no saddlepoint: the moment tail of the null scores
+                for k in range(n_null):  # rare: the null scores again (not kept in the loop above, which stays lean)
+                    draws[k] = _null_score(
+                        s,
+                        k,
+                        ratio,
+                        sums,
+                        shift,
+                        k_part,
+                        grp_ptr,
+                        grp_part,
+                        grp_cw,
+                        acc,
+                        n_groups,
+                        n_genes,
+                        fixed,
+                        floor,
+                    )
+                tail[s] = moment_tail(draws, obs, n_null)
     _write(work, n_sig, n_null, row, seed, z_out, p_out)
 
 

@@ -61,6 +61,13 @@ class NullBundle(NamedTuple):
     floor: float  # AFFINE scores below it are raised to it (-inf: none)
     n_genes: float  # ES_RATIO: the number of ranked genes
     seed: int  # the seed of the tie-breaking uniforms
+    # the population the random sets are drawn from, for the saddlepoint tail (AFFINE shapes):
+    bin_of: np.ndarray  # each gene's expression bin, -1 outside the pool
+    bin_size: np.ndarray  # genes per bin
+    run_ptr: np.ndarray  # each signature's runs (genes of one bin, part and weight), CSR by signature: ...
+    run_bin: np.ndarray  # ... the bin
+    run_n: np.ndarray  # ... how many genes the bin gives
+    run_cw: np.ndarray  # ... and their weight x coefficient
 
 
 class NullTables(NamedTuple):
@@ -111,6 +118,12 @@ def empty_bundle() -> NullBundle:
         -math.inf,
         0.0,
         0,
+        i0,
+        i0,
+        i1,
+        i0,
+        i0,
+        f0,
     )
 
 
