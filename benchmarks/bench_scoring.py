@@ -282,6 +282,8 @@ def plan(quick: bool, peers: bool):
                 + LOWER_BOUNDS,
             )
         )
+    if not quick:  # issue 21's largest size: the engine against its bounds only (peers would take hours)
+        runs.append(("cells500k", [f"ours_{m}" for m in OURS] + LOWER_BOUNDS))
     return runs
 
 
@@ -351,7 +353,7 @@ def write_results(results: list[dict], path: Path) -> None:
         "| data | ours | peer | peer s | ours s | speed-up | target | met |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for dataset in ("cells10k", "cells100k"):
+    for dataset in ("cells10k", "cells100k", "cells500k"):
         for method, peer, target in TARGETS:
             o, p = by.get((dataset, f"ours_{method}")), by.get((dataset, peer))
             if o and p:
@@ -370,7 +372,7 @@ def write_results(results: list[dict], path: Path) -> None:
         "| data | ours | lower bound | bound s | ours s | ours / bound | within 1.5x |",
         "|---|---|---|---|---|---|---|",
     ]
-    for dataset in ("cells10k", "cells100k"):
+    for dataset in ("cells10k", "cells100k", "cells500k"):
         for method in OURS:
             bounds = [BOUND_OF[method]] + (["bound_spmm64"] if BOUND_OF[method] == "bound_spmm" else [])
             for bound in bounds:
@@ -393,7 +395,7 @@ def write_results(results: list[dict], path: Path) -> None:
         "| data | histogram ranking s | sort bound s | sort / histogram | at least 2x |",
         "|---|---|---|---|---|",
     ]
-    for dataset in ("cells10k", "cells100k"):
+    for dataset in ("cells10k", "cells100k", "cells500k"):
         c, r = by.get((dataset, "bound_count")), by.get((dataset, "bound_rank"))
         if c and r:
             gain = r["seconds"] / c["seconds"]
@@ -414,7 +416,7 @@ def write_results(results: list[dict], path: Path) -> None:
         "| data | signatures | method | null | scoring s | with null s | ratio | within 3x |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for dataset in ("cells10k", "cells100k"):
+    for dataset in ("cells10k", "cells100k", "cells500k"):
         for label, prefix in (("bench", ""), ("library-sized", "lib")):
             for method in OURS:
                 for null, task in (("matched", "null"), ("analytic", "analytic")):

@@ -107,7 +107,7 @@ def make_library_sized_signatures(n_genes: int = N_GENES, seed: int = 3) -> dict
 
 
 def load_dataset(name: str):
-    """'cells10k', 'cells100k', 'cells1m' (CSR) or 'bulk' (dense), from the cache or generated once."""
+    """'cells2k', 'cells10k', 'cells100k', 'cells500k' (CSR) or 'bulk' (dense), from the cache or generated once."""
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"{name}.npz"
     if name == "bulk":
@@ -115,7 +115,7 @@ def load_dataset(name: str):
             np.savez(path, X=make_bulk())
         return np.load(path)["X"]
     if not path.exists():
-        n = {"cells2k": 2_000, "cells10k": 10_000, "cells100k": 100_000}[name]
+        n = {"cells2k": 2_000, "cells10k": 10_000, "cells100k": 100_000, "cells500k": 500_000}[name]
         sp.save_npz(path, make_cells(n), compressed=False)
     X = sp.load_npz(path).tocsr()
     X.sort_indices()  # canonical CSR, genes in order within each cell, as 10x readers and scanpy write it

@@ -86,6 +86,9 @@ def nan_values(tmp_path):
     with pytest.raises(ie.InputError, match="NaN or infinite.*nan_to_num"):
         ie.tl.score(adata, sets, min_coverage=0)
     assert "immunescape" not in adata.obsm
+    for matrix in (adata.X, adata.X.toarray()):  # mean's gene means are taken while the values are checked
+        with pytest.raises(ie.InputError, match="NaN or infinite.*nan_to_num"):
+            ie.tl.score(ad.AnnData(matrix, var=adata.var), sets, method="mean", min_coverage=0)
 
 
 @case

@@ -4,6 +4,7 @@ structure check, the method-parameter check and the command line's NAME=VALUE pa
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import anndata as ad
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import immunescape as ie
+from immunescape import _utils
 from immunescape._chunks import check_compressed, chunk_bounds, iter_chunks
 from immunescape._errors import InputError, UsageError
 from immunescape.cli import _method_params
@@ -62,14 +64,20 @@ def _safe(data, indices, indptr, n_rows, n_cols) -> bool:
     return all(0 <= indices[j] < n_cols for j in range(indptr[-1]))
 
 
+def _accepted(arrays) -> bool:
+    try:
+        check_compressed(arrays[2], arrays[1], arrays[0], arrays[3], arrays[4])
+    except InputError:
+        return False
+    return True
+
+
 @FUZZ
 @given(compressed_arrays())
 def test_structure_check_accepts_exactly_the_safe_arrays(arrays):
-    try:
-        check_compressed(arrays[2], arrays[1], arrays[0], arrays[3], arrays[4])
-        ours = True
-    except InputError:
-        ours = False
+    ours = _accepted(arrays)
+    with mock.patch.object(_utils, "SPLIT_REDUCE_MIN", 1):  # indices checked in parts, one per thread
+        assert _accepted(arrays) == ours
     assert ours == _safe(*arrays)
     if not _scipy_accepts(*arrays):  # scipy's full check is weaker (it skips indptr when nothing is stored)
         assert not ours
@@ -192,3 +200,7 @@ def test_value_check_fast_path_agrees_with_the_counting_kernel(dtype):
         fast = _summarize_values(values, 1000)
         n_bad, minimum, integer = scan.value_summary(values, 4, 1000)
         assert fast == (int(n_bad), float(minimum), bool(integer)), name
+        with mock.patch.object(_utils, "SPLIT_REDUCE_MIN", 1):  # the fast path in parts, one per thread
+            assert _summarize_values(values, 1000) == fast, name
+            for at in range(min(values.size, 4)):  # whichever part holds the odd value
+                assert _summarize_values(np.roll(values, at), 1000)[:2] == fast[:2], (name, at)

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from ._errors import InputError
 from ._kernels.convert import csc_rows_to_csr
 from ._kernels.types import CsrRows
+from ._utils import split_reduce
 
 DEFAULT_CHUNK_SIZE = 10_000
 # what h5py, anndata and scipy raise when rows of a damaged file are read
@@ -93,8 +94,8 @@ def check_compressed(indptr, indices, data, n_major: int, n_minor: int, *, fmt: 
             f"The sparse matrix's indptr points past its stored values ({end} > {min(indices.size, data.size)}): {fix}"
         )
     if end:
-        used = indices[:end]
-        low, high = int(used.min()), int(used.max())
+        ranges = split_reduce(indices[:end], lambda part: (int(part.min()), int(part.max())))
+        low, high = min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
         if low < 0 or high >= n_minor:
             bad = low if low < 0 else high
             raise InputError(f"The sparse matrix stores a {what} index {bad} outside [0, {n_minor}): {fix}")

@@ -204,7 +204,7 @@ def resolve(
         raise InputError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
     if len(var_names) == 0:
         raise InputError("The data have no genes (var is empty); nothing can be scored.")
-    lookup = _name_lookup(tuple(str(n) for n in var_names))
+    lookup = _name_lookup(tuple(map(str, var_names)))
     names, id_type, first, upper = lookup.names, lookup.id_type, lookup.first, lookup.upper
     if lookup.duplicates:
         warnings.warn(
@@ -223,7 +223,7 @@ def resolve(
         sig_org = sig.meta.get("organism", "human")
         translate = data_organism == "mouse" and sig_org == "human"
         gene_w = sig.gene_weights()
-        pos_list, w_list, missing, renamed = [], [], [], {}
+        pos_list, w_list, missing, renamed, seen = [], [], [], {}, set()
         counts = {"exact": 0, "alias": 0, "ensembl": 0, "ortholog": 0, "case": 0}
         for gene in sig.genes:
             hit = _match(gene, first, upper, id_type, translate, tables)
@@ -231,8 +231,9 @@ def resolve(
                 missing.append(gene)
                 continue
             pos, how = hit
-            if pos in pos_list:  # two signature names for one data gene: count it once
+            if pos in seen:  # two signature names for one data gene: count it once
                 continue
+            seen.add(pos)
             pos_list.append(pos)
             w_list.append(gene_w[gene])
             counts[how] += 1
@@ -258,7 +259,7 @@ def resolve(
         weights.append(np.asarray(w_list, dtype=np.float64))
     coverage = pd.DataFrame(rows).set_index("signature")
     if check:
-        _check_coverage(coverage, min_coverage)
+        check_coverage(coverage, min_coverage)
     if coverage["n_missing"].any():
         short = coverage[coverage["n_missing"] > 0]
         logger.info("%d of %d signatures miss some genes (the coverage report lists them)", len(short), len(coverage))
@@ -338,7 +339,9 @@ def _match(gene, first, upper, id_type, translate, tables: GeneTables) -> tuple[
     return None
 
 
-def _check_coverage(coverage: pd.DataFrame, min_coverage: float) -> None:
+def check_coverage(coverage: pd.DataFrame, min_coverage: float) -> None:
+    """Raise :class:`~immunescape.GeneResolutionError` naming every signature of ``coverage`` (the table
+    :func:`resolve` reports) below ``min_coverage`` or with no gene found, and its missing genes."""
     failing = coverage[(coverage["coverage"] < min_coverage) | (coverage["n_found"] == 0)]
     if failing.empty:
         return

@@ -37,14 +37,14 @@ def score_matrix(
 
     Returns the scores, the method's details and, with a ``null``, ``{"z", "pval", "details"}``
     (an empty dict without)."""
-    with verified(matrix):  # checked once here; the passes over the rows below do not repeat it
+    # checked once here, with n_jobs threads; the passes over the rows below do not repeat it
+    with numba_threads(n_jobs), verified(matrix):
         return _score_matrix(
             matrix,
             resolved,
             method,
             params,
             chunk_size=chunk_size,
-            n_jobs=n_jobs,
             random_state=random_state,
             progress=progress,
             null=null,
@@ -58,7 +58,6 @@ def _score_matrix(
     params: dict[str, Any],
     *,
     chunk_size,
-    n_jobs,
     random_state,
     progress,
     null,
@@ -103,28 +102,27 @@ def _score_matrix(
     # pass over the file instead of two. Nothing is written before the end, so a bad value still
     # stops the run before any output exists.
     one_pass = not is_in_memory(matrix) and not ({"means", "nonempty", "null_means"} & set(method.needs))
-    with numba_threads(n_jobs):
-        if one_pass:
-            stats = GeneStats(n_rows=n_rows, n_genes=matrix.shape[1])
-            summary = ValueSummary(n_rows=n_rows)
-        else:
-            stats = gene_stats(matrix, method, chunk_size, progress=show)
-        plan = method.prepare(resolved, stats, params, random_state, null)
-        shape = (n_rows, len(resolved.signatures))
-        out = np.empty(shape, dtype=np.float64)
-        z, pval = (np.empty(shape), np.empty(shape)) if null is not None else (None, None)
-        desc = f"scoring ({method.name}{', null' if null is not None else ''})"
-        with tqdm(total=n_rows, unit="cells", disable=not show, desc=desc) as bar:
-            for chunk in iter_chunks(matrix, chunk_size):
-                if one_pass:
-                    summary.add_values(chunk.data[chunk.indptr[chunk.r0] : chunk.indptr[chunk.r1]])
-                    if summary.n_bad:
-                        report_values(summary, method)
-                rows = slice(chunk.start, chunk.stop)
-                score_chunk(chunk, plan, method, out[rows], None if z is None else (z[rows], pval[rows]))
-                bar.update(chunk.stop - chunk.start)
-        if one_pass:
-            report_values(summary, method)
+    if one_pass:
+        stats = GeneStats(n_rows=n_rows, n_genes=matrix.shape[1])
+        summary = ValueSummary(n_rows=n_rows)
+    else:
+        stats = gene_stats(matrix, method, chunk_size, progress=show, pool=params.get("gene_pool"))
+    plan = method.prepare(resolved, stats, params, random_state, null)
+    shape = (n_rows, len(resolved.signatures))
+    out = np.empty(shape, dtype=np.float64)
+    z, pval = (np.empty(shape), np.empty(shape)) if null is not None else (None, None)
+    desc = f"scoring ({method.name}{', null' if null is not None else ''})"
+    with tqdm(total=n_rows, unit="cells", disable=not show, desc=desc) as bar:
+        for chunk in iter_chunks(matrix, chunk_size):
+            if one_pass:
+                summary.add_values(chunk.data[chunk.indptr[chunk.r0] : chunk.indptr[chunk.r1]])
+                if summary.n_bad:
+                    report_values(summary, method)
+            rows = slice(chunk.start, chunk.stop)
+            score_chunk(chunk, plan, method, out[rows], None if z is None else (z[rows], pval[rows]))
+            bar.update(chunk.stop - chunk.start)
+    if one_pass:
+        report_values(summary, method)
     null_stats = {"z": z, "pval": pval, "details": plan.null.details} if null is not None else {}
     return plan.finish(out), plan.details, null_stats
 

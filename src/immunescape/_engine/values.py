@@ -3,9 +3,11 @@ the gene statistics some methods need (means, non-empty genes, the null's expres
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -16,6 +18,7 @@ from tqdm.auto import tqdm
 from .._chunks import iter_chunks
 from .._errors import DataWarning, InputError
 from .._kernels import scan
+from .._utils import split_reduce
 from ..methods import GeneStats, Method
 
 logger = logging.getLogger(__name__)
@@ -76,16 +79,21 @@ def _summarize_values(values: np.ndarray, n_integer_check: int) -> tuple[int, fl
     """(number of NaN/inf, minimum, whether the first ``n_integer_check`` values are integers).
 
     Fast path for floats: a sum is finite only if every value is (NaN and inf propagate, inf - inf is
-    NaN), and numpy's SIMD sum and min run at memory speed, about twice the branching kernel's. A
-    non-finite sum (a bad value, or an overflow) falls back to the kernel, which counts exactly.
+    NaN), and numpy's SIMD sum and min run at memory speed, about twice the branching kernel's (and
+    parts of the values at once, one per thread). A non-finite sum (a bad value, or an overflow)
+    falls back to the kernel, which counts exactly.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite_sum = values.dtype.kind == "f" and np.isfinite(values.sum())
-    if finite_sum:
+    parts = split_reduce(values, _finite_sum_and_min) if values.dtype.kind == "f" else [(False, 0.0)]
+    if all(finite for finite, _ in parts):
         head = values[:n_integer_check]
-        return 0, float(values.min()), bool(np.array_equal(head, np.floor(head)))
+        return 0, min(low for _, low in parts), bool(np.array_equal(head, np.floor(head)))
     n_bad, minimum, integer = scan.value_summary(values, 8 * numba.get_num_threads(), n_integer_check)
     return int(n_bad), float(minimum), bool(integer)
+
+
+def _finite_sum_and_min(values: np.ndarray) -> tuple[bool, float]:
+    with np.errstate(over="ignore", invalid="ignore"):  # per thread: numpy's error state is thread-local
+        return bool(np.isfinite(values.sum())), float(values.min())
 
 
 def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, progress: bool = False) -> ValueSummary:
@@ -123,35 +131,50 @@ def value_blocks(matrix) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(matrix[start : start + rows]).ravel()
 
 
-def gene_stats(matrix, method: Method, chunk_size: int | None = None, progress: bool = False) -> GeneStats:
+def gene_stats(
+    matrix, method: Method, chunk_size: int | None = None, progress: bool = False, pool: np.ndarray | None = None
+) -> GeneStats:
     """Validate the values and compute the gene statistics the method needs.
 
-    In-memory matrices are read in place; backed (on-disk) matrices are streamed once in row chunks.
+    In-memory matrices are read in place, the statistics in a second thread while this one checks the
+    values; backed (on-disk) matrices are streamed once in row chunks. ``pool`` (column positions) is
+    the gene pool ``means`` are taken over, as scanpy takes them.
     """
     n_rows, n_genes = matrix.shape
-    stats = GeneStats(n_rows=n_rows, n_genes=n_genes)
     if is_in_memory(matrix):
-        summary = ValueSummary(n_rows=n_rows)
-        for block in value_blocks(matrix):
-            summary.add_values(block)
-        report_values(summary, method)
-        if {"means", "null_means"} <= set(method.needs) and _sums_in_one_pass(matrix):
-            # scanpy's means and the null's float64 means from one read of the matrix, each bit-identical
-            # to its own computation below
-            native, wide = np.zeros(n_genes, matrix.data.dtype), np.zeros(n_genes)
-            scan.add_column_sums_twice(matrix.data, matrix.indices, matrix.indptr, 0, n_rows, native, wide)
-            stats.means, stats.null_means = native.astype(np.float64) / n_rows, wide / n_rows
-        else:
-            if "means" in method.needs:
-                stats.means = scanpy_gene_means(matrix)
-            if "null_means" in method.needs:
-                stats.null_means = streamed_gene_means(matrix)
-        if "nonempty" in method.needs:
-            stats.nonempty = nonempty_genes(matrix)
-        return stats
+        # the gene statistics are computed in a second thread while this one checks the values (numpy,
+        # scipy and the kernels release the GIL): a bad value still stops the call, and the statistics
+        # of a refused matrix are never used. The structure was checked before (verified), so every
+        # pass reads in bounds.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="immunescape-stats") as worker:
+            job = worker.submit(contextvars.copy_context().run, _in_memory_stats, matrix, method.needs, pool)
+            summary = ValueSummary(n_rows=n_rows)
+            for block in value_blocks(matrix):
+                summary.add_values(block)
+            report_values(summary, method)
+            return job.result()
     summary = summarize_chunks(matrix, method.needs, chunk_size, progress=progress)
     report_values(summary, method)
     return stats_from_summary(summary, n_genes, method)
+
+
+def _in_memory_stats(matrix, needs: tuple[str, ...], pool: np.ndarray | None) -> GeneStats:
+    n_rows, n_genes = matrix.shape
+    stats = GeneStats(n_rows=n_rows, n_genes=n_genes)
+    if {"means", "null_means"} <= set(needs) and _sums_in_one_pass(matrix):
+        # scanpy's means and the null's float64 means from one read of the matrix, each bit-identical
+        # to its own computation below
+        native, wide = np.zeros(n_genes, matrix.data.dtype), np.zeros(n_genes)
+        scan.add_column_sums_twice(matrix.data, matrix.indices, matrix.indptr, 0, n_rows, native, wide)
+        stats.means, stats.null_means = native.astype(np.float64) / n_rows, wide / n_rows
+    else:
+        if "means" in needs:
+            stats.means = scanpy_gene_means(matrix, pool)
+        if "null_means" in needs:
+            stats.null_means = streamed_gene_means(matrix)
+    if "nonempty" in needs:
+        stats.nonempty = nonempty_genes(matrix)
+    return stats
 
 
 def stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> GeneStats:
@@ -193,11 +216,20 @@ def _sums_in_one_pass(matrix) -> bool:
     return sp.issparse(matrix) and matrix.format == "csr" and matrix.data.dtype in (np.float32, np.float64)
 
 
-def scanpy_gene_means(matrix) -> np.ndarray:
-    """Gene means computed exactly as scanpy.tl.score_genes does (its bins depend on ties)."""
-    if sp.issparse(matrix):
+def scanpy_gene_means(matrix, pool: np.ndarray | None = None) -> np.ndarray:
+    """Gene means computed exactly as scanpy.tl.score_genes does (its bins depend on ties).
+
+    With a ``pool``, dense means are those of the pool's columns taken out in pool order, as scanpy
+    takes them: numpy's float32 sums down the rows depend on the array's shape; genes outside it are NaN.
+    """
+    if sp.issparse(matrix):  # row-order column sums, whatever the columns around them
         return np.asarray(matrix.sum(axis=0, dtype="float64")).ravel() / matrix.shape[0]
-    return np.nanmean(np.asarray(matrix), axis=0)
+    dense = np.asarray(matrix)
+    if pool is None or len(pool) == dense.shape[1]:
+        return np.nanmean(dense, axis=0)
+    means = np.full(dense.shape[1], np.nan)
+    means[pool] = np.nanmean(dense[:, pool], axis=0)
+    return means
 
 
 def streamed_gene_means(matrix) -> np.ndarray:

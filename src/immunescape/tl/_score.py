@@ -14,7 +14,7 @@ from .._errors import DataWarning, InputError
 from .._kernels.nulls import SKEW_MARGIN
 from .._null import benjamini_hochberg, check_null_args
 from .._utils import check_key, check_random_state, package_versions
-from ..genes import resolve
+from ..genes import check_coverage, resolve
 from ..methods import NullSpec, get_method, method_names, methods_table
 from ..signatures import SignatureLike, load, named_explicitly
 
@@ -315,10 +315,12 @@ def compute_scores(
     )
     sigs = load(signatures)
     left_out = pd.DataFrame(columns=["name", "n_found", "n_genes", "coverage"])
+    resolved = None
     if low_coverage != "raise":
         keep = named_explicitly(signatures) if low_coverage == "auto" else set()
-        sigs, left_out = _drop_low_coverage(sigs, names, min_coverage, organism, keep=keep)
-    resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
+        sigs, left_out, resolved = _drop_low_coverage(sigs, names, min_coverage, organism, keep=keep)
+    if resolved is None:
+        resolved = resolve(sigs, names, min_coverage=min_coverage, organism=organism)
     scores, details, null_stats = score_matrix(
         matrix,
         resolved,
@@ -412,13 +414,18 @@ def _kernel_params(params: dict[str, Any], names: pd.Index) -> dict[str, Any]:
 
 def _drop_low_coverage(sigs, names, min_coverage, organism, *, keep=frozenset()):
     """The signatures that reach ``min_coverage`` (and those in ``keep``, left for ``resolve`` to judge),
-    and a table of the ones left out, announced in one warning."""
+    a table of the ones left out, announced in one warning, and, when none is, their checked resolution
+    (else None: the kept ones are resolved again)."""
     from .._errors import CoverageWarning
 
-    cover = resolve(sigs, names, min_coverage=min_coverage, organism=organism, check=False).coverage
+    found = resolve(sigs, names, min_coverage=min_coverage, organism=organism, check=False)
+    cover = found.coverage
     low = cover[((cover["coverage"] < min_coverage) | (cover["n_found"] == 0)) & ~cover.index.isin(list(keep))]
     if len(low) == len(cover):  # nothing would be left: resolve's error names every signature and its missing genes
-        return sigs, low.iloc[:0][["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
+        return sigs, low.iloc[:0][["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index(), None
+    if not len(low):
+        check_coverage(cover, min_coverage)  # what resolve(check=True) would raise for a kept signature
+        return sigs, low[["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index(), found
     if len(low):
         warnings.warn(
             f"{len(low)} of {len(cover)} signatures below min_coverage={min_coverage:.0%} were left out: "
@@ -428,7 +435,7 @@ def _drop_low_coverage(sigs, names, min_coverage, organism, *, keep=frozenset())
             stacklevel=4,
         )
     table = low[["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index()
-    return [s for s in sigs if s.name not in set(low.index)], table
+    return [s for s in sigs if s.name not in set(low.index)], table, None
 
 
 def _fill_method_lists(doc: str | None) -> str | None:
