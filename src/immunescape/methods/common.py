@@ -3,6 +3,7 @@ and runner, null sets built as a method scores its genes, and the kernels' argum
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,19 +83,25 @@ class LinearWeights:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _dense=[])
 
-    def dense(self) -> np.ndarray:
-        """W as a C-ordered float64 genes x signatures array."""
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """W's rows dense, as :func:`.linear.csr_dot_dense` reads them: ``(row_of, rows)``, gene ``g``'s
+        weights being ``rows[row_of[g]]`` (a C-ordered float64 array whose row 0, of zeros, is shared by
+        the genes without a weight)."""
         if not self._dense:
-            W = np.zeros((self.w_ptr.size - 1, self.n_sig))
-            genes = np.repeat(np.arange(self.w_ptr.size - 1), np.diff(self.w_ptr))
-            W[genes, self.w_col] = self.w_val  # entries are unique: sum_duplicates ran
-            self._dense.append(W)
+            n_weights = np.diff(self.w_ptr)
+            weighted = np.flatnonzero(n_weights)
+            row_of = np.zeros(n_weights.size, np.int64)
+            row_of[weighted] = np.arange(1, weighted.size + 1)
+            rows = np.zeros((weighted.size + 1, self.n_sig))
+            genes = np.repeat(np.arange(n_weights.size), n_weights)
+            rows[row_of[genes], self.w_col] = self.w_val  # entries are unique: sum_duplicates ran
+            self._dense.append((row_of, rows))
         return self._dense[0]
 
     def dot(self, chunk: Chunk, out: np.ndarray) -> None:
         """``out = X[chunk] @ W``."""
         if self.use_dense:
-            linear.csr_dot_dense(chunk.rows, self.dense(), n_blocks(chunk), out)
+            linear.csr_dot_dense(chunk.rows, *self.dense(), n_blocks(chunk), out)
         else:
             linear.csr_dot(chunk.rows, self.w_ptr, self.w_col, self.w_val, self.n_sig, n_blocks(chunk), out)
 
@@ -104,21 +111,24 @@ DENSE_MAX_SIGNATURES = 64
 DENSE_MAX_BYTES = 64 * 2**20
 
 
-def dense_weights_are_faster(n_sig: int, n_weights: int, n_genes: int) -> bool:
-    """Whether ``X @ W`` runs faster with W dense than sparse by gene.
+def dense_weights_are_faster(n_sig: int, n_weights: int, n_genes: int, n_weighted_genes: int | None = None) -> bool:
+    """Whether ``X @ W`` runs faster with W's rows dense than with W sparse by gene.
 
     A cost model in units of one multiply-add per stored value, fitted to
     ``benchmarks/bench_linear_layout.py`` (RESULTS_linear_layout.md): the dense kernel costs about
-    ``3 + n_sig`` per stored value of X (vectorised, no branch); the sparse one ``5`` plus a
-    mispredicted branch that grows with the weights per gene up to one (``30``), then ``6`` per
-    further weight. So mean's W (controls spread over every expression bin: about one weight per gene)
-    is dense for a few dozen signatures, and a collection of short signatures stays sparse.
+    ``3 + n_sig * (0.65 + 0.01 * q * n_sig)`` per stored value of X, ``q`` being the fraction of genes
+    with a weight (vectorised, no branch; the weighted rows it reads grow out of cache with ``q`` and
+    ``n_sig``); the sparse one ``5`` plus a mispredicted branch that grows with the weights per gene up
+    to one (``30``), then ``6`` per further weight. So mean's W (controls spread over every expression
+    bin: about one weight per gene) is dense for a few dozen signatures, and a collection of short
+    signatures stays sparse. Without ``n_weighted_genes``, ``q`` is that of weights spread at random.
     """
     if n_sig > DENSE_MAX_SIGNATURES or n_genes * n_sig * 8 > DENSE_MAX_BYTES or n_genes == 0:
         return False
     per_gene = n_weights / n_genes
+    q = n_weighted_genes / n_genes if n_weighted_genes is not None else 1.0 - math.exp(-per_gene)
     sparse_cost = 5 + 30 * min(per_gene, 1.0) + 6 * max(per_gene - 1.0, 0.0)
-    return 3 + n_sig < sparse_cost
+    return 3 + n_sig * (0.65 + 0.01 * q * n_sig) < sparse_cost
 
 
 def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray], n_genes: int) -> LinearWeights:
@@ -140,7 +150,7 @@ def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray
         W.indices.astype(np.int64),
         W.data.astype(np.float64),
         n_sig,
-        dense_weights_are_faster(n_sig, W.nnz, n_genes),
+        dense_weights_are_faster(n_sig, W.nnz, n_genes, np.count_nonzero(np.diff(W.indptr))),
     )
 
 
