@@ -70,7 +70,7 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     bin_genes = dict(zip(bins.tolist(), np.split(pool_genes[order], starts[1:])))
     up_ptr, up_idx, dn_ptr, dn_idx = split_sets(resolved)
     genes, cols, n_controls, null_genes, null_cols = [], [], [], [], []
-    rs = np.random.RandomState()
+    rs = np.random.RandomState(0)  # re-seeded for every signature part, as scanpy seeds per call
     for s in range(len(resolved.signatures)):
         g_s, w_s, n_c = [], [], 0
         for ptr, idx, sign in ((up_ptr, up_idx, 1.0), (dn_ptr, dn_idx, -1.0)):
