@@ -1277,6 +1277,18 @@ def scores_under_two_keys():
 
 
 @case
+def gene_pool_without_signature_genes(tmp_path):
+    adata, sets = _data()
+    left_out = sets["s"][0]
+    pool = [g for g in adata.var_names if g != left_out]
+    with pytest.raises(ie.InputError, match=r"gene_pool leaves out genes of 1 signature\(s\) \(s\).*gene_pool=None"):
+        ie.tl.score(adata, sets, method="mean", gene_pool=pool, min_coverage=0)
+    assert "immunescape" not in adata.obsm
+    scores = ie.tl.score(adata, sets, method="mean", gene_pool=[*pool, left_out], min_coverage=0, inplace=False)
+    assert np.isfinite(scores.to_numpy()).all()
+
+
+@case
 def simulate_bad_pathway():
     with pytest.raises(ie.InputError, match="not a tumour-intrinsic pathway"):
         ie.datasets.simulate_tumor(

@@ -14,8 +14,6 @@ from .._null import expression_bins
 from .common import linear_null_sets, linear_run, linear_weights, split_sets
 from .registry import GeneStats, Method, NullSpec, Plan, register
 
-_NO_GENES = np.zeros(0, np.int64)
-
 
 def _scanpy_controls(
     gene_list: np.ndarray,
@@ -39,7 +37,7 @@ def _scanpy_controls(
     rs.seed(random_state)
     control: list[np.ndarray] = []
     for c in np.unique(bin_of[gene_list]):
-        in_bin = bin_genes.get(c, _NO_GENES)  # a list gene outside the pool has no bin (NaN) and no controls
+        in_bin = bin_genes[c]  # every list gene has a bin: prepare refused a pool without one
         r_genes = in_bin if ctrl_as_ref else in_bin[~in_list[in_bin]]
         if ctrl_size < len(r_genes):
             # what rs.choice(len(r_genes), size=ctrl_size, replace=False) draws (numpy's legacy choice without
@@ -64,6 +62,13 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     pool_genes, cut = expression_bins(stats.means, pool, params["n_bins"])
     bin_of = np.full(stats.n_genes, np.nan)
     bin_of[pool_genes] = cut
+    outside = [name for name, pos in zip(resolved.names, resolved.positions) if np.isnan(bin_of[pos]).any()]
+    if outside:  # a gene without a bin has no controls; scanpy refuses it (a KeyError from its bins)
+        raise InputError(
+            f"gene_pool leaves out genes of {len(outside)} signature(s) ({', '.join(outside[:5])}): a signature gene "
+            "needs the controls of its expression bin among the pool, and scanpy.tl.score_genes refuses one outside "
+            "it. Add the signatures' genes to gene_pool, or pass gene_pool=None (every gene)."
+        )
     # each bin's genes in var order, split once instead of masking the pool per signature and bin
     order = np.argsort(cut, kind="stable")
     bins, starts = np.unique(cut[order], return_index=True)
