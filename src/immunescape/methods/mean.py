@@ -41,7 +41,7 @@ def _scanpy_controls(
         r_genes = in_bin if ctrl_as_ref else in_bin[~in_list[in_bin]]
         if ctrl_size < len(r_genes):
             # what rs.choice(len(r_genes), size=ctrl_size, replace=False) draws (numpy's legacy choice without
-            # replacement takes a permutation's head), without choice's argument handling: 400 calls here
+            # replacement takes a permutation's head), without its argument handling: one call per signature and bin
             r_genes = r_genes[rs.permutation(len(r_genes))[:ctrl_size]]
         if ctrl_as_ref:
             r_genes = r_genes[~in_list[r_genes]]
