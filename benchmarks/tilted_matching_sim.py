@@ -15,9 +15,9 @@ expected mean equals the signature gene's own: the matching is exact in mean, st
 The model: issue 17's scenario (``tests/_synthetic.library_scale`` with a 10-fold depth range: 2,000
 cells x 4,000 genes, 12 random signatures of 10-100 genes); bins of 20 genes by mean expression (the
 library's default: 200 quantiles, at least 20 genes); per random set 1,000 null sets (drawn with
-replacement), p = (#null >= observed + 1) / 1,001. A set's score is the sum of per-gene terms, as in
-the kernels: values (mean), capped descending ranks (ucell, max_rank 1,500), descending ranks
-(singscore), the top-5% recovery terms (aucell; ties counted as exceedances, so its rates sit low).
+replacement), p = (#null > observed + U (#null == observed + 1)) / 1,001 with U uniform, as the kernels
+randomise ties. A set's score is the sum of per-gene terms, as in the kernels: values (mean), capped
+descending ranks (ucell, max_rank 1,500), descending ranks (singscore), the top-5% recovery terms (aucell).
 Per seed: the pooled share of cells at p < 0.05, the worst random set's share, the set's mean z
 against its null, and the largest |Spearman| between a set's p-values and the cells' total counts.
 
@@ -106,7 +106,9 @@ def measure(X: np.ndarray, sets: dict, names: dict, total: np.ndarray, method: s
             w = tilted_weights(means[members], means[g]) if tilt else np.full(members.size, 1 / members.size)
             np.add.at(draws, (members[rng.choice(members.size, N_DRAW, p=w)], np.arange(N_DRAW)), 1.0)
         null = terms @ draws
-        p = ((null >= observed[:, None]).sum(axis=1) + 1) / (N_DRAW + 1)
+        above = (null > observed[:, None]).sum(axis=1)
+        tied = (null == observed[:, None]).sum(axis=1)
+        p = (above + rng.random(above.size) * (tied + 1)) / (N_DRAW + 1)  # ties randomised, as the kernels do
         spread = null.std(axis=1)
         z = np.where(spread > 0, (observed - null.mean(axis=1)) / np.where(spread > 0, spread, 1), 0.0)
         rho = stats.spearmanr(p, total).correlation if np.ptp(p) > 0 else 0.0
