@@ -83,10 +83,11 @@ def _summarize_values(values: np.ndarray, n_integer_check: int) -> tuple[int, fl
     parts of the values at once, one per thread). A non-finite sum (a bad value, or an overflow)
     falls back to the kernel, which counts exactly.
     """
-    parts = split_reduce(values, _finite_sum_and_min) if values.dtype.kind == "f" else [(False, 0.0)]
-    if all(finite for finite, _ in parts):
-        head = values[:n_integer_check]
-        return 0, min(low for _, low in parts), bool(np.array_equal(head, np.floor(head)))
+    if values.dtype.kind == "f":
+        parts = split_reduce(values, _finite_sum_and_min)
+        if all(finite for finite, _ in parts):
+            head = values[:n_integer_check]
+            return 0, min(low for _, low in parts), bool(np.array_equal(head, np.floor(head)))
     n_bad, minimum, integer = scan.value_summary(values, 8 * numba.get_num_threads(), n_integer_check)
     return int(n_bad), float(minimum), bool(integer)
 
