@@ -385,23 +385,43 @@ def test_moment_tail_is_below_the_empirical_bound_and_falls_back_without_spread(
 
 
 def _bucketed(populations):
-    """Populations of gene terms as the null kernels hold a row's (nulls._bucket_terms): per bin, the
-    non-zero terms, and their summary."""
+    """Populations of gene terms (one per bin, genes numbered bin after bin) as the null kernels hold
+    a row's (nulls._bucket_terms): per bin, the non-zero terms and their genes."""
     n = len(populations)
     term = np.concatenate(populations)[None, :]
     bin_of = np.repeat(np.arange(n), [v.size for v in populations])
-    ptr, val, summary = np.zeros(n + 1, np.int64), np.empty(term.size), np.zeros((n, 6))
-    listed = np.arange(term.size)
-    nulls._bucket_terms(term, listed, listed.size, bin_of, ptr, val, np.zeros(n, np.int64), summary)
+    ptr, val, val_gene = np.zeros(n + 1, np.int64), np.empty(term.size), np.empty(term.size, np.int64)
+    listed = np.random.default_rng(0).permutation(term.size)  # in no particular order
+    nulls._bucket_terms(term, listed, listed.size, bin_of, ptr, val, val_gene, np.zeros(n, np.int64))
     for b, v in enumerate(populations):  # the bucket, checked against its definition
-        nz = v[v != 0]
-        np.testing.assert_array_equal(np.sort(val[ptr[b] : ptr[b + 1]]), np.sort(nz))
-        if nz.size:
-            expected = [nz.min(), nz.max(), (nz == nz.min()).sum(), (nz == nz.max()).sum(), nz.sum(), (nz**2).sum()]
-            np.testing.assert_allclose(summary[b], expected)
-    return ptr, val, summary
+        np.testing.assert_array_equal(np.sort(val[ptr[b] : ptr[b + 1]]), np.sort(v[v != 0]))
+        np.testing.assert_array_equal(term[0, val_gene[ptr[b] : ptr[b + 1]]], val[ptr[b] : ptr[b + 1]])
+    return ptr, val, val_gene
 
 
+def _sources(populations, draws, cw, probs=None):
+    """The tail's slot and source arrays: bin ``b`` is one source (probabilities ``probs[b]``, default
+    uniform), drawn ``draws[b]`` times with weight x coefficient ``cw[b]``."""
+    sizes = np.asarray([v.size for v in populations])
+    probs = [np.full(n, 1 / n) for n in sizes] if probs is None else probs
+    n = len(populations)
+    return (
+        np.repeat(np.asarray(cw, np.float64), draws),
+        np.repeat(np.arange(n), draws),
+        np.column_stack([np.arange(n), np.arange(1, n + 1)]),
+        np.zeros(n, np.int64),  # probabilities laid out gene after gene: base 0
+        sizes.astype(np.int64),
+        np.concatenate(probs),
+        np.arange(sizes.sum()),
+    )
+
+
+def _tail(x, populations, draws, cw, probs=None, n_null=0):
+    slots = _sources(populations, draws, cw, probs)
+    return nulls.saddlepoint_tail(float(x), 0, slots[0].size, *slots, *_bucketed(populations), n_null)
+
+
+@pytest.mark.parametrize("tilted", [False, True], ids=["uniform", "tilted"])
 @pytest.mark.parametrize(
     "sizes, draws, zeros, top, signs",
     [
@@ -411,60 +431,86 @@ def _bucketed(populations):
         ([100] * 5, [10] * 5, 0.5, 50, [1] * 5),
     ],
 )
-def test_saddlepoint_tail_is_the_sum_of_draws_exact_tail(sizes, draws, zeros, top, signs):
-    """The saddlepoint tail of a sum of genes drawn with replacement from bins of integer terms is
-    within 10% of the exact tail (the draws' distributions convolved) from 1e-3 down to 1e-8."""
+def test_saddlepoint_tail_is_the_sum_of_draws_exact_tail(sizes, draws, zeros, top, signs, tilted):
+    """The saddlepoint tail of a sum of genes drawn independently from sources of integer terms
+    (uniform or with unequal probabilities, some zero) is within 10% of the exact tail (the draws'
+    distributions convolved) from 1e-3 down to 1e-6, and at 1e-8 with equal probabilities (unequal
+    ones make lumpier sums: within 30% there; the kernel equals test_null's scipy reference)."""
     rng = np.random.default_rng(len(sizes))
-    pops = []
+    pops, probs = [], []
     for size in sizes:
         v = rng.integers(1, top, size).astype(np.float64)
         v[rng.random(size) < zeros] = 0.0
         pops.append(v)
+        p = rng.exponential(size=size) * (rng.random(size) > 0.1) if tilted else np.ones(size)
+        probs.append(p / p.sum())
     pmf, offset = np.ones(1), 0
-    for v, n, sign in zip(pops, draws, signs):
+    for v, p, n, sign in zip(pops, probs, draws, signs):
         terms = (sign * v).astype(np.int64)
-        one = np.bincount(terms - terms.min()) / v.size
+        one = np.bincount(terms - terms.min(), weights=p)
         for _ in range(n):
             pmf, offset = np.convolve(pmf, one), offset + terms.min()
     survival = np.cumsum(pmf[::-1])[::-1]  # P(S >= offset + j)
-    ptr, val, summary = _bucketed(pops)
-    args = (np.arange(len(sizes)), np.asarray(draws, np.int64), np.asarray(signs, np.float64))
     for level in (1e-3, 1e-4, 1e-6, 1e-8):
         j = int(np.argmax(survival <= level))
-        p = nulls.saddlepoint_tail(float(offset + j), 0, len(sizes), *args, np.asarray(sizes), ptr, val, summary, 0)
-        assert p == pytest.approx(survival[j], rel=0.1), (level, p, survival[j])
+        p = _tail(offset + j, pops, draws, signs, probs)
+        rel = 0.3 if tilted and level < 1e-6 else 0.1
+        assert p == pytest.approx(survival[j], rel=rel), (level, p, survival[j])
 
 
 def test_saddlepoint_tail_at_the_largest_sum_below_the_mean_and_without_spread():
     """At (or beyond) the largest sum a random set can reach: the probability of drawing only the
     largest terms; capped at 1 / (n_null + 1); -1 (the caller's moment tail) where no tail exists."""
     pops = [np.array([0.0, 0.0, 2.0, 5.0]), np.array([1.0, 3.0, 3.0, 0.0, 0.0])]
-    ptr, val, summary = _bucketed(pops)
-    bins, draws, cw, size = np.arange(2), np.array([2, 1]), np.ones(2), np.array([4, 5])
+    draws, cw = [2, 1], [1.0, 1.0]
     top = 2 * 5.0 + 3.0
-    assert nulls.saddlepoint_tail(top, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) == pytest.approx(
-        (1 / 4) ** 2 * 2 / 5
-    )
-    assert nulls.saddlepoint_tail(top + 1, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) == pytest.approx(1 / 40)
-    assert nulls.saddlepoint_tail(top, 0, 2, bins, draws, cw, size, ptr, val, summary, 9) == pytest.approx(
-        1 / 40
-    )  # < 1/10
-    assert nulls.saddlepoint_tail(top, 0, 2, bins, draws, cw, size, ptr, val, summary, 99) == pytest.approx(
-        1 / 100
-    )  # cap
-    assert nulls.saddlepoint_tail(1.0, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) == -1.0  # below the mean 5.2
+    assert _tail(top, pops, draws, cw) == pytest.approx((1 / 4) ** 2 * 2 / 5)
+    assert _tail(top + 1, pops, draws, cw) == pytest.approx(1 / 40)
+    assert _tail(top, pops, draws, cw, n_null=9) == pytest.approx(1 / 40)  # < 1/10
+    assert _tail(top, pops, draws, cw, n_null=99) == pytest.approx(1 / 100)  # cap
+    assert _tail(1.0, pops, draws, cw) == -1.0  # below the mean 5.2
+    # unequal probabilities: the largest sum's chance is its genes' probability; a gene of
+    # probability 0 is never drawn, whatever its term
+    probs = [np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.0, 0.5, 0.25, 0.25, 0.0])]
+    assert _tail(top, pops, draws, cw, probs) == pytest.approx(0.4**2 * 0.75)
+    probs_no_top = [np.array([0.5, 0.0, 0.5, 0.0]), probs[1]]  # the 5 cannot be drawn: the largest sum is 2 + 2 + 3
+    assert _tail(7.0, pops, draws, cw, probs_no_top) == pytest.approx(0.5**2 * 0.75)
     # a zero weight adds nothing, whatever its bin holds
-    ptr3, val3, summary3 = _bucketed([*pops, np.array([0.0, 4.0, 9.0])])
-    args3 = (np.arange(3), np.array([2, 1, 2]), np.array([1.0, 1.0, 0.0]), np.array([4, 5, 3]), ptr3, val3, summary3)
+    pops3 = [*pops, np.array([0.0, 4.0, 9.0])]
     for x in (top, 9.0):
-        assert nulls.saddlepoint_tail(x, 0, 3, *args3, 0) == nulls.saddlepoint_tail(
-            x, 0, 2, bins, draws, cw, size, ptr, val, summary, 0
-        )
-    ptr0, val0, summary0 = _bucketed([np.zeros(4), np.zeros(5)])
-    assert nulls.saddlepoint_tail(1.0, 0, 2, bins, draws, cw, size, ptr0, val0, summary0, 0) == -1.0  # nothing varies
+        assert _tail(x, pops3, [2, 1, 2], [1.0, 1.0, 0.0]) == _tail(x, pops, draws, cw)
+    assert _tail(1.0, [np.zeros(4), np.zeros(5)], draws, cw) == -1.0  # nothing varies
+    # a source whose genes are all non-zero has no zero mass (not 1 - sum, which rounds)
+    full = [np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0])]
+    assert _tail(3.0 + 4.0, full, [1, 1], [1.0, 1.0], [np.full(3, 0.1) / 0.3, np.full(2, 0.5)]) == pytest.approx(1 / 6)
     # between the mean and the largest sum: decreasing, inside (0, 1)
-    ps = [nulls.saddlepoint_tail(x, 0, 2, bins, draws, cw, size, ptr, val, summary, 0) for x in (7.0, 9.0, 11.0, 12.5)]
+    ps = [_tail(x, pops, draws, cw) for x in (7.0, 9.0, 11.0, 12.5)]
     assert all(0 < p < 1 for p in ps) and ps == sorted(ps, reverse=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tilt_to_mean_is_the_exponential_family_member_with_the_given_mean(seed):
+    """tilt_to_mean's probabilities are proportional to exp(a v) for one a (log-linear in v) and have
+    mean ``center``; at the smallest or largest value, the values equal to it share them."""
+    rng = np.random.default_rng(seed)
+    v = np.sort(rng.lognormal(0, 2, 40))
+    v[5:8] = v[5]  # ties
+    out = np.empty(v.size)
+    for center in (v[1], v[5], np.median(v), v[-2], 0.5 * (v[-1] + v[-2]), v.mean()):
+        nulls.tilt_to_mean(v, center, out)
+        assert out.sum() == pytest.approx(1.0) and out @ v == pytest.approx(center, rel=1e-9, abs=1e-12 * v.max())
+        kept = out > 1e-250  # a steep tilt underflows far from the center
+        log_p = np.log(out[kept])
+        slope = np.polyfit(v[kept], log_p, 1)
+        np.testing.assert_allclose(log_p, np.polyval(slope, v[kept]), atol=1e-6 * max(np.abs(log_p).max(), 1.0))
+    nulls.tilt_to_mean(v, v.mean(), out)
+    np.testing.assert_allclose(out, 1 / v.size)  # already the mean: uniform
+    for center, edge in ((v[0], v == v[0]), (v[-1], v == v[-1]), (v[5], None)):
+        nulls.tilt_to_mean(v, center, out)
+        if edge is not None:
+            np.testing.assert_allclose(out, edge / edge.sum())
+    nulls.tilt_to_mean(np.full(4, 2.0), 2.0, out[:4])  # all equal
+    np.testing.assert_allclose(out[:4], 0.25)
 
 
 def test_every_cached_kernel_saves_and_loads_under_the_cache_lock():

@@ -1,12 +1,13 @@
-"""Random gene sets matched to each signature's size and expression bins, shared across signatures.
+"""Random gene sets matched to each signature gene's mean expression, drawn for every signature.
 
 Genes are put in expression bins by their mean over all cells (by default 200 narrow quantile bins of
-at least 20 genes; scanpy's control-gene bins when ``null_bins`` is given, see :func:`null_bins`). For
-replicate ``k`` every bin gets one random ordering of its genes; a signature's ``k``-th null set takes,
-in each bin, as many genes from the front of that ordering as the signature has in the bin (its up
-genes first, then its down genes, then genes of other weights). So each signature's null sets are
-independent uniform draws within its bins, while all signatures share the same drawn genes, and the
-kernels sum them with one prefix sum per replicate (see :mod:`immunescape._kernels.nulls`).
+at least 20 genes; scanpy's control-gene bins when ``null_bins`` is given, see :func:`null_bins`).
+Each signature gene then gets a *source* of stand-ins: the genes of its bin and of the two bins beside
+it, with probabilities proportional to exp(a x mean) such that a stand-in's expected mean is the
+gene's own (:func:`tilted_sources`). A signature's ``k``-th null set takes one stand-in per gene (its
+*slot*) from that gene's source, the set's genes kept distinct; the slots of its genes of one part
+and weight form a *run*. The kernels add each drawn gene's term into the sets it was drawn into
+through a list per gene (see :mod:`immunescape._kernels.nulls`).
 """
 
 from __future__ import annotations
@@ -146,47 +147,35 @@ def build_null_sets(
     """
     statistic = statistic or NullStatistic()
     bins = null_bins(means, pool, n_bins, names, genes)
-    bin_of, members = bins.bin_of, bins.members
-    # each signature's genes by (bin, part, weight): one run of slots each
-    sig_runs: list[list[tuple[int, int, float, int]]] = []
-    demand: dict[int, int] = {}
-    for g, w, p in zip(genes, weights, parts):
-        keys = pd.DataFrame({"bin": bin_of[g], "part": p, "weight": w}).value_counts(sort=False).sort_index()
-        runs_s = [(int(bb), int(pp), float(ww), int(n)) for (bb, pp, ww), n in keys.items()]
-        sig_runs.append(runs_s)
-        per_bin: dict[int, int] = {}
-        for bb, _, _, n in runs_s:
-            per_bin[bb] = per_bin.get(bb, 0) + n
-        for bb, n in per_bin.items():
-            demand[bb] = max(demand.get(bb, 0), n)
-    used = sorted(demand)
-    offset = dict(zip(used, np.concatenate([[0], np.cumsum([demand[b] for b in used])[:-1]]).astype(int)))
-    n_slots = int(sum(demand.values()))
-    _check_null_memory(n_null, n_slots)
-    rng, seed = null_seeds(random_state)
-    slot_gene = np.empty((n_null, n_slots), np.int64)
-    for b in used:  # each replicate's random order of the bin: the first genes go to the slots
-        size, at = members[b].size, slice(offset[b], offset[b] + demand[b])
-        step = max(1, _DRAW_BLOCK // size)  # replicates per block: bounded memory for wide bins and many replicates
-        for k in range(0, n_null, step):  # the generator's stream is the same in blocks of rows as in one call
-            keys = rng.random((min(step, n_null - k), size))
-            slot_gene[k : k + step, at] = members[b][np.argsort(keys, axis=1)[:, : demand[b]]]
-    run_ptr, run_lo, run_hi, run_w, run_part = [0], [], [], [], []
-    for runs_s in sig_runs:
-        cursor: dict[int, int] = {}
-        for bb, pp, ww, n in runs_s:
-            lo = offset[bb] + cursor.get(bb, 0)
-            cursor[bb] = cursor.get(bb, 0) + n
-            run_lo.append(lo)
-            run_hi.append(lo + n)
-            run_w.append(ww)
-            run_part.append(pp)
-        run_ptr.append(len(run_lo))
-    obs_ptr = np.concatenate([[0], np.cumsum([len(g) for g in genes])]).astype(np.int64)
-    k_part = np.asarray([[np.sum(p == 0), np.sum(p == 1)] for p in parts], np.int64).reshape(-1, 2)
+    bin_of = bins.bin_of
     n_sig = len(names)
-    # the sparse path: score = c0 + shift * shift_coef + sum(coef[part] * weight * term)
     c0, coef = statistic.coefficients(n_sig)
+    # each signature's genes ordered by part and weight: its slots, in runs of one part and weight
+    slot_gene_of, slot_cw, run_ptr, run_lo, run_hi, run_w, run_part = [], [], [0], [], [], [], []
+    for s, (g, w, p) in enumerate(zip(genes, weights, parts)):
+        g, w, p = np.asarray(g, np.int64), np.asarray(w, np.float64), np.asarray(p, np.int64)
+        order = np.lexsort((w, p))
+        g, w, p = g[order], w[order], p[order]
+        start = len(slot_gene_of)
+        slot_gene_of.extend(g.tolist())
+        slot_cw.extend((w * coef[s][p]).tolist())
+        cut = np.flatnonzero((np.diff(p) != 0) | (np.diff(w) != 0)) + 1
+        for lo, hi in zip(np.concatenate([[0], cut]), np.concatenate([cut, [g.size]])):
+            if hi > lo:
+                run_lo.append(start + int(lo))
+                run_hi.append(start + int(hi))
+                run_w.append(float(w[lo]))
+                run_part.append(int(p[lo]))
+        run_ptr.append(len(run_lo))
+    slot_gene_of = np.asarray(slot_gene_of, np.int64)
+    n_slots = slot_gene_of.size
+    _check_null_memory(n_null, n_slots)
+    sources = tilted_sources(means, bins, slot_gene_of)
+    rng, seed = null_seeds(random_state)
+    obs_ptr = np.concatenate([[0], np.cumsum([len(g) for g in genes])]).astype(np.int64)  # also each one's slots
+    slot_gene = sources.draw(rng, n_null, obs_ptr)
+    k_part = np.asarray([[np.sum(p == 0), np.sum(p == 1)] for p in parts], np.int64).reshape(-1, 2)
+    # the sparse path: score = c0 + shift * shift_coef + sum(coef[part] * weight * term)
     part_w = [np.asarray([np.sum(w[p == 0]), np.sum(w[p == 1])]) for w, p in zip(weights, parts)]
     shift_coef = np.asarray([coef[s] @ part_w[s] for s in range(n_sig)], np.float64).reshape(n_sig)
     obs_cw = _concat([w * coef[s][p] for s, (w, p) in enumerate(zip(weights, parts))], np.float64)
@@ -197,7 +186,7 @@ def build_null_sets(
         np.asarray(run_w, np.float64),
         np.asarray(run_part, np.int64),
     )
-    # groups: a signature's runs of one part and weight (across bins) share one raw sum per replicate
+    # groups: a signature's runs of one part and weight share one raw sum per replicate
     run_sig = np.repeat(np.arange(n_sig), np.diff(runs.ptr))
     run_cw = runs.weight * coef[run_sig, runs.part] if run_sig.size else np.zeros(0)
     keys = pd.DataFrame({"sig": run_sig, "part": runs.part, "cw": run_cw})
@@ -224,15 +213,152 @@ def build_null_sets(
         n_genes=float(statistic.n_genes),
         seed=seed,
         bin_of=bin_of,
-        bin_size=np.asarray([m.size for m in members], np.int64),
-        run_ptr=runs.ptr,
-        run_bin=np.asarray([bb for runs_s in sig_runs for bb, _, _, _ in runs_s], np.int64),
-        run_n=runs.hi - runs.lo,
-        run_cw=np.asarray(run_cw, np.float64),
+        bin_size=np.asarray([m.size for m in bins.members], np.int64),
+        gene_pos=sources.gene_pos,
+        slot_ptr=obs_ptr,
+        slot_cw=np.asarray(slot_cw, np.float64),
+        slot_source=sources.slot_source,
+        source_bins=sources.bins,
+        source_base=sources.base,
+        source_n=sources.n,
+        source_prob=sources.prob,
     )
-    details = {"n_null": int(n_null), **bins.details, "n_slots": n_slots}
+    details = {"n_null": int(n_null), **bins.details, "matching": MATCHING, "n_slots": n_slots}
     return NullSets(
         bundle=bundle, slot_gene=slot_gene, runs=runs, genes=list(genes), weights=list(weights), details=details
+    )
+
+
+MATCHING = (
+    "tilted: each gene's stand-ins are drawn from its expression bin and the two beside it, with weights "
+    "exp(a x mean) chosen so their expected mean expression equals the gene's own"
+)
+_MAX_REDRAWS = 50  # rounds of redrawing a null set's repeated genes before the rare rest is drawn one by one
+
+
+@dataclass
+class TiltedSources:
+    """Where each slot draws its gene from (see :func:`tilted_sources`); ``prob[base[u] + gene_pos[g]]``
+    is source ``u``'s probability of gene ``g`` of its bins ``bins[u]`` (the pool ordered by bin is
+    ``pool_order``)."""
+
+    gene_pos: np.ndarray
+    pool_order: np.ndarray
+    bin_start: np.ndarray
+    slot_source: np.ndarray
+    bins: np.ndarray
+    base: np.ndarray
+    n: np.ndarray
+    prob: np.ndarray
+
+    def draw(self, rng: np.random.Generator, n_null: int, slot_ptr: np.ndarray) -> np.ndarray:
+        """``n_null`` null sets: each slot's gene drawn from its source, a set's genes distinct (a
+        gene drawn twice into one signature's set is drawn again)."""
+        n_slots = self.slot_source.size
+        slot_gene = np.empty((n_null, n_slots), np.int64)
+        for k in range(0, n_null, max(1, _DRAW_BLOCK // max(n_slots, 1))):  # bounded memory per block
+            rows = slice(k, min(n_null, k + max(1, _DRAW_BLOCK // max(n_slots, 1))))
+            n_rows = rows.stop - rows.start
+            slot_gene[rows] = self._sample(rng, np.broadcast_to(self.slot_source, (n_rows, n_slots)))
+            for lo, hi in zip(slot_ptr[:-1], slot_ptr[1:]):
+                if hi - lo > 1:
+                    self._make_distinct(rng, slot_gene[rows, lo:hi], self.slot_source[lo:hi])
+        return slot_gene
+
+    def _sample(self, rng: np.random.Generator, source: np.ndarray) -> np.ndarray:
+        """One gene from each entry's source (inverse CDF over all sources' cumulative probabilities at
+        once: source u's run from u to u + 1)."""
+        at = np.searchsorted(self._cum, source + rng.random(source.shape), side="right")
+        at = np.clip(at, self._first[source], self._last[source])  # rounding at the edges: a gene of the source
+        return self.pool_order[at - self.base[source]]
+
+    def _make_distinct(self, rng: np.random.Generator, block: np.ndarray, source: np.ndarray) -> None:
+        """Redraw, in place, genes repeated within a row of ``block`` (one signature's sets); the
+        first occurrence stays."""
+        for _ in range(_MAX_REDRAWS):
+            repeated = _repeats(block)
+            if not repeated.any():
+                return
+            rows, cols = np.nonzero(repeated)
+            block[rows, cols] = self._sample(rng, source[cols])
+        rows, cols = np.nonzero(_repeats(block))
+        for r, c in zip(rows.tolist(), cols.tolist()):  # crowded sources: the source's remaining genes, renormalised
+            taken = set(block[r].tolist())
+            src = int(source[c])
+            genes = self.pool_order[self.bin_start[self.bins[src, 0]] : self.bin_start[self.bins[src, 1]]]
+            p = self.prob[self.base[src] + self.gene_pos[genes]] * ~np.isin(genes, list(taken))
+            if p.sum() <= 0:  # only zero-probability genes left: the nearest free gene of the pool
+                free = ~np.isin(self.pool_order, list(taken))
+                centre = self.gene_pos[block[r, c]]
+                at = np.flatnonzero(free)
+                block[r, c] = self.pool_order[at[np.argmin(np.abs(at - centre))]]
+            else:
+                block[r, c] = genes[
+                    np.searchsorted(np.cumsum(p / p.sum()), rng.random(), side="right").clip(0, genes.size - 1)
+                ]
+
+    def __post_init__(self) -> None:
+        # source u's cumulative probabilities, shifted by u: one sorted array for all sources
+        cum = np.zeros(self.prob.size)
+        first = np.zeros(self.n.size, np.int64)
+        last = np.zeros(self.n.size, np.int64)
+        for u in range(self.n.size):
+            lo = self.base[u] + self.bin_start[self.bins[u, 0]]
+            p = self.prob[lo : lo + self.n[u]]
+            cum[lo : lo + self.n[u]] = u + np.cumsum(p)
+            positive = np.flatnonzero(p > 0)
+            first[u], last[u] = lo + positive[0], lo + positive[-1]
+        self._cum, self._first, self._last = cum, first, last
+
+
+def _repeats(block: np.ndarray) -> np.ndarray:
+    """True where a row of ``block`` repeats a gene seen earlier in the row."""
+    order = np.argsort(block, axis=1, kind="stable")
+    ordered = np.take_along_axis(block, order, axis=1)
+    out = np.zeros(block.shape, bool)
+    same = ordered[:, 1:] == ordered[:, :-1]
+    np.put_along_axis(out, order[:, 1:], same, axis=1)
+    return out
+
+
+def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray) -> TiltedSources:
+    """Each signature gene's source of random stand-ins: the genes of its expression bin and the bins
+    beside it, drawn with probabilities proportional to exp(a m) (m: their mean expression) with
+    ``a`` such that the expected mean equals the gene's own (:func:`.nulls.tilt_to_mean`).
+
+    Uniform draws from a bin leave a fixed set's genes systematically above or below their stand-ins
+    (bins at the top of the expression range are wide), so one random set is called in too many
+    cells and p-values follow sequencing depth (issue 17; benchmarks/RESULTS_tilted_matching_sim.md).
+    Tilted draws match the mean exactly and stay random. The neighbouring bins keep a gene at the
+    edge of its bin from drawing mostly itself; only the pool's extreme genes do (no other gene can
+    match them). The means are the float32 means the bins were cut on: every path draws alike."""
+    from ._kernels.nulls import tilt_to_mean
+
+    m = means.astype(np.float32).astype(np.float64)
+    n_bins = len(bins.members)
+    pool_order = np.concatenate(bins.members) if n_bins else np.zeros(0, np.int64)
+    bin_start = np.concatenate([[0], np.cumsum([b.size for b in bins.members])]).astype(np.int64)
+    gene_pos = np.full(means.size, -1, np.int64)
+    gene_pos[pool_order] = np.arange(pool_order.size)
+    distinct, slot_source = np.unique(slot_gene_of, return_inverse=True)
+    b = bins.bin_of[distinct]
+    src_bins = np.column_stack([np.maximum(b - 1, 0), np.minimum(b + 2, n_bins)]).astype(np.int64).reshape(-1, 2)
+    n = bin_start[src_bins[:, 1]] - bin_start[src_bins[:, 0]]
+    offset = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    prob = np.empty(int(offset[-1]))
+    for u, g in enumerate(distinct):
+        lo, hi = bin_start[src_bins[u, 0]], bin_start[src_bins[u, 1]]
+        tilt_to_mean(m[pool_order[lo:hi]], float(m[g]), prob[offset[u] : offset[u + 1]])
+    base = offset[:-1] - bin_start[src_bins[:, 0]]
+    return TiltedSources(
+        gene_pos=gene_pos,
+        pool_order=pool_order,
+        bin_start=bin_start,
+        slot_source=slot_source.astype(np.int64).ravel(),
+        bins=src_bins,
+        base=base.astype(np.int64),
+        n=n.astype(np.int64),
+        prob=prob,
     )
 
 

@@ -7,17 +7,18 @@ ssGSEA (weight, weight x position, position; its score is a ratio of sums). A sc
 has ranked a row writes each gene's term minus a row constant (``shift``) into ``term``; the
 difference is non-zero only for the row's stored genes, which it lists, and calls :func:`row_nulls`.
 
-The null sets are shared through *slots*: replicate ``k`` lists, bin after bin, the first genes of a
-random ordering of each expression bin. A signature's null set is a set of slot ranges (its count of
-genes per bin and part). Each listed gene adds its term to the raw sums of the (replicate, group)
+Null set ``k`` of a signature holds one random stand-in per signature gene (its *slot*), drawn from
+the gene's *source*: a few expression bins' genes with their probabilities (see
+:mod:`immunescape._null`). Each listed gene adds its term to the raw sums of the (replicate, group)
 null sets it was drawn into - a group being a signature's genes of one part and weight - through a
 precomputed, contiguous list per gene; each null score then combines its groups' raw sums. The cost
 grows with the row's non-zeros, not with the genes of the null sets.
 
 Beyond every null score, the p-value of a sum (AFFINE) comes from :func:`saddlepoint_tail`: the
-null score is a sum of terms of genes drawn from expression bins, so its distribution follows from
-the bins' genes in the row, which the kernel has at hand (the row's non-zero terms, bucketed by bin
-once per row that needs a tail). ``ES_RATIO`` scores keep :func:`moment_tail`, fitted to the draws.
+null score is a sum of terms of genes drawn from their sources, so its distribution follows from
+the sources' genes in the row, which the kernel has at hand (the row's non-zero terms, bucketed by
+bin once per row that needs a tail). ``ES_RATIO`` scores keep :func:`moment_tail`, fitted to the
+draws.
 
 The null sets travel as one :class:`NullBundle` (built by :func:`immunescape._null.build_null_sets`),
 and a kernel gets them beside the chunk's row offset and output tables (a :class:`NullTables`). The
@@ -26,7 +27,8 @@ shift_coef + sum(cw * term)``, raised to ``floor`` (UCell's clip at 0; ``-inf`` 
 ``ES_RATIO`` scores are single-sample GSEA's ratio of sums over three channels. A method declares
 its shape and coefficients (see :class:`immunescape._null.NullStatistic`).
 
-The linear methods also have :func:`linear_moments`, the same null in closed form (no sets drawn).
+The linear methods also have :func:`linear_moments`, a closed-form null (no sets drawn) for uniform
+draws within bins.
 """
 
 from __future__ import annotations
@@ -75,14 +77,14 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     n_groups = bundle.grp_cw.shape[0]
     # the tallies of _write (see tally_scratch), then raw group sums and the row's genes that enter null sets
     n_bins = bundle.bin_size.shape[0]
-    # then the row's non-zero terms by bin for the saddlepoint tail: bucket starts, values, fill cursors, summaries
+    # then the row's non-zero terms by bin for the saddlepoint tail: bucket starts, values, their genes, fill cursors
     return tally_scratch(n_sig, n_null, n_ch) + (
         np.zeros(n_ch * n_null * n_groups),
         np.empty(bundle.ent_ptr.shape[0] - 1, np.int64),
         np.zeros(n_bins + 1, np.int64),
         np.empty(bundle.bin_of.shape[0]),
+        np.empty(bundle.bin_of.shape[0], np.int64),
         np.zeros(n_bins, np.int64),
-        np.zeros((n_bins, 6)),
     )
 
 
@@ -149,11 +151,10 @@ def moment_tail(draws, observed, n_null):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _bucket_terms(term, listed, n_listed, bin_of, ptr, val, cursor, summary):  # pragma: no cover - numba
+def _bucket_terms(term, listed, n_listed, bin_of, ptr, val, val_gene, cursor):  # pragma: no cover - numba
     """The row's non-zero gene terms (channel 0) grouped by expression bin: bin ``b``'s are
-    ``val[ptr[b]:ptr[b + 1]]``; every other gene of the bin has term 0. ``summary[b]``: the bin's
-    smallest and largest non-zero term, how many genes hold each, and the sum and sum of squares of
-    its terms (what the tail needs at t = 0 and at the largest sum, without a pass over the values)."""
+    ``val[ptr[b]:ptr[b + 1]]``, of the genes ``val_gene[ptr[b]:ptr[b + 1]]``; every other gene of the
+    bin has term 0."""
     n_bins = cursor.shape[0]
     ptr[:] = 0
     for j in range(n_listed):
@@ -163,97 +164,143 @@ def _bucket_terms(term, listed, n_listed, bin_of, ptr, val, cursor, summary):  #
     for b in range(n_bins):
         ptr[b + 1] += ptr[b]
         cursor[b] = ptr[b]
-        summary[b, 0], summary[b, 1] = math.inf, -math.inf
-        summary[b, 2:] = 0.0
     for j in range(n_listed):
         g = listed[j]
         b = bin_of[g]
-        v = term[0, g]
-        if b >= 0 and v != 0.0:
-            val[cursor[b]] = v
+        if b >= 0 and term[0, g] != 0.0:
+            val[cursor[b]] = term[0, g]
+            val_gene[cursor[b]] = g
             cursor[b] += 1
-            if v < summary[b, 0]:
-                summary[b, 0], summary[b, 2] = v, 0.0
-            if v > summary[b, 1]:
-                summary[b, 1], summary[b, 3] = v, 0.0
-            summary[b, 2] += v == summary[b, 0]
-            summary[b, 3] += v == summary[b, 1]
-            summary[b, 4] += v
-            summary[b, 5] += v * v
 
 
 @njit(cache=True, nogil=True)
-def _tilted(t, lo, hi, run_bin, run_n, run_cw, bin_size, ptr, val, summary):  # pragma: no cover - numba
-    """The cumulant generating function K(t) of S = sum over runs r in ``lo:hi`` of ``run_cw[r]``
-    times the terms of ``run_n[r]`` genes drawn (with replacement) from bin ``run_bin[r]``, and its
-    first three derivatives: one pass over the bins' non-zero terms, each bin's sums scaled by its
-    largest exponent (from ``summary``: no overflow)."""
-    k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
-    for r in range(lo, hi):
-        b, cw = run_bin[r], run_cw[r]
-        if cw == 0.0:  # a zero weight: always 0
-            continue
-        a0, a1 = ptr[b], ptr[b + 1]
-        n_zero = bin_size[b] - (a1 - a0)
-        st = t * cw
-        top = 0.0 if n_zero > 0 else -math.inf
-        if a1 > a0:
-            top = max(top, st * summary[b, 1], st * summary[b, 0])
-        m0 = n_zero * math.exp(-top) if n_zero > 0 else 0.0
-        m1, m2, m3 = 0.0, 0.0, 0.0
-        for j in range(a0, a1):
-            x = val[j]
-            e = math.exp(st * x - top)
+def _source_zero_mass(src, nonzero_mass, n_nonzero, source_n):  # pragma: no cover - numba
+    """The probability that a source draws a gene whose term is 0 in the row (exactly 0 when every
+    gene of the source is listed as non-zero: no cancellation)."""
+    return 0.0 if n_nonzero >= source_n[src] else max(1.0 - nonzero_mass, 0.0)
+
+
+@njit(cache=True, nogil=True)
+def _source_cgf(
+    t, cw, src, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+):  # pragma: no cover - numba
+    """For X = ``cw`` times the term of one gene drawn from source ``src``: log E[exp(t X)] and the
+    mean, variance and third central moment of X under the tilt exp(t X) (t = 0: X's own). Each sum
+    is scaled by its largest exponent: no overflow."""
+    base = source_base[src]
+    st = t * cw
+    nonzero_mass, n_nonzero, top = 0.0, 0, -math.inf
+    for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
+        prob = source_prob[base + gene_pos[val_gene[j]]]
+        n_nonzero += 1
+        if prob > 0.0:
+            nonzero_mass += prob
+            top = max(top, st * val[j])
+    zero = _source_zero_mass(src, nonzero_mass, n_nonzero, source_n)
+    if zero > 0.0:
+        top = max(top, 0.0)
+    m0 = zero * math.exp(-top)
+    m1, m2, m3 = 0.0, 0.0, 0.0
+    for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
+        prob = source_prob[base + gene_pos[val_gene[j]]]
+        if prob > 0.0:
+            x = cw * val[j]
+            e = prob * math.exp(st * val[j] - top)
             m0 += e
             xe = x * e
             m1 += xe
             m2 += x * xe
             m3 += x * x * xe
-        mean, second, third = m1 / m0, m2 / m0, m3 / m0
-        n = run_n[r]
-        k0 += n * (top + math.log(m0 / bin_size[b]))
-        k1 += n * cw * mean
-        k2 += n * cw * cw * max(second - mean * mean, 0.0)
-        k3 += n * cw * cw * cw * (third - 3.0 * mean * second + 2.0 * mean * mean * mean)
+    mean, second, third = m1 / m0, m2 / m0, m3 / m0
+    return top + math.log(m0), mean, max(second - mean * mean, 0.0), third - 3.0 * mean * second + 2.0 * mean**3
+
+
+@njit(cache=True, nogil=True)
+def _source_top(
+    cw, src, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+):  # pragma: no cover - numba
+    """The largest value of ``cw`` times the term of a gene source ``src`` can draw, and the log of
+    its probability."""
+    base = source_base[src]
+    nonzero_mass, n_nonzero, top, top_mass = 0.0, 0, -math.inf, 0.0
+    for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
+        prob = source_prob[base + gene_pos[val_gene[j]]]
+        n_nonzero += 1
+        if prob > 0.0:
+            nonzero_mass += prob
+            x = cw * val[j]
+            if x > top:
+                top, top_mass = x, prob
+            elif x == top:
+                top_mass += prob
+    zero = _source_zero_mass(src, nonzero_mass, n_nonzero, source_n)
+    if zero > 0.0:
+        if top < 0.0:
+            top, top_mass = 0.0, zero
+        elif top == 0.0:
+            top_mass += zero
+    return top, math.log(top_mass)
+
+
+@njit(cache=True, nogil=True)
+def _tilted(
+    t, lo, hi, slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+):  # pragma: no cover - numba
+    """The cumulant generating function K(t) of S = the sum over slots ``lo:hi`` of ``slot_cw`` times
+    the term of the gene each slot draws from its source (independently), and its first three
+    derivatives."""
+    k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
+    for q in range(lo, hi):
+        if slot_cw[q] == 0.0:  # a zero weight: always 0
+            continue
+        c0, c1, c2, c3 = _source_cgf(
+            t, slot_cw[q], slot_source[q], source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+        )
+        k0 += c0
+        k1 += c1
+        k2 += c2
+        k3 += c3
     return k0, k1, k2, k3
 
 
 @njit(cache=True, nogil=True)
 def saddlepoint_tail(
-    x, lo, hi, run_bin, run_n, run_cw, bin_size, ptr, val, summary, n_null
+    x,
+    lo,
+    hi,
+    slot_cw,
+    slot_source,
+    source_bins,
+    source_base,
+    source_n,
+    source_prob,
+    gene_pos,
+    ptr,
+    val,
+    val_gene,
+    n_null,
 ):  # pragma: no cover - numba
-    """P(S >= x) for a random-set sum S (a null score minus its row constant; the set's runs are
+    """P(S >= x) for a random-set sum S (a null score minus its row constant; the set's slots are
     ``lo:hi``, see :class:`.types.NullBundle`), where x lies beyond every one of the ``n_null`` null
     scores: the Lugannani-Rice saddlepoint approximation (Daniels 1987) to the sum of the random
-    genes' terms, each drawn from its expression bin's genes in this row (``ptr``/``val``/``summary``:
-    the row's non-zero terms by bin, as :func:`_bucket_terms` leaves them). Drawing with
-    replacement (the null draws without) makes it slightly conservative. Unlike a fit to the null
-    scores, it sees the population they come from: sums of a few large terms among many zeros
-    (AUCell's top genes) keep their light tail. Where x is the largest sum a random set can reach:
-    the probability of drawing only genes with the largest term. Capped at ``1 / (n_null + 1)``
-    (``n_null=0``: no cap); -1 where no saddlepoint exists (nothing varies, x not above the null
-    mean): the caller falls back to the moment tail."""
+    genes' terms, each slot's gene drawn from its source (bins and per-gene probabilities) in this
+    row (``ptr``/``val``/``val_gene``: the row's non-zero terms by bin, as :func:`_bucket_terms`
+    leaves them). Slots are taken as independent (the null keeps one set's genes distinct), which
+    makes it slightly conservative. Unlike a fit to the null scores, it sees the population they
+    come from: sums of a few large terms among many zeros (AUCell's top genes) keep their light
+    tail. Where x is the largest sum a random set can reach: the probability of drawing only genes
+    with the largest term. Capped at ``1 / (n_null + 1)`` (``n_null=0``: no cap); -1 where no
+    saddlepoint exists (nothing varies, x not above the null mean): the caller falls back to the
+    moment tail."""
     cap = 1.0 / (n_null + 1.0)
-    # at t = 0 and at the largest sum, from the bins' summaries: mean, variance, largest sum and its chance
-    mean, var, s_max, log_p_max = 0.0, 0.0, 0.0, 0.0
-    for r in range(lo, hi):
-        b, cw, n = run_bin[r], run_cw[r], run_n[r]
-        if cw == 0.0:  # a zero weight: always 0
-            continue
-        size = bin_size[b]
-        n_zero = size - (ptr[b + 1] - ptr[b])
-        m = summary[b, 4] / size
-        mean += n * cw * m
-        var += n * cw * cw * max(summary[b, 5] / size - m * m, 0.0)
-        top, n_top = (0.0, n_zero) if n_zero > 0 else (-math.inf, 0)
-        if ptr[b + 1] > ptr[b]:
-            high, n_high = (cw * summary[b, 1], summary[b, 3]) if cw > 0 else (cw * summary[b, 0], summary[b, 2])
-            if high > top:
-                top, n_top = high, n_high
-            elif high == top:
-                n_top += n_high
-        s_max += n * top
-        log_p_max += n * math.log(n_top / size)
+    sources = (slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene)
+    mean, var = _tilted(0.0, lo, hi, *sources)[1:3]
+    s_max, log_p_max = 0.0, 0.0
+    for q in range(lo, hi):
+        if slot_cw[q] != 0.0:
+            top, log_p = _source_top(slot_cw[q], slot_source[q], *sources[2:])
+            s_max += top
+            log_p_max += log_p
     if not (var > 0.0) or not (x > mean):
         return -1.0
     if x >= s_max - TIE_TOLERANCE * (1.0 + abs(s_max)):
@@ -265,7 +312,7 @@ def saddlepoint_tail(
     t = (x - mean) / var
     k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
     for _ in range(100):
-        k0, k1, k2, k3 = _tilted(t, lo, hi, run_bin, run_n, run_cw, bin_size, ptr, val, summary)
+        k0, k1, k2, k3 = _tilted(t, lo, hi, *sources)
         g = k1 - x
         if abs(g) <= 1e-7 * sd:
             break
@@ -291,6 +338,61 @@ def saddlepoint_tail(
     if not (p > 0.0):
         return -1.0
     return min(max(p, 2.2250738585072014e-308), cap)
+
+
+@njit(cache=True, nogil=True)
+def tilt_to_mean(values, center, out):  # pragma: no cover - numba
+    """Probabilities ``out`` over ``values`` proportional to exp(a values) whose mean is ``center``
+    (the maximum-entropy weights with that mean; a = 0, uniform, when the values' mean is already
+    ``center``). Where ``center`` is the smallest or largest value, no finite a reaches it: the
+    values equal to it share the probability."""
+    n = values.shape[0]
+    low, high = values.min(), values.max()
+    if center <= low or center >= high:
+        edge = low if center <= low else high
+        count = 0
+        for j in range(n):
+            count += values[j] == edge
+        for j in range(n):
+            out[j] = (values[j] == edge) / count
+        return
+    scale = max(high - center, center - low)  # z = (v - center) / scale in [-1, 1]
+    a_lo, a_hi = -math.inf, math.inf
+    a = 0.0
+    for _ in range(200):
+        # the tilted mean of z and its derivative (the tilted variance), scaled by the largest exponent
+        top = a * (high - center) / scale if a >= 0.0 else a * (low - center) / scale
+        m0, m1, m2 = 0.0, 0.0, 0.0
+        for j in range(n):
+            z = (values[j] - center) / scale
+            e = math.exp(a * z - top)
+            m0 += e
+            m1 += z * e
+            m2 += z * z * e
+        f = m1 / m0
+        if abs(f) <= 1e-13:
+            break
+        if f > 0.0:
+            a_hi = a
+        else:
+            a_lo = a
+        slope = m2 / m0 - f * f
+        step = a - f / slope if slope > 0.0 else math.nan
+        if not (a_lo < step < a_hi):  # Newton left the bracket: bisect, or widen an open side
+            if a_lo > -math.inf and a_hi < math.inf:
+                step = 0.5 * (a_lo + a_hi)
+            else:
+                step = 2.0 * a_lo + 1.0 if a_hi == math.inf else 2.0 * a_hi - 1.0
+        if a_lo > -math.inf and a_hi < math.inf and a_hi - a_lo <= 1e-15 * max(abs(a_lo), abs(a_hi), 1.0):
+            break
+        a = step
+    top = a * (high - center) / scale if a >= 0.0 else a * (low - center) / scale
+    total = 0.0
+    for j in range(n):
+        out[j] = math.exp(a * (values[j] - center) / scale - top)
+        total += out[j]
+    for j in range(n):
+        out[j] /= total
 
 
 @njit(cache=True, nogil=True)
@@ -457,21 +559,24 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
         d_sq[s] = squares
         tail[s] = -1.0
         if above == 0 and tied == 0 and obs == obs:  # beyond every null score: a fitted tail, not U / (n_null + 1)
-            if not ratio and bundle.run_ptr.shape[0] > 1:  # a sum of drawn terms: its saddlepoint tail
+            if not ratio and bundle.slot_ptr.shape[0] > 1:  # a sum of drawn terms: its saddlepoint tail
                 if not bucketed:
                     _bucket_terms(term, listed, n_listed, bundle.bin_of, work[11], work[12], work[13], work[14])
                     bucketed = True
                 tail[s] = saddlepoint_tail(
                     obs - fixed,
-                    bundle.run_ptr[s],
-                    bundle.run_ptr[s + 1],
-                    bundle.run_bin,
-                    bundle.run_n,
-                    bundle.run_cw,
-                    bundle.bin_size,
+                    bundle.slot_ptr[s],
+                    bundle.slot_ptr[s + 1],
+                    bundle.slot_cw,
+                    bundle.slot_source,
+                    bundle.source_bins,
+                    bundle.source_base,
+                    bundle.source_n,
+                    bundle.source_prob,
+                    bundle.gene_pos,
                     work[11],
                     work[12],
-                    work[14],
+                    work[13],
                     n_null,
                 )
             if tail[s] < 0.0:  # ssGSEA's ratio, or no saddlepoint: the moment tail of the null scores

@@ -61,13 +61,18 @@ class NullBundle(NamedTuple):
     floor: float  # AFFINE scores below it are raised to it (-inf: none)
     n_genes: float  # ES_RATIO: the number of ranked genes
     seed: int  # the seed of the tie-breaking uniforms
-    # the population the random sets are drawn from, for the saddlepoint tail (AFFINE shapes):
+    # where each null-set slot draws its gene from, for the saddlepoint tail (AFFINE shapes): a slot's
+    # source is a range of expression bins and a probability for each of their genes
     bin_of: np.ndarray  # each gene's expression bin, -1 outside the pool
     bin_size: np.ndarray  # genes per bin
-    run_ptr: np.ndarray  # each signature's runs (genes of one bin, part and weight), CSR by signature: ...
-    run_bin: np.ndarray  # ... the bin
-    run_n: np.ndarray  # ... how many genes the bin gives
-    run_cw: np.ndarray  # ... and their weight x coefficient
+    gene_pos: np.ndarray  # each gene's position in the pool ordered by bin, -1 outside the pool
+    slot_ptr: np.ndarray  # each signature's slots, CSR by signature: ...
+    slot_cw: np.ndarray  # ... their weight x coefficient
+    slot_source: np.ndarray  # ... and source
+    source_bins: np.ndarray  # (n_sources, 2): the bins [lo, hi) a source draws from ...
+    source_base: np.ndarray  # ... gene g's probability is source_prob[source_base + gene_pos[g]] ...
+    source_n: np.ndarray  # ... and its number of genes
+    source_prob: np.ndarray
 
 
 class NullTables(NamedTuple):
@@ -120,7 +125,11 @@ def empty_bundle() -> NullBundle:
         0,
         i0,
         i0,
+        i0,
         i1,
+        f0,
+        i0,
+        np.zeros((0, 2), np.int64),
         i0,
         i0,
         f0,
