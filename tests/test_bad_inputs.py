@@ -1298,6 +1298,23 @@ def simulate_bad_pathway():
         ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=20, pathways={"progeny_wnt": 1})
 
 
+@case
+def null_beyond_memory(monkeypatch):
+    import immunescape._null
+
+    adata, sets = _data()
+    monkeypatch.setattr(immunescape._null, "physical_memory", lambda: 2**20)  # a 1 MiB machine
+    with pytest.raises(InputError, match="more than half of this machine's memory; lower n_null"):
+        ie.tl.score(adata, sets, method="ucell", null="matched", n_null=10**4)
+    monkeypatch.setattr(immunescape._null, "physical_memory", lambda: 2**11)  # the sources alone do not fit
+    with pytest.raises(InputError, match="candidate genes .* use more null_bins"):
+        ie.tl.score(adata, sets, method="ucell", null="matched", n_null=2, null_bins=2)
+    assert "immunescape" not in adata.obsm
+    monkeypatch.undo()
+    res = ie.tl.score(adata, sets, method="ucell", null="matched", n_null=20, null_bins=2, inplace=False)
+    assert np.isfinite(res["pval"].to_numpy()).all()  # two bins: each gene's source is the whole pool
+
+
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30

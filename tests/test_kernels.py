@@ -490,27 +490,30 @@ def test_saddlepoint_tail_at_the_largest_sum_below_the_mean_and_without_spread()
 
 @pytest.mark.parametrize("seed", range(6))
 def test_tilt_to_mean_is_the_exponential_family_member_with_the_given_mean(seed):
-    """tilt_to_mean's probabilities are proportional to exp(a v) for one a (log-linear in v) and have
-    mean ``center``; at the smallest or largest value, the values equal to it share them."""
+    """tilt_to_mean's probabilities are proportional to prior x exp(a v) for one a (log p - log prior
+    linear in v) and have mean ``center``; at the smallest or largest value, the values equal to it
+    share them in proportion to the prior."""
     rng = np.random.default_rng(seed)
     v = np.sort(rng.lognormal(0, 2, 40))
     v[5:8] = v[5]  # ties
     out = np.empty(v.size)
-    for center in (v[1], v[5], np.median(v), v[-2], 0.5 * (v[-1] + v[-2]), v.mean()):
-        nulls.tilt_to_mean(v, center, out)
-        assert out.sum() == pytest.approx(1.0) and out @ v == pytest.approx(center, rel=1e-9, abs=1e-12 * v.max())
-        kept = out > 1e-250  # a steep tilt underflows far from the center
-        log_p = np.log(out[kept])
-        slope = np.polyfit(v[kept], log_p, 1)
-        np.testing.assert_allclose(log_p, np.polyval(slope, v[kept]), atol=1e-6 * max(np.abs(log_p).max(), 1.0))
-    nulls.tilt_to_mean(v, v.mean(), out)
-    np.testing.assert_allclose(out, 1 / v.size)  # already the mean: uniform
-    for center, edge in ((v[0], v == v[0]), (v[-1], v == v[-1]), (v[5], None)):
-        nulls.tilt_to_mean(v, center, out)
-        if edge is not None:
-            np.testing.assert_allclose(out, edge / edge.sum())
-    nulls.tilt_to_mean(np.full(4, 2.0), 2.0, out[:4])  # all equal
-    np.testing.assert_allclose(out[:4], 0.25)
+    for log_prior in (np.zeros(v.size), -0.5 * ((np.arange(v.size) - 17) / 6.0) ** 2):
+        for center in (v[1], v[5], np.median(v), v[-2], 0.5 * (v[-1] + v[-2]), v.mean()):
+            nulls.tilt_to_mean(v, center, log_prior, out)
+            assert out.sum() == pytest.approx(1.0) and out @ v == pytest.approx(center, rel=1e-9, abs=1e-12 * v.max())
+            kept = out > 1e-250  # a steep tilt underflows far from the center
+            log_ratio = np.log(out[kept]) - log_prior[kept]
+            slope = np.polyfit(v[kept], log_ratio, 1)
+            np.testing.assert_allclose(
+                log_ratio, np.polyval(slope, v[kept]), atol=1e-6 * max(np.abs(log_ratio).max(), 1.0)
+            )
+        for edge in (v == v[0], v == v[-1]):
+            nulls.tilt_to_mean(v, v[edge][0], log_prior, out)
+            np.testing.assert_allclose(out, edge * np.exp(log_prior) / (edge * np.exp(log_prior)).sum())
+    nulls.tilt_to_mean(v, v.mean(), np.zeros(v.size), out)
+    np.testing.assert_allclose(out, 1 / v.size)  # already the mean, flat prior: uniform
+    nulls.tilt_to_mean(np.full(4, 2.0), 2.0, np.array([0.0, 0.0, np.log(2), 0.0]), out[:4])  # all equal: the prior
+    np.testing.assert_allclose(out[:4], [0.2, 0.2, 0.4, 0.2])
 
 
 def test_every_cached_kernel_saves_and_loads_under_the_cache_lock():

@@ -3,11 +3,11 @@
 Genes are put in expression bins by their mean over all cells (by default 200 narrow quantile bins of
 at least 20 genes; scanpy's control-gene bins when ``null_bins`` is given, see :func:`null_bins`).
 Each signature gene then gets a *source* of stand-ins: the genes of its bin and of the two bins beside
-it, with probabilities proportional to exp(a x mean) such that a stand-in's expected mean is the
-gene's own (:func:`tilted_sources`). A signature's ``k``-th null set takes one stand-in per gene (its
-*slot*) from that gene's source, the set's genes kept distinct; the slots of its genes of one part
-and weight form a *run*. The kernels add each drawn gene's term into the sets it was drawn into
-through a list per gene (see :mod:`immunescape._kernels.nulls`).
+it, nearer genes (in rank of mean expression) weighing more, tilted by exp(a x mean) so that a
+stand-in's expected mean is the gene's own (:func:`tilted_sources`). A signature's ``k``-th null set
+takes one stand-in per gene (its *slot*) from that gene's source, the set's genes kept distinct; the
+slots of its genes of one part and weight form a *run*. The kernels add each drawn gene's term into
+the sets it was drawn into through a list per gene (see :mod:`immunescape._kernels.nulls`).
 """
 
 from __future__ import annotations
@@ -97,14 +97,19 @@ def check_null_args(null: str | None, n_null: int, null_bins: int | None) -> Non
         )
 
 
-def _check_null_memory(n_null: int, n_slots: int) -> None:
-    """Refuse, before drawing, random gene sets that would not fit in half of this machine's memory."""
-    need = 8 * int(n_null) * max(int(n_slots), 1)
-    if need > physical_memory() // 2:
+def _check_null_memory(n_null: int, n_slots: int, n_source_genes: int = 0) -> None:
+    """Refuse, before drawing, random gene sets (and their sources' probabilities) that would not fit
+    in half of this machine's memory."""
+    sets, sources = 8 * int(n_null) * max(int(n_slots), 1), 16 * int(n_source_genes)
+    if sets + sources > physical_memory() // 2:
+        advice = (
+            "lower n_null (100 to 10,000 is usual), or use null='analytic' with mean, wmean or zmean"
+            if sets >= sources
+            else "use more null_bins (each gene's stand-ins come from its bin and the two beside it), or the default"
+        )
         raise InputError(
-            f"n_null={n_null:,} random sets of {n_slots:,} genes need {need / 2**30:,.1f} GiB, more than half of this "
-            f"machine's memory; lower n_null (100 to 10,000 is usual), or use null='analytic' with mean, wmean "
-            "or zmean."
+            f"n_null={n_null:,} random sets of {n_slots:,} genes drawn from {n_source_genes:,} candidate genes need "
+            f"{(sets + sources) / 2**30:,.1f} GiB, more than half of this machine's memory; {advice}."
         )
 
 
@@ -169,8 +174,7 @@ def build_null_sets(
         run_ptr.append(len(run_lo))
     slot_gene_of = np.asarray(slot_gene_of, np.int64)
     n_slots = slot_gene_of.size
-    _check_null_memory(n_null, n_slots)
-    sources = tilted_sources(means, bins, slot_gene_of)
+    sources = tilted_sources(means, bins, slot_gene_of, n_null)
     rng, seed = null_seeds(random_state)
     obs_ptr = np.concatenate([[0], np.cumsum([len(g) for g in genes])]).astype(np.int64)  # also each one's slots
     slot_gene = sources.draw(rng, n_null, obs_ptr)
@@ -230,8 +234,8 @@ def build_null_sets(
 
 
 MATCHING = (
-    "tilted: each gene's stand-ins are drawn from its expression bin and the two beside it, with weights "
-    "exp(a x mean) chosen so their expected mean expression equals the gene's own"
+    "tilted: each gene's stand-ins are drawn from its expression bin and the two beside it, nearer genes "
+    "weighing more, tilted by exp(a x mean) so their expected mean expression equals the gene's own"
 )
 _MAX_REDRAWS = 50  # rounds of redrawing a null set's repeated genes before the rare rest is drawn one by one
 
@@ -256,8 +260,9 @@ class TiltedSources:
         gene drawn twice into one signature's set is drawn again)."""
         n_slots = self.slot_source.size
         slot_gene = np.empty((n_null, n_slots), np.int64)
-        for k in range(0, n_null, max(1, _DRAW_BLOCK // max(n_slots, 1))):  # bounded memory per block
-            rows = slice(k, min(n_null, k + max(1, _DRAW_BLOCK // max(n_slots, 1))))
+        step = max(1, _DRAW_BLOCK // max(n_slots, 1))  # replicates per block: bounded memory
+        for k in range(0, n_null, step):
+            rows = slice(k, min(n_null, k + step))
             n_rows = rows.stop - rows.start
             slot_gene[rows] = self._sample(rng, np.broadcast_to(self.slot_source, (n_rows, n_slots)))
             for lo, hi in zip(slot_ptr[:-1], slot_ptr[1:]):
@@ -292,23 +297,22 @@ class TiltedSources:
                 centre = self.gene_pos[block[r, c]]
                 at = np.flatnonzero(free)
                 block[r, c] = self.pool_order[at[np.argmin(np.abs(at - centre))]]
-            else:
-                block[r, c] = genes[
-                    np.searchsorted(np.cumsum(p / p.sum()), rng.random(), side="right").clip(0, genes.size - 1)
-                ]
+            else:  # among the genes left with a probability (rounding cannot land on a taken one)
+                left = np.flatnonzero(p > 0)
+                at = np.searchsorted(np.cumsum(p[left]) / p[left].sum(), rng.random(), side="right")
+                block[r, c] = genes[left[min(at, left.size - 1)]]
 
     def __post_init__(self) -> None:
-        # source u's cumulative probabilities, shifted by u: one sorted array for all sources
-        cum = np.zeros(self.prob.size)
-        first = np.zeros(self.n.size, np.int64)
-        last = np.zeros(self.n.size, np.int64)
-        for u in range(self.n.size):
-            lo = self.base[u] + self.bin_start[self.bins[u, 0]]
-            p = self.prob[lo : lo + self.n[u]]
-            cum[lo : lo + self.n[u]] = u + np.cumsum(p)
-            positive = np.flatnonzero(p > 0)
-            first[u], last[u] = lo + positive[0], lo + positive[-1]
-        self._cum, self._first, self._last = cum, first, last
+        # source u's cumulative probabilities, shifted by u: one increasing array for all sources (a zero
+        # probability leaves the running sum unchanged, so it is never drawn)
+        start = self.base + self.bin_start[self.bins[:, 0]]
+        source_of = np.repeat(np.arange(self.n.size), self.n)
+        running = np.cumsum(self.prob)
+        before = np.where(start > 0, running[np.maximum(start - 1, 0)], 0.0)
+        self._cum = running - before[source_of] + source_of
+        positive = np.flatnonzero(self.prob > 0)  # each source's first and last drawable gene
+        self._first = positive[np.searchsorted(positive, start)]
+        self._last = positive[np.searchsorted(positive, start + self.n) - 1]
 
 
 def _repeats(block: np.ndarray) -> np.ndarray:
@@ -321,34 +325,45 @@ def _repeats(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray) -> TiltedSources:
+def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray, n_null: int) -> TiltedSources:
     """Each signature gene's source of random stand-ins: the genes of its expression bin and the bins
-    beside it, drawn with probabilities proportional to exp(a m) (m: their mean expression) with
-    ``a`` such that the expected mean equals the gene's own (:func:`.nulls.tilt_to_mean`).
+    beside it, drawn with probabilities proportional to exp(-d^2 / 2 w^2) exp(a m), where d is a
+    gene's distance in rank of mean expression, w half the signature gene's bin size (about a bin's
+    genes on each side carry the weight) and m its mean expression, with ``a`` such that the
+    expected mean equals the signature gene's own (:func:`.nulls.tilt_to_mean`).
 
     Uniform draws from a bin leave a fixed set's genes systematically above or below their stand-ins
     (bins at the top of the expression range are wide), so one random set is called in too many
-    cells and p-values follow sequencing depth (issue 17; benchmarks/RESULTS_tilted_matching_sim.md).
-    Tilted draws match the mean exactly and stay random. The neighbouring bins keep a gene at the
-    edge of its bin from drawing mostly itself; only the pool's extreme genes do (no other gene can
-    match them). The means are the float32 means the bins were cut on: every path draws alike."""
-    from ._kernels.nulls import tilt_to_mean
+    cells and p-values follow sequencing depth (issue 17). Tilted draws match the mean exactly and
+    stay random; the weight on nearness keeps the stand-ins' spread in expression small, which
+    matters for statistics that are not linear in it (AUCell's top 5%). The neighbouring bins keep
+    a gene at the edge of its bin from drawing mostly itself; only the pool's extreme genes do (no
+    other gene can match them). The means are the float32 means the bins were cut on: every path
+    draws alike. Refuses, before drawing, sets and sources that would not fit in memory."""
+    from ._kernels.nulls import tilted_probabilities
 
     m = means.astype(np.float32).astype(np.float64)
     n_bins = len(bins.members)
-    pool_order = np.concatenate(bins.members) if n_bins else np.zeros(0, np.int64)
+    # the pool ordered by bin, then by mean expression within each bin: a gene's position is its rank
+    pool_order = (
+        np.concatenate([g[np.argsort(m[g], kind="stable")] for g in bins.members]) if n_bins else np.zeros(0, np.int64)
+    )
     bin_start = np.concatenate([[0], np.cumsum([b.size for b in bins.members])]).astype(np.int64)
     gene_pos = np.full(means.size, -1, np.int64)
     gene_pos[pool_order] = np.arange(pool_order.size)
     distinct, slot_source = np.unique(slot_gene_of, return_inverse=True)
-    b = bins.bin_of[distinct]
+    bin_of = bins.bin_of
+    b = bin_of[distinct]
     src_bins = np.column_stack([np.maximum(b - 1, 0), np.minimum(b + 2, n_bins)]).astype(np.int64).reshape(-1, 2)
     n = bin_start[src_bins[:, 1]] - bin_start[src_bins[:, 0]]
     offset = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    _check_null_memory(n_null, slot_gene_of.size, int(offset[-1]))
     prob = np.empty(int(offset[-1]))
-    for u, g in enumerate(distinct):
-        lo, hi = bin_start[src_bins[u, 0]], bin_start[src_bins[u, 1]]
-        tilt_to_mean(m[pool_order[lo:hi]], float(m[g]), prob[offset[u] : offset[u + 1]])
+    # nearer genes weigh more: about a bin's genes on each side
+    width = 0.5 * np.asarray([bins.members[bb].size for bb in b], np.float64).reshape(-1)
+    tilted_probabilities(
+        m[pool_order], bin_start[src_bins[:, 0]], bin_start[src_bins[:, 1]], gene_pos[distinct], width, offset, prob
+    )
     base = offset[:-1] - bin_start[src_bins[:, 0]]
     return TiltedSources(
         gene_pos=gene_pos,
@@ -369,7 +384,7 @@ def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray) 
 # signature's own genes rare in its random sets, which would otherwise cost power.
 AUTO_BINS = 200
 MIN_BIN_GENES = 20
-_DRAW_BLOCK = 1 << 22  # random keys drawn at once (32 MiB)
+_DRAW_BLOCK = 1 << 22  # slots drawn at once (random numbers and genes: 64 MiB)
 
 
 @dataclass

@@ -98,9 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     sc_.add_argument(
         "--null",
         choices=list(NULL_KINDS),
-        help="also test each score against random gene sets "
-        "matched in size and expression (z, p-value, BH-adjusted p-value per cell); 'analytic': their exact "
-        f"moments instead of n-null draws ({', '.join(method_names(null='analytic'))}) (default: no test)",
+        help="also test each score against random gene sets matched gene by gene in mean expression (z, "
+        "p-value, BH-adjusted p-value per cell); 'analytic': the exact moments of uniform draws within "
+        f"expression bins instead of n-null draws ({', '.join(method_names(null='analytic'))}) (default: no test)",
     )
     sc_.add_argument("--n-null", type=_whole(2), default=100, help="random gene sets per signature with --null")
     sc_.add_argument(

@@ -306,7 +306,7 @@ def saddlepoint_tail(
     if x >= s_max - TIE_TOLERANCE * (1.0 + abs(s_max)):
         return min(max(math.exp(log_p_max), 2.2250738585072014e-308), cap)
     # K'(t) = x: Halley steps (cubic convergence, from the normal guess) kept inside a bracket. The
-    # formula's w^2 = 2 (t x - K(t)) is stationary at the root, so 1e-7 sd is ample.
+    # formula's w^2 = 2 (t x - K(t)) is stationary at the root; 1e-9 sd (one more step at most) keeps p within 1e-7.
     sd = math.sqrt(var)
     t_lo, t_hi = 0.0, math.inf
     t = (x - mean) / var
@@ -314,7 +314,7 @@ def saddlepoint_tail(
     for _ in range(100):
         k0, k1, k2, k3 = _tilted(t, lo, hi, *sources)
         g = k1 - x
-        if abs(g) <= 1e-7 * sd:
+        if abs(g) <= 1e-9 * sd:
             break
         if g > 0.0:
             t_hi = t
@@ -341,31 +341,38 @@ def saddlepoint_tail(
 
 
 @njit(cache=True, nogil=True)
-def tilt_to_mean(values, center, out):  # pragma: no cover - numba
-    """Probabilities ``out`` over ``values`` proportional to exp(a values) whose mean is ``center``
-    (the maximum-entropy weights with that mean; a = 0, uniform, when the values' mean is already
-    ``center``). Where ``center`` is the smallest or largest value, no finite a reaches it: the
-    values equal to it share the probability."""
+def tilt_to_mean(values, center, log_prior, out):  # pragma: no cover - numba
+    """Probabilities ``out`` over ``values`` proportional to exp(log_prior + a values) whose mean is
+    ``center`` (the distribution nearest the prior, in relative entropy, with that mean). Where
+    ``center`` is the smallest or largest value, no finite a reaches it: the values equal to it
+    share the probability, in proportion to the prior."""
     n = values.shape[0]
     low, high = values.min(), values.max()
     if center <= low or center >= high:
         edge = low if center <= low else high
-        count = 0
+        top = -math.inf
         for j in range(n):
-            count += values[j] == edge
+            if values[j] == edge:
+                top = max(top, log_prior[j])
+        total = 0.0
         for j in range(n):
-            out[j] = (values[j] == edge) / count
+            out[j] = math.exp(log_prior[j] - top) if values[j] == edge else 0.0
+            total += out[j]
+        for j in range(n):
+            out[j] /= total
         return
     scale = max(high - center, center - low)  # z = (v - center) / scale in [-1, 1]
     a_lo, a_hi = -math.inf, math.inf
     a = 0.0
     for _ in range(200):
         # the tilted mean of z and its derivative (the tilted variance), scaled by the largest exponent
-        top = a * (high - center) / scale if a >= 0.0 else a * (low - center) / scale
+        top = -math.inf
+        for j in range(n):
+            top = max(top, log_prior[j] + a * (values[j] - center) / scale)
         m0, m1, m2 = 0.0, 0.0, 0.0
         for j in range(n):
             z = (values[j] - center) / scale
-            e = math.exp(a * z - top)
+            e = math.exp(log_prior[j] + a * z - top)
             m0 += e
             m1 += z * e
             m2 += z * z * e
@@ -386,13 +393,30 @@ def tilt_to_mean(values, center, out):  # pragma: no cover - numba
         if a_lo > -math.inf and a_hi < math.inf and a_hi - a_lo <= 1e-15 * max(abs(a_lo), abs(a_hi), 1.0):
             break
         a = step
-    top = a * (high - center) / scale if a >= 0.0 else a * (low - center) / scale
+    top = -math.inf
+    for j in range(n):
+        top = max(top, log_prior[j] + a * (values[j] - center) / scale)
     total = 0.0
     for j in range(n):
-        out[j] = math.exp(a * (values[j] - center) / scale - top)
+        out[j] = math.exp(log_prior[j] + a * (values[j] - center) / scale - top)
         total += out[j]
     for j in range(n):
         out[j] /= total
+
+
+@njit(cache=True, nogil=True)
+def tilted_probabilities(values, lo, hi, center_at, width, offset, out):  # pragma: no cover - numba
+    """For each source ``u``: over ``values[lo[u]:hi[u]]`` (means in increasing order), the
+    probabilities of :func:`tilt_to_mean` with mean ``values[center_at[u]]`` and the prior
+    exp(-d^2 / 2 width[u]^2), d the distance from ``center_at[u]`` in positions; into
+    ``out[offset[u]:offset[u + 1]]``."""
+    log_prior = np.empty(out.shape[0])
+    for u in range(lo.shape[0]):
+        n = hi[u] - lo[u]
+        for j in range(n):
+            d = (lo[u] + j - center_at[u]) / width[u]
+            log_prior[j] = -0.5 * d * d
+        tilt_to_mean(values[lo[u] : hi[u]], values[center_at[u]], log_prior[:n], out[offset[u] : offset[u] + n])
 
 
 @njit(cache=True, nogil=True)

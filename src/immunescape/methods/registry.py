@@ -37,9 +37,9 @@ class GeneStats:
 
 @dataclass(frozen=True)
 class NullSpec:
-    """What null the caller asked for: ``n_null`` random gene sets per signature, matched in
-    ``n_bins`` expression bins (``kind="matched"``), or their exact moments (``"analytic"``,
-    linear methods)."""
+    """What null the caller asked for: ``n_null`` random gene sets per signature, each gene matched
+    in mean expression from ``n_bins`` expression bins (``kind="matched"``), or the exact moments of
+    uniform draws within the bins (``"analytic"``, linear methods)."""
 
     n_null: int = 100
     n_bins: int | None = None  # None: the default bins of immunescape._null.null_bins
