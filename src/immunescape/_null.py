@@ -237,7 +237,6 @@ MATCHING = (
     "tilted: each gene's stand-ins are drawn from its expression bin and the two beside it, nearer genes "
     "weighing more, tilted by exp(a x mean) so their expected mean expression equals the gene's own"
 )
-_MAX_REDRAWS = 50  # rounds of redrawing a null set's repeated genes before the rare rest is drawn one by one
 
 
 @dataclass
@@ -256,51 +255,24 @@ class TiltedSources:
     prob: np.ndarray
 
     def draw(self, rng: np.random.Generator, n_null: int, slot_ptr: np.ndarray) -> np.ndarray:
-        """``n_null`` null sets: each slot's gene drawn from its source, a set's genes distinct (a
-        gene drawn twice into one signature's set is drawn again)."""
-        n_slots = self.slot_source.size
-        slot_gene = np.empty((n_null, n_slots), np.int64)
-        step = max(1, _DRAW_BLOCK // max(n_slots, 1))  # replicates per block: bounded memory
-        for k in range(0, n_null, step):
-            rows = slice(k, min(n_null, k + step))
-            n_rows = rows.stop - rows.start
-            slot_gene[rows] = self._sample(rng, np.broadcast_to(self.slot_source, (n_rows, n_slots)))
-            for lo, hi in zip(slot_ptr[:-1], slot_ptr[1:]):
-                if hi - lo > 1:
-                    self._make_distinct(rng, slot_gene[rows, lo:hi], self.slot_source[lo:hi])
+        """``n_null`` null sets: each slot's gene drawn from its source, a set's genes distinct (see
+        :func:`.nulls.draw_null_sets`); ``slot_ptr`` gives each signature's slots."""
+        from ._kernels.nulls import draw_null_sets
+
+        slot_gene = np.empty((n_null, self.slot_source.size), np.int64)
+        draw_null_sets(
+            self._cum,
+            self._first,
+            self._last,
+            self.base,
+            self.pool_order,
+            self.prob,
+            self.slot_source,
+            np.asarray(slot_ptr, np.int64),
+            int(rng.integers(0, 2**63 - 1)),
+            slot_gene,
+        )
         return slot_gene
-
-    def _sample(self, rng: np.random.Generator, source: np.ndarray) -> np.ndarray:
-        """One gene from each entry's source (inverse CDF over all sources' cumulative probabilities at
-        once: source u's run from u to u + 1)."""
-        at = np.searchsorted(self._cum, source + rng.random(source.shape), side="right")
-        at = np.clip(at, self._first[source], self._last[source])  # rounding at the edges: a gene of the source
-        return self.pool_order[at - self.base[source]]
-
-    def _make_distinct(self, rng: np.random.Generator, block: np.ndarray, source: np.ndarray) -> None:
-        """Redraw, in place, genes repeated within a row of ``block`` (one signature's sets); the
-        first occurrence stays."""
-        for _ in range(_MAX_REDRAWS):
-            repeated = _repeats(block)
-            if not repeated.any():
-                return
-            rows, cols = np.nonzero(repeated)
-            block[rows, cols] = self._sample(rng, source[cols])
-        rows, cols = np.nonzero(_repeats(block))
-        for r, c in zip(rows.tolist(), cols.tolist()):  # crowded sources: the source's remaining genes, renormalised
-            taken = set(block[r].tolist())
-            src = int(source[c])
-            genes = self.pool_order[self.bin_start[self.bins[src, 0]] : self.bin_start[self.bins[src, 1]]]
-            p = self.prob[self.base[src] + self.gene_pos[genes]] * ~np.isin(genes, list(taken))
-            if p.sum() <= 0:  # only zero-probability genes left: the nearest free gene of the pool
-                free = ~np.isin(self.pool_order, list(taken))
-                centre = self.gene_pos[block[r, c]]
-                at = np.flatnonzero(free)
-                block[r, c] = self.pool_order[at[np.argmin(np.abs(at - centre))]]
-            else:  # among the genes left with a probability (rounding cannot land on a taken one)
-                left = np.flatnonzero(p > 0)
-                at = np.searchsorted(np.cumsum(p[left]) / p[left].sum(), rng.random(), side="right")
-                block[r, c] = genes[left[min(at, left.size - 1)]]
 
     def __post_init__(self) -> None:
         # source u's cumulative probabilities, shifted by u: one increasing array for all sources (a zero
@@ -313,16 +285,6 @@ class TiltedSources:
         positive = np.flatnonzero(self.prob > 0)  # each source's first and last drawable gene
         self._first = positive[np.searchsorted(positive, start)]
         self._last = positive[np.searchsorted(positive, start + self.n) - 1]
-
-
-def _repeats(block: np.ndarray) -> np.ndarray:
-    """True where a row of ``block`` repeats a gene seen earlier in the row."""
-    order = np.argsort(block, axis=1, kind="stable")
-    ordered = np.take_along_axis(block, order, axis=1)
-    out = np.zeros(block.shape, bool)
-    same = ordered[:, 1:] == ordered[:, :-1]
-    np.put_along_axis(out, order[:, 1:], same, axis=1)
-    return out
 
 
 def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray, n_null: int) -> TiltedSources:
@@ -345,10 +307,10 @@ def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray, 
     m = means.astype(np.float32).astype(np.float64)
     n_bins = len(bins.members)
     # the pool ordered by bin, then by mean expression within each bin: a gene's position is its rank
-    pool_order = (
-        np.concatenate([g[np.argsort(m[g], kind="stable")] for g in bins.members]) if n_bins else np.zeros(0, np.int64)
-    )
-    bin_start = np.concatenate([[0], np.cumsum([b.size for b in bins.members])]).astype(np.int64)
+    pool = np.flatnonzero(bins.bin_of >= 0)
+    pool_order = pool[np.lexsort((pool, m[pool], bins.bin_of[pool]))]
+    sizes = np.bincount(bins.bin_of[pool], minlength=n_bins)
+    bin_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     gene_pos = np.full(means.size, -1, np.int64)
     gene_pos[pool_order] = np.arange(pool_order.size)
     distinct, slot_source = np.unique(slot_gene_of, return_inverse=True)
@@ -360,7 +322,7 @@ def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray, 
     _check_null_memory(n_null, slot_gene_of.size, int(offset[-1]))
     prob = np.empty(int(offset[-1]))
     # nearer genes weigh more: about a bin's genes on each side
-    width = 0.5 * np.asarray([bins.members[bb].size for bb in b], np.float64).reshape(-1)
+    width = 0.5 * sizes[b].astype(np.float64)
     tilted_probabilities(
         m[pool_order], bin_start[src_bins[:, 0]], bin_start[src_bins[:, 1]], gene_pos[distinct], width, offset, prob
     )
@@ -384,7 +346,6 @@ def tilted_sources(means: np.ndarray, bins: NullBins, slot_gene_of: np.ndarray, 
 # signature's own genes rare in its random sets, which would otherwise cost power.
 AUTO_BINS = 200
 MIN_BIN_GENES = 20
-_DRAW_BLOCK = 1 << 22  # slots drawn at once (random numbers and genes: 64 MiB)
 
 
 @dataclass

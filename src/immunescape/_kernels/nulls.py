@@ -45,6 +45,7 @@ TIE_TOLERANCE = 1e-12  # relative: equal sets summed in another order may differ
 #: The moment tail's skewness is raised by this many of its standard errors (chosen on seeds 100-103 of issue 17's
 #: scenario: 0 gave random sets 1.3-2x nominal at 1e-3 and 1e-4; 0.5 nominal; 1 lost power).
 SKEW_MARGIN = 0.5
+MAX_REDRAWS = 50  # tries at a gene not yet in the null set before drawing from the genes left
 
 
 @njit(cache=True, nogil=True)
@@ -184,51 +185,59 @@ def _source_zero_mass(src, nonzero_mass, n_nonzero, source_n):  # pragma: no cov
 def _source_cgf(
     t, cw, src, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
 ):  # pragma: no cover - numba
-    """For X = ``cw`` times the term of one gene drawn from source ``src``: log E[exp(t X)] and the
-    mean, variance and third central moment of X under the tilt exp(t X) (t = 0: X's own). Each sum
-    is scaled by its largest exponent: no overflow."""
+    """For X = ``cw`` times the term of one gene drawn from source ``src``: E[exp(t X)] as ``(top,
+    m0)`` with E = exp(top) m0, and the mean, variance and third central moment of X under the tilt
+    exp(t X). One pass: the sums are kept scaled by the largest exponent seen so far (no overflow),
+    rescaled when it grows."""
     base = source_base[src]
-    st = t * cw
     nonzero_mass, n_nonzero, top = 0.0, 0, -math.inf
+    m0, m1, m2, m3 = 0.0, 0.0, 0.0, 0.0
     for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
         prob = source_prob[base + gene_pos[val_gene[j]]]
         n_nonzero += 1
         if prob > 0.0:
             nonzero_mass += prob
-            top = max(top, st * val[j])
-    zero = _source_zero_mass(src, nonzero_mass, n_nonzero, source_n)
-    if zero > 0.0:
-        top = max(top, 0.0)
-    m0 = zero * math.exp(-top)
-    m1, m2, m3 = 0.0, 0.0, 0.0
-    for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
-        prob = source_prob[base + gene_pos[val_gene[j]]]
-        if prob > 0.0:
             x = cw * val[j]
-            e = prob * math.exp(st * val[j] - top)
+            a = t * x
+            if a > top:  # a new largest exponent: rescale what was summed
+                if m0 > 0.0:
+                    r = math.exp(top - a)
+                    m0, m1, m2, m3 = m0 * r, m1 * r, m2 * r, m3 * r
+                top = a
+            e = prob * math.exp(a - top)
             m0 += e
             xe = x * e
             m1 += xe
             m2 += x * xe
             m3 += x * x * xe
+    zero = _source_zero_mass(src, nonzero_mass, n_nonzero, source_n)
+    if zero > 0.0:  # genes of term 0: exponent 0
+        if top < 0.0:
+            r = math.exp(top) if m0 > 0.0 else 0.0
+            m0, m1, m2, m3 = m0 * r, m1 * r, m2 * r, m3 * r
+            top = 0.0
+        m0 += zero * math.exp(-top)
     mean, second, third = m1 / m0, m2 / m0, m3 / m0
-    return top + math.log(m0), mean, max(second - mean * mean, 0.0), third - 3.0 * mean * second + 2.0 * mean**3
+    return top, m0, mean, max(second - mean * mean, 0.0), third - 3.0 * mean * second + 2.0 * mean**3
 
 
 @njit(cache=True, nogil=True)
-def _source_top(
+def _source_start(
     cw, src, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
 ):  # pragma: no cover - numba
-    """The largest value of ``cw`` times the term of a gene source ``src`` can draw, and the log of
-    its probability."""
+    """For X = ``cw`` times the term of one gene drawn from source ``src``: its mean and variance
+    (no tilt: no exponentials), its largest value and the log of that value's probability."""
     base = source_base[src]
-    nonzero_mass, n_nonzero, top, top_mass = 0.0, 0, -math.inf, 0.0
+    nonzero_mass, n_nonzero, m1, m2 = 0.0, 0, 0.0, 0.0
+    top, top_mass = -math.inf, 0.0
     for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
         prob = source_prob[base + gene_pos[val_gene[j]]]
         n_nonzero += 1
         if prob > 0.0:
             nonzero_mass += prob
             x = cw * val[j]
+            m1 += prob * x
+            m2 += prob * x * x
             if x > top:
                 top, top_mass = x, prob
             elif x == top:
@@ -239,7 +248,9 @@ def _source_top(
             top, top_mass = 0.0, zero
         elif top == 0.0:
             top_mass += zero
-    return top, math.log(top_mass)
+    total = nonzero_mass + zero  # 1 up to rounding
+    mean = m1 / total
+    return mean, max(m2 / total - mean * mean, 0.0), top, math.log(top_mass / total)
 
 
 @njit(cache=True, nogil=True)
@@ -250,16 +261,25 @@ def _tilted(
     the term of the gene each slot draws from its source (independently), and its first three
     derivatives."""
     k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
+    scaled = 1.0  # a running product of the sources' scaled E[exp(t X)]: one log per 1e-200, not per source
     for q in range(lo, hi):
         if slot_cw[q] == 0.0:  # a zero weight: always 0
             continue
-        c0, c1, c2, c3 = _source_cgf(
+        top, m0, c1, c2, c3 = _source_cgf(
             t, slot_cw[q], slot_source[q], source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
         )
-        k0 += c0
+        k0 += top
+        if m0 < 1e-100:
+            k0 += math.log(m0)
+        else:
+            scaled *= m0
+            if scaled < 1e-200:
+                k0 += math.log(scaled)
+                scaled = 1.0
         k1 += c1
         k2 += c2
         k3 += c3
+    k0 += math.log(scaled)
     return k0, k1, k2, k3
 
 
@@ -294,11 +314,12 @@ def saddlepoint_tail(
     moment tail."""
     cap = 1.0 / (n_null + 1.0)
     sources = (slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene)
-    mean, var = _tilted(0.0, lo, hi, *sources)[1:3]
-    s_max, log_p_max = 0.0, 0.0
+    mean, var, s_max, log_p_max = 0.0, 0.0, 0.0, 0.0
     for q in range(lo, hi):
-        if slot_cw[q] != 0.0:
-            top, log_p = _source_top(slot_cw[q], slot_source[q], *sources[2:])
+        if slot_cw[q] != 0.0:  # a zero weight: always 0
+            m, v, top, log_p = _source_start(slot_cw[q], slot_source[q], *sources[2:])
+            mean += m
+            var += v
             s_max += top
             log_p_max += log_p
     if not (var > 0.0) or not (x > mean):
@@ -402,6 +423,83 @@ def tilt_to_mean(values, center, log_prior, out):  # pragma: no cover - numba
         total += out[j]
     for j in range(n):
         out[j] /= total
+
+
+@njit(cache=True, nogil=True)
+def draw_null_sets(
+    cum, first, last, base, pool_order, prob, slot_source, slot_ptr, seed, out
+):  # pragma: no cover - numba
+    """Fill ``out`` (n_null x slots): for replicate ``k`` and each signature's slots
+    ``slot_ptr[s]:slot_ptr[s + 1]``, one gene per slot drawn from its source by inverse CDF (source
+    ``u``'s cumulative probabilities, shifted by ``u``, are ``cum[first[u]:last[u] + 1]``; the gene at
+    ``cum[i]`` is ``pool_order[i - base[u]]``), a set's genes distinct: a repeat is drawn again, and
+    after :data:`MAX_REDRAWS` tries from the source's genes left, renormalised, or, where none has a
+    probability, the free gene of the pool nearest in rank. The uniforms come from (seed, slot of
+    replicate, try): the same sets whatever the block sizes or threads."""
+    n_null, n_slots = out.shape
+    n_sig = slot_ptr.shape[0] - 1
+    stamp = np.full(
+        pool_order.max() + 1 if pool_order.shape[0] else 0, -1, np.int64
+    )  # the set each gene was last drawn into
+    for k in range(n_null):
+        for s in range(n_sig):
+            set_id = k * n_sig + s
+            for q in range(slot_ptr[s], slot_ptr[s + 1]):
+                u = slot_source[q]
+                counter = k * n_slots + q
+                gene = -1
+                for attempt in range(MAX_REDRAWS):
+                    target = u + uniform(seed, counter, attempt)
+                    lo, hi = first[u], last[u]
+                    while lo < hi:  # the first cum above target (rounding: within the source's drawable genes)
+                        mid = (lo + hi) // 2
+                        if cum[mid] > target:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                    g = pool_order[lo - base[u]]
+                    if stamp[g] != set_id:
+                        gene = g
+                        break
+                if gene < 0:
+                    gene = _draw_left(
+                        u, first, last, base, pool_order, prob, stamp, set_id, uniform(seed, counter, MAX_REDRAWS)
+                    )
+                if gene < 0:
+                    gene = _nearest_free((first[u] + last[u]) // 2 - base[u], pool_order, stamp, set_id)
+                stamp[gene] = set_id
+                out[k, q] = gene
+
+
+@njit(cache=True, nogil=True)
+def _draw_left(u, first, last, base, pool_order, prob, stamp, set_id, r):  # pragma: no cover - numba
+    """A gene from source ``u``'s drawable genes not yet in the set, renormalised; -1 if none."""
+    total = 0.0
+    for i in range(first[u], last[u] + 1):
+        if stamp[pool_order[i - base[u]]] != set_id:
+            total += prob[i]
+    if not (total > 0.0):
+        return -1
+    acc, chosen = 0.0, -1
+    for i in range(first[u], last[u] + 1):
+        g = pool_order[i - base[u]]
+        if stamp[g] != set_id and prob[i] > 0.0:
+            chosen = g
+            acc += prob[i]
+            if acc > r * total:
+                break
+    return chosen
+
+
+@njit(cache=True, nogil=True)
+def _nearest_free(at, pool_order, stamp, set_id):  # pragma: no cover - numba
+    """The gene of the pool nearest position ``at`` (in rank) not yet in the set."""
+    n = pool_order.shape[0]
+    for d in range(n):
+        for pos in (at - d, at + d):
+            if 0 <= pos < n and stamp[pool_order[pos]] != set_id:
+                return pool_order[pos]
+    return -1
 
 
 @njit(cache=True, nogil=True)
