@@ -272,6 +272,10 @@ class TiltedSources:
             int(rng.integers(0, 2**63 - 1)),
             slot_gene,
         )
+        if slot_gene.size and slot_gene.min() < 0:  # a set larger than the pool: the crowding check prevents it
+            raise InputError(
+                "A random gene set could not be completed from the gene pool; this is a bug, please report it."
+            )
         return slot_gene
 
     def __post_init__(self) -> None:

@@ -438,9 +438,8 @@ def draw_null_sets(
     replicate, try): the same sets whatever the block sizes or threads."""
     n_null, n_slots = out.shape
     n_sig = slot_ptr.shape[0] - 1
-    stamp = np.full(
-        pool_order.max() + 1 if pool_order.shape[0] else 0, -1, np.int64
-    )  # the set each gene was last drawn into
+    n_genes = pool_order.max() + 1 if pool_order.shape[0] else 0
+    stamp = np.full(n_genes, -1, np.int64)  # the set each gene was last drawn into
     for k in range(n_null):
         for s in range(n_sig):
             set_id = k * n_sig + s
