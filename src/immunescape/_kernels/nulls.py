@@ -175,42 +175,63 @@ def _bucket_terms(term, listed, n_listed, bin_of, ptr, val, val_gene, cursor):  
 
 
 @njit(cache=True, nogil=True)
-def _source_zero_mass(src, nonzero_mass, n_nonzero, source_n):  # pragma: no cover - numba
-    """The probability that a source draws a gene whose term is 0 in the row (exactly 0 when every
-    gene of the source is listed as non-zero: no cancellation)."""
-    return 0.0 if n_nonzero >= source_n[src] else max(1.0 - nonzero_mass, 0.0)
+def _gather_sources(
+    lo, hi, slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+):  # pragma: no cover - numba
+    """Each slot's possible terms in this row, gathered once per tail: for slot ``lo + i``, the values
+    ``x[el_ptr[i]:el_ptr[i + 1]]`` (weight x coefficient x term) of its source's drawable genes of
+    non-zero term, their probabilities ``p``, and ``zero[i]``, the probability of a gene of term 0
+    (exactly 0 when every gene of the source is non-zero: no cancellation). Slots of weight 0 get
+    no values and no zero mass: they add nothing."""
+    n = hi - lo
+    bound = 0
+    for q in range(lo, hi):
+        src = slot_source[q]
+        bound += ptr[source_bins[src, 1]] - ptr[source_bins[src, 0]]
+    x, p = np.empty(bound), np.empty(bound)
+    el_ptr, zero = np.zeros(n + 1, np.int64), np.zeros(n)
+    at = 0
+    for i in range(n):
+        q = lo + i
+        cw, src = slot_cw[q], slot_source[q]
+        if cw != 0.0:
+            base = source_base[src]
+            nonzero_mass, n_nonzero = 0.0, 0
+            for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
+                prob = source_prob[base + gene_pos[val_gene[j]]]
+                n_nonzero += 1
+                if prob > 0.0:
+                    nonzero_mass += prob
+                    x[at] = cw * val[j]
+                    p[at] = prob
+                    at += 1
+            zero[i] = 0.0 if n_nonzero >= source_n[src] else max(1.0 - nonzero_mass, 0.0)
+        el_ptr[i + 1] = at
+    return x, p, el_ptr, zero
 
 
 @njit(cache=True, nogil=True)
-def _source_cgf(
-    t, cw, src, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
-):  # pragma: no cover - numba
-    """For X = ``cw`` times the term of one gene drawn from source ``src``: E[exp(t X)] as ``(top,
-    m0)`` with E = exp(top) m0, and the mean, variance and third central moment of X under the tilt
-    exp(t X). One pass: the sums are kept scaled by the largest exponent seen so far (no overflow),
-    rescaled when it grows."""
-    base = source_base[src]
-    nonzero_mass, n_nonzero, top = 0.0, 0, -math.inf
+def _slot_cgf(t, x, p, a, b, zero):  # pragma: no cover - numba
+    """For X, a slot's drawn value (``x[a:b]`` with probabilities ``p[a:b]``, 0 with ``zero``):
+    E[exp(t X)] as ``(top, m0)`` with E = exp(top) m0, and the mean, variance and third central
+    moment of X under the tilt exp(t X). One pass: the sums are kept scaled by the largest exponent
+    seen so far (no overflow), rescaled when it grows."""
+    top = -math.inf
     m0, m1, m2, m3 = 0.0, 0.0, 0.0, 0.0
-    for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
-        prob = source_prob[base + gene_pos[val_gene[j]]]
-        n_nonzero += 1
-        if prob > 0.0:
-            nonzero_mass += prob
-            x = cw * val[j]
-            a = t * x
-            if a > top:  # a new largest exponent: rescale what was summed
-                if m0 > 0.0:
-                    r = math.exp(top - a)
-                    m0, m1, m2, m3 = m0 * r, m1 * r, m2 * r, m3 * r
-                top = a
-            e = prob * math.exp(a - top)
-            m0 += e
-            xe = x * e
-            m1 += xe
-            m2 += x * xe
-            m3 += x * x * xe
-    zero = _source_zero_mass(src, nonzero_mass, n_nonzero, source_n)
+    for j in range(a, b):
+        v = x[j]
+        e_arg = t * v
+        if e_arg > top:  # a new largest exponent: rescale what was summed
+            if m0 > 0.0:
+                r = math.exp(top - e_arg)
+                m0, m1, m2, m3 = m0 * r, m1 * r, m2 * r, m3 * r
+            top = e_arg
+        e = p[j] * math.exp(e_arg - top)
+        m0 += e
+        ve = v * e
+        m1 += ve
+        m2 += v * ve
+        m3 += v * v * ve
     if zero > 0.0:  # genes of term 0: exponent 0
         if top < 0.0:
             r = math.exp(top) if m0 > 0.0 else 0.0
@@ -222,52 +243,39 @@ def _source_cgf(
 
 
 @njit(cache=True, nogil=True)
-def _source_start(
-    cw, src, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
-):  # pragma: no cover - numba
-    """For X = ``cw`` times the term of one gene drawn from source ``src``: its mean and variance
-    (no tilt: no exponentials), its largest value and the log of that value's probability."""
-    base = source_base[src]
-    nonzero_mass, n_nonzero, m1, m2 = 0.0, 0, 0.0, 0.0
+def _slot_start(x, p, a, b, zero):  # pragma: no cover - numba
+    """For a slot's drawn value X: its mean and variance (no tilt: no exponentials), its largest
+    value and the log of that value's probability."""
+    m1, m2, total = 0.0, 0.0, zero
     top, top_mass = -math.inf, 0.0
-    for j in range(ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]):
-        prob = source_prob[base + gene_pos[val_gene[j]]]
-        n_nonzero += 1
-        if prob > 0.0:
-            nonzero_mass += prob
-            x = cw * val[j]
-            m1 += prob * x
-            m2 += prob * x * x
-            if x > top:
-                top, top_mass = x, prob
-            elif x == top:
-                top_mass += prob
-    zero = _source_zero_mass(src, nonzero_mass, n_nonzero, source_n)
+    for j in range(a, b):
+        v = x[j]
+        m1 += p[j] * v
+        m2 += p[j] * v * v
+        total += p[j]
+        if v > top:
+            top, top_mass = v, p[j]
+        elif v == top:
+            top_mass += p[j]
     if zero > 0.0:
         if top < 0.0:
             top, top_mass = 0.0, zero
         elif top == 0.0:
             top_mass += zero
-    total = nonzero_mass + zero  # 1 up to rounding
-    mean = m1 / total
+    mean = m1 / total  # total: 1 up to rounding
     return mean, max(m2 / total - mean * mean, 0.0), top, math.log(top_mass / total)
 
 
 @njit(cache=True, nogil=True)
-def _tilted(
-    t, lo, hi, slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
-):  # pragma: no cover - numba
-    """The cumulant generating function K(t) of S = the sum over slots ``lo:hi`` of ``slot_cw`` times
-    the term of the gene each slot draws from its source (independently), and its first three
-    derivatives."""
+def _tilted(t, x, p, el_ptr, zero):  # pragma: no cover - numba
+    """The cumulant generating function K(t) of S = the sum of the slots' drawn values (independent;
+    as :func:`_gather_sources` lists them) and its first three derivatives."""
     k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
-    scaled = 1.0  # a running product of the sources' scaled E[exp(t X)]: one log per 1e-200, not per source
-    for q in range(lo, hi):
-        if slot_cw[q] == 0.0:  # a zero weight: always 0
+    scaled = 1.0  # a running product of the slots' scaled E[exp(t X)]: one log per 1e-200, not per slot
+    for i in range(zero.shape[0]):
+        if el_ptr[i + 1] == el_ptr[i] and zero[i] == 0.0:  # weight 0: always 0
             continue
-        top, m0, c1, c2, c3 = _source_cgf(
-            t, slot_cw[q], slot_source[q], source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
-        )
+        top, m0, c1, c2, c3 = _slot_cgf(t, x, p, el_ptr[i], el_ptr[i + 1], zero[i])
         k0 += top
         if m0 < 1e-100:
             k0 += math.log(m0)
@@ -313,11 +321,13 @@ def saddlepoint_tail(
     saddlepoint exists (nothing varies, x not above the null mean): the caller falls back to the
     moment tail."""
     cap = 1.0 / (n_null + 1.0)
-    sources = (slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene)
+    values, probs, el_ptr, zero = _gather_sources(
+        lo, hi, slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+    )
     mean, var, s_max, log_p_max = 0.0, 0.0, 0.0, 0.0
-    for q in range(lo, hi):
-        if slot_cw[q] != 0.0:  # a zero weight: always 0
-            m, v, top, log_p = _source_start(slot_cw[q], slot_source[q], *sources[2:])
+    for i in range(hi - lo):
+        if el_ptr[i + 1] > el_ptr[i] or zero[i] > 0.0:  # weight 0: always 0
+            m, v, top, log_p = _slot_start(values, probs, el_ptr[i], el_ptr[i + 1], zero[i])
             mean += m
             var += v
             s_max += top
@@ -333,7 +343,7 @@ def saddlepoint_tail(
     t = (x - mean) / var
     k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
     for _ in range(100):
-        k0, k1, k2, k3 = _tilted(t, lo, hi, *sources)
+        k0, k1, k2, k3 = _tilted(t, values, probs, el_ptr, zero)
         g = k1 - x
         if abs(g) <= 1e-9 * sd:
             break
