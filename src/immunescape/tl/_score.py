@@ -126,7 +126,7 @@ def score(
         distribution comes from the stand-ins' possible genes in that cell, not from a fit to the
         ``n_null`` scores; capped at ``1 / (n_null + 1)``. p-values go far below ``1 / (n_null +
         1)``, so a cell can be significant after adjustment over a whole collection. Measured on
-        random sets (1.6 million p-values per method), p <= 1e-3, 1e-4 and 1e-5 occur at 0.31-0.75x
+        random sets (1.6 million p-values per method), p <= 1e-3, 1e-4 and 1e-5 occur at 0.39-0.75x
         their nominal rate (tested on 320,000); every level at or above ``1 / (n_null + 1)`` keeps
         the empirical p's exact calibration. It replaced a Pearson type III tail fitted to the random-set scores'
         moments, whose heavy tail for AUCell's few top-ranked genes among many zeros cost most of
@@ -163,7 +163,7 @@ def score(
         gene's stand-ins come from its bin and the two beside it). Default None: 200 bins of at
         least 20 genes each, so each gene's stand-ins are its nearest genes in mean expression. In
         issue 17's simulated scenario over 7 seeds, the most-called fixed random set was called at
-        p < 0.05 in at most 6.2% of cells (uniform draws within scanpy's 25 bins: up to 30%;
+        p < 0.05 in at most 6.6% of cells (uniform draws within scanpy's 25 bins: up to 30%;
         benchmarks/RESULTS_null_calibration.md). A bin where a signature
         holds more than half of the genes joins its nearer neighbour, so random sets do not mostly
         repeat the signature's genes.
