@@ -156,14 +156,13 @@ def build_null_sets(
     n_sig = len(names)
     c0, coef = statistic.coefficients(n_sig)
     # each signature's genes ordered by part and weight: its slots, in runs of one part and weight
-    slot_gene_of, slot_cw, run_ptr, run_lo, run_hi, run_w, run_part = [], [], [0], [], [], [], []
-    for s, (g, w, p) in enumerate(zip(genes, weights, parts)):
+    slot_gene_of, run_ptr, run_lo, run_hi, run_w, run_part = [], [0], [], [], [], []
+    for g, w, p in zip(genes, weights, parts):
         g, w, p = np.asarray(g, np.int64), np.asarray(w, np.float64), np.asarray(p, np.int64)
         order = np.lexsort((w, p))
         g, w, p = g[order], w[order], p[order]
         start = len(slot_gene_of)
         slot_gene_of.extend(g.tolist())
-        slot_cw.extend((w * coef[s][p]).tolist())
         cut = np.flatnonzero((np.diff(p) != 0) | (np.diff(w) != 0)) + 1
         for lo, hi in zip(np.concatenate([[0], cut]), np.concatenate([cut, [g.size]])):
             if hi > lo:
@@ -220,7 +219,7 @@ def build_null_sets(
         bin_size=np.asarray([m.size for m in bins.members], np.int64),
         gene_pos=sources.gene_pos,
         slot_ptr=obs_ptr,
-        slot_cw=np.asarray(slot_cw, np.float64),
+        slot_cw=np.repeat(np.asarray(run_cw, np.float64), runs.hi - runs.lo),
         slot_source=sources.slot_source,
         source_bins=sources.bins,
         source_base=sources.base,

@@ -372,6 +372,25 @@ def saddlepoint_tail(
 
 
 @njit(cache=True, nogil=True)
+def _tilt_weights(values, center, scale, log_prior, a, out):  # pragma: no cover - numba
+    """``out[j]`` = exp(log_prior[j] + a z_j) with z = (values - center) / scale, divided by the
+    largest (no overflow); returns their sum and the sums of z and z^2 times them."""
+    n = values.shape[0]
+    top = -math.inf
+    for j in range(n):
+        top = max(top, log_prior[j] + a * ((values[j] - center) / scale))
+    m0, m1, m2 = 0.0, 0.0, 0.0
+    for j in range(n):
+        z = (values[j] - center) / scale
+        e = math.exp(log_prior[j] + a * z - top)
+        out[j] = e
+        m0 += e
+        m1 += z * e
+        m2 += z * z * e
+    return m0, m1, m2
+
+
+@njit(cache=True, nogil=True)
 def tilt_to_mean(values, center, log_prior, out):  # pragma: no cover - numba
     """Probabilities ``out`` over ``values`` proportional to exp(log_prior + a values) whose mean is
     ``center`` (the distribution nearest the prior, in relative entropy, with that mean). Where
@@ -395,19 +414,10 @@ def tilt_to_mean(values, center, log_prior, out):  # pragma: no cover - numba
     scale = max(high - center, center - low)  # z = (v - center) / scale in [-1, 1]
     a_lo, a_hi = -math.inf, math.inf
     a = 0.0
+    m0 = 1.0
     for _ in range(200):
-        # the tilted mean of z and its derivative (the tilted variance), scaled by the largest exponent
-        top = -math.inf
-        for j in range(n):
-            top = max(top, log_prior[j] + a * (values[j] - center) / scale)
-        m0, m1, m2 = 0.0, 0.0, 0.0
-        for j in range(n):
-            z = (values[j] - center) / scale
-            e = math.exp(log_prior[j] + a * z - top)
-            m0 += e
-            m1 += z * e
-            m2 += z * z * e
-        f = m1 / m0
+        m0, m1, m2 = _tilt_weights(values, center, scale, log_prior, a, out)
+        f = m1 / m0  # the tilted mean of z; its derivative in a is the tilted variance
         if abs(f) <= 1e-13:
             break
         if f > 0.0:
@@ -424,15 +434,9 @@ def tilt_to_mean(values, center, log_prior, out):  # pragma: no cover - numba
         if a_lo > -math.inf and a_hi < math.inf and a_hi - a_lo <= 1e-15 * max(abs(a_lo), abs(a_hi), 1.0):
             break
         a = step
-    top = -math.inf
+    m0 = _tilt_weights(values, center, scale, log_prior, a, out)[0]
     for j in range(n):
-        top = max(top, log_prior[j] + a * (values[j] - center) / scale)
-    total = 0.0
-    for j in range(n):
-        out[j] = math.exp(log_prior[j] + a * (values[j] - center) / scale - top)
-        total += out[j]
-    for j in range(n):
-        out[j] /= total
+        out[j] /= m0
 
 
 @njit(cache=True, nogil=True)
