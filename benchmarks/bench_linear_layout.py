@@ -7,8 +7,8 @@ Usage::
 
 The linear methods (mean, wmean, zmean) score ``X @ W``. Their kernel reads W either sparse by gene
 (``linear.csr_dot``: a gene's few weights, a loop whose length varies gene to gene) or dense
-(``linear.csr_dot_dense``: every signature's weight for every stored value, vectorised, the genes
-without a weight sharing one zero row). Both give
+(``linear.csr_dot_dense``: each row's weighted values gathered without a branch, then every
+signature's weight for each of them, vectorised). Both give
 bit-identical scores; ``methods.common.dense_weights_are_faster`` chooses. This script times both on
 a grid of signature counts and weights per gene, on the same rows in the same process (the minimum
 of 3 calls after a warm-up), and reports whether the model's choice was the faster one.

@@ -1315,6 +1315,33 @@ def null_beyond_memory(monkeypatch):
     assert np.isfinite(res["pval"].to_numpy()).all()  # two bins: each gene's source is the whole pool
 
 
+@case
+def foreign_byte_order():
+    # arrays in big-endian order or with narrow index types (as other tools and machines write them)
+    # reach no kernel as they are: the kernels take native float32/float64 and int32/int64
+    adata, sets = _data()
+    X = sp.csr_matrix(adata.X)
+    foreign = sp.csr_matrix(X.shape, dtype=np.float32)
+    foreign.data, foreign.indices, foreign.indptr = (
+        X.data.astype(">f4"),
+        X.indices.astype(">u2"),
+        X.indptr.astype(">i8"),
+    )
+    other = ad.AnnData(foreign, obs=adata.obs, var=adata.var)
+    for method in ("mean", "aucell", "ucell"):
+        got = ie.tl.score(other, sets, method=method, min_coverage=0, inplace=False)
+        expected = ie.tl.score(adata, sets, method=method, min_coverage=0, inplace=False)
+        assert np.array_equal(got.to_numpy(), expected.to_numpy()), method
+    dense = X.toarray().astype(">f4")
+    got = ie.tl.score(
+        ad.AnnData(dense, obs=adata.obs, var=adata.var), sets, method="ucell", min_coverage=0, inplace=False
+    )
+    assert np.array_equal(got.to_numpy(), expected.to_numpy())  # the last method's scores
+    dense[3, 4] = np.nan  # the counting kernel runs on the values as they are
+    with pytest.raises(InputError, match="NaN or infinite"):
+        ie.tl.score(ad.AnnData(dense, obs=adata.obs, var=adata.var), sets, method="ucell", min_coverage=0)
+
+
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30

@@ -114,3 +114,23 @@ def test_coverage_respects_use_raw_and_layer(pbmc):
     with pytest.raises(ie.InputError, match="not a column"):
         ie.pp.coverage(adata, "cytolytic_activity_rooney2015", gene_symbols="symbol")
     assert ie.pp.coverage(adata, "cytolytic_activity_rooney2015").loc["cytolytic_activity_rooney2015", "n_found"] == 2
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        pd.Index(["CD8A", "GZMB", "PRF1", "7"]),
+        pd.Index([0, 1, 7, 3]),  # integer names match their text
+        pd.Index(["CD8A", 7, "PRF1", 2.5]),  # mixed
+        ["CD8A", "GZMB", "PRF1", "7"],  # a plain list
+        np.array(["CD8A", "GZMB", "PRF1", "7"]),  # numpy strings
+    ],
+)
+def test_names_of_any_type_match_as_text(names):
+    # the name lookup is cached by the names as str: any index type gives the positions of their text
+    sig = Signature("s", ["PRF1", "7", "CD8A", "NOPE"])
+    got = resolve([sig], names, min_coverage=0, check=False)
+    text = [str(n) for n in names]
+    expected = [text.index(g) for g in ["PRF1", "7", "CD8A"] if g in text]
+    assert got.positions[0].tolist() == expected
+    assert got.coverage.loc["s", "n_found"] == len(expected)

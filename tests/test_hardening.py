@@ -41,7 +41,11 @@ def compressed_arrays(draw):
         indptr = indptr[:-1] if draw(st.booleans()) and len(indptr) > 1 else np.append(indptr, nnz)
     elif damage == "indptr_start":
         indptr = indptr + draw(st.integers(1, 3))
-    data = np.ones(indices.size, np.float32)
+    # any integer type a file may hold, in either byte order (the check reads them as unsigned)
+    dtype = np.dtype(draw(st.sampled_from(["<i8", "<i4", ">i4", ">i8", "<u4", ">u2", "<i2"])))
+    info = np.iinfo(dtype)
+    indices = np.clip(indices, info.min, info.max).astype(dtype)
+    data = np.ones(indices.size, draw(st.sampled_from(["<f4", ">f4", ">f8"])))
     return data, indices, indptr, n_rows, n_cols
 
 
@@ -70,6 +74,17 @@ def _accepted(arrays) -> bool:
     except InputError:
         return False
     return True
+
+
+def test_split_reduce_parts_follow_threads_and_max_parts():
+    import numba
+
+    values = np.arange(10)
+    with mock.patch.object(_utils, "SPLIT_REDUCE_MIN", 1), mock.patch.object(numba, "get_num_threads", return_value=2):
+        assert _utils.split_reduce(values, len) == [5, 5]  # one part per thread
+        assert _utils.split_reduce(values, len, max_parts=1) == [10]  # the other core is busy elsewhere
+        assert _utils.split_reduce(values[:1], len) == [1]  # never more parts than values
+    assert _utils.split_reduce(values, len) == [10]  # below SPLIT_REDUCE_MIN: one call, no threads
 
 
 @FUZZ

@@ -67,7 +67,7 @@ def get_expression(
             f"{len(names):,} genes; the file is damaged or inconsistent."
         )
     if check:
-        check_sparse(matrix)  # before scipy or a kernel indexes with what a file stored
+        matrix = check_sparse(matrix)  # before scipy or a kernel indexes with what a file stored
     if gene_symbols is not None:
         if gene_symbols not in var.columns:
             where = "adata.raw.var" if use_raw else "adata.var"

@@ -94,9 +94,11 @@ def check_compressed(indptr, indices, data, n_major: int, n_minor: int, *, fmt: 
             f"The sparse matrix's indptr points past its stored values ({end} > {min(indices.size, data.size)}): {fix}"
         )
     if end:
-        ranges = split_reduce(indices[:end], lambda part: (int(part.min()), int(part.max())))
-        low, high = min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
-        if low < 0 or high >= n_minor:
+        # one pass: read as unsigned (same size and byte order), a negative index is larger than any valid one
+        stored = indices[:end]
+        unsigned = stored.view(stored.dtype.str.replace("i", "u"))
+        if max(split_reduce(unsigned, lambda part: int(part.max()))) >= n_minor:
+            low, high = int(stored.min()), int(stored.max())
             bad = low if low < 0 else high
             raise InputError(f"The sparse matrix stores a {what} index {bad} outside [0, {n_minor}): {fix}")
 
@@ -120,14 +122,14 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
     n_rows = matrix.shape[0]
     plan = chunk_bounds(n_rows, chunk_size)
     if sp.issparse(matrix) and matrix.format == "csr":  # views of the matrix's own arrays: no copy
-        check_sparse(matrix)
+        matrix = check_sparse(matrix)
         data = _float(matrix.data)
         indptr = matrix.indptr.astype(np.int64, copy=False)
         for start, stop in plan:
             yield Chunk(data, matrix.indices, indptr, start, stop, start, stop, matrix.shape[1])
         return
     if sp.issparse(matrix) and matrix.format == "csc":
-        check_sparse(matrix)
+        matrix = check_sparse(matrix)
         if not matrix.has_sorted_indices:
             matrix = matrix.sorted_indices()
         for start, stop in plan:
@@ -170,15 +172,40 @@ def iter_chunks(matrix, chunk_size: int | None = None) -> Iterator[Chunk]:
 
 
 def check_sparse(matrix):
-    """``matrix`` itself, after :func:`check_compressed` when it is an in-memory CSR or CSC matrix.
+    """``matrix`` after :func:`check_compressed` when it is an in-memory CSR or CSC matrix, as
+    :func:`native_arrays` gives it.
 
-    Call it before scipy or a kernel touches a matrix that may come from a file: scipy's own
-    arithmetic and slicing do not check the stored indices either.
+    Call it before scipy or a kernel touches a matrix that may come from a file (and use what it
+    returns): scipy's own arithmetic and slicing do not check the stored indices either.
     """
-    if sp.issparse(matrix) and matrix.format in ("csr", "csc") and id(matrix) not in _VERIFIED.get():
-        major, minor = matrix.shape if matrix.format == "csr" else matrix.shape[::-1]
-        check_compressed(matrix.indptr, matrix.indices, matrix.data, major, minor, fmt=matrix.format)
+    if sp.issparse(matrix) and matrix.format in ("csr", "csc"):
+        fixed = native_arrays(matrix)
+        if id(matrix) not in _VERIFIED.get():  # converted arrays hold the same values: checked once for both
+            major, minor = fixed.shape if fixed.format == "csr" else fixed.shape[::-1]
+            check_compressed(fixed.indptr, fixed.indices, fixed.data, major, minor, fmt=fixed.format)
+        return fixed
     return matrix
+
+
+def native_arrays(matrix):
+    """``matrix`` itself, or, where a CSR/CSC matrix's arrays are not what the kernels take (another
+    byte order, index types other than int32 and int64: a file can store any), the same matrix with
+    its arrays converted (nothing checked here: :func:`check_compressed` comes next)."""
+    if not (sp.issparse(matrix) and matrix.format in ("csr", "csc")):
+        return matrix
+    data, indices, indptr = matrix.data, matrix.indices, matrix.indptr
+    if data.dtype.isnative and all(
+        a.dtype.kind not in "iu" or a.dtype in (np.int32, np.int64) for a in (indices, indptr)
+    ):
+        return matrix
+    fixed = matrix.__class__(matrix.shape, dtype=data.dtype.newbyteorder("="))
+    fixed.data = data.astype(data.dtype.newbyteorder("="), copy=False)
+    # out-of-range uint64 values wrap to negative here and are refused as such
+    fixed.indices, fixed.indptr = (
+        a.astype(np.int64) if a.dtype.kind in "iu" and a.dtype not in (np.int32, np.int64) else a
+        for a in (indices, indptr)
+    )
+    return fixed
 
 
 # Matrices checked once for the whole of one scoring call; its passes over the rows skip the check.
@@ -216,6 +243,8 @@ def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
             )
         if dense.dtype == np.float16:  # scipy.sparse has no float16
             dense = dense.astype(np.float32)
+        if not dense.dtype.isnative:  # nor another byte order
+            dense = dense.astype(dense.dtype.newbyteorder("="))
         return sp.csr_matrix(dense)
     except InputError:
         raise

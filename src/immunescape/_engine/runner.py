@@ -11,7 +11,7 @@ import numba
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._chunks import check_chunk_size, iter_chunks, verified
+from .._chunks import check_chunk_size, iter_chunks, native_arrays, verified
 from .._errors import InputError
 from .._utils import physical_memory
 from ..genes import ResolvedSignatures
@@ -37,6 +37,7 @@ def score_matrix(
 
     Returns the scores, the method's details and, with a ``null``, ``{"z", "pval", "details"}``
     (an empty dict without)."""
+    matrix = native_arrays(matrix)  # once, not in every pass below
     # checked once here, with n_jobs threads; the passes over the rows below do not repeat it
     with numba_threads(n_jobs), verified(matrix):
         return _score_matrix(

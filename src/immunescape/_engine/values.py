@@ -45,7 +45,9 @@ class ValueSummary:
     # files); a file streamed in order can repeat that exactly, blocks summed apart (dask) cannot
     native_sums: np.ndarray | None = None
 
-    def add_values(self, values: np.ndarray) -> None:
+    def add_values(self, values: np.ndarray, *, max_parts: int | None = None) -> None:
+        """Count the bad values and update the minimum and integer check (``max_parts``: see
+        :func:`split_reduce`)."""
         if values.size == 0:
             return
         if values.dtype.kind not in "fiub":
@@ -55,7 +57,9 @@ class ValueSummary:
             )
         if values.dtype == np.float16:  # the kernels take float32/float64
             values = values.astype(np.float32)
-        n_bad, block_min, block_int = _summarize_values(values, max(0, _INT_CHECK - self.checked))
+        if not values.dtype.isnative:  # nor another byte order (dense data from a file)
+            values = values.astype(values.dtype.newbyteorder("="))
+        n_bad, block_min, block_int = _summarize_values(values, max(0, _INT_CHECK - self.checked), max_parts)
         self.n_bad += int(n_bad)
         self.minimum = min(self.minimum, float(block_min))
         self.integer_like = self.integer_like and (bool(block_int) or self.checked >= _INT_CHECK)
@@ -75,7 +79,9 @@ class ValueSummary:
             self.nonempty = other.nonempty.copy() if self.nonempty is None else self.nonempty | other.nonempty
 
 
-def _summarize_values(values: np.ndarray, n_integer_check: int) -> tuple[int, float, bool]:
+def _summarize_values(
+    values: np.ndarray, n_integer_check: int, max_parts: int | None = None
+) -> tuple[int, float, bool]:
     """(number of NaN/inf, minimum, whether the first ``n_integer_check`` values are integers).
 
     Fast path for floats: a sum is finite only if every value is (NaN and inf propagate, inf - inf is
@@ -84,7 +90,7 @@ def _summarize_values(values: np.ndarray, n_integer_check: int) -> tuple[int, fl
     falls back to the kernel, which counts exactly.
     """
     if values.dtype.kind == "f":
-        parts = split_reduce(values, _finite_sum_and_min)
+        parts = split_reduce(values, _finite_sum_and_min, max_parts=max_parts)
         if all(finite for finite, _ in parts):
             head = values[:n_integer_check]
             return 0, min(low for _, low in parts), bool(np.array_equal(head, np.floor(head)))
@@ -146,12 +152,13 @@ def gene_stats(
         # the gene statistics are computed in a second thread while this one checks the values (numpy,
         # scipy and the kernels release the GIL): a bad value still stops the call, and the statistics
         # of a refused matrix are never used. The structure was checked before (verified), so every
-        # pass reads in bounds.
+        # pass reads in bounds. A pass for statistics keeps one core busy: the check takes the other alone.
+        max_parts = 1 if {"means", "null_means", "nonempty"} & set(method.needs) else None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="immunescape-stats") as worker:
             job = worker.submit(contextvars.copy_context().run, _in_memory_stats, matrix, method.needs, pool)
             summary = ValueSummary(n_rows=n_rows)
             for block in value_blocks(matrix):
-                summary.add_values(block)
+                summary.add_values(block, max_parts=max_parts)
             report_values(summary, method)
             return job.result()
     summary = summarize_chunks(matrix, method.needs, chunk_size, progress=progress)

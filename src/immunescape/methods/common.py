@@ -90,7 +90,7 @@ class LinearWeights:
         if not self._dense:
             n_weights = np.diff(self.w_ptr)
             weighted = np.flatnonzero(n_weights)
-            row_of = np.zeros(n_weights.size, np.int64)
+            row_of = np.zeros(n_weights.size, np.int32)  # int32: the kernel's gathered rows stay small
             row_of[weighted] = np.arange(1, weighted.size + 1)
             rows = np.zeros((weighted.size + 1, self.n_sig))
             genes = np.repeat(np.arange(n_weights.size), n_weights)
@@ -116,19 +116,20 @@ def dense_weights_are_faster(n_sig: int, n_weights: int, n_genes: int, n_weighte
 
     A cost model in units of one multiply-add per stored value, fitted to
     ``benchmarks/bench_linear_layout.py`` (RESULTS_linear_layout.md): the dense kernel costs about
-    ``3 + n_sig * (0.65 + 0.01 * q * n_sig)`` per stored value of X, ``q`` being the fraction of genes
-    with a weight (vectorised, no branch; the weighted rows it reads grow out of cache with ``q`` and
-    ``n_sig``); the sparse one ``5`` plus a mispredicted branch that grows with the weights per gene up
-    to one (``30``), then ``6`` per further weight. So mean's W (controls spread over every expression
-    bin: about one weight per gene) is dense for a few dozen signatures, and a collection of short
-    signatures stays sparse. Without ``n_weighted_genes``, ``q`` is that of weights spread at random.
+    ``4.3 + q * n_sig * (1 + 0.0035 * q * n_sig)`` per stored value of X, ``q`` being the fraction of
+    genes with a weight (each row's weighted values are gathered without a branch, then added
+    vectorised; the weighted rows it reads grow out of cache with ``q`` and ``n_sig``); the sparse one
+    ``5`` plus a mispredicted branch that grows with the weights per gene up to one (``30``), then
+    ``6`` per further weight. So up to a few dozen signatures W is dense (mean's W, whose controls
+    spread over every expression bin, and short signatures alike), and beyond it sparse. Without
+    ``n_weighted_genes``, ``q`` is that of weights spread at random.
     """
     if n_sig > DENSE_MAX_SIGNATURES or n_genes * n_sig * 8 > DENSE_MAX_BYTES or n_genes == 0:
         return False
     per_gene = n_weights / n_genes
     q = n_weighted_genes / n_genes if n_weighted_genes is not None else 1.0 - math.exp(-per_gene)
     sparse_cost = 5 + 30 * min(per_gene, 1.0) + 6 * max(per_gene - 1.0, 0.0)
-    return 3 + n_sig * (0.65 + 0.01 * q * n_sig) < sparse_cost
+    return 4.3 + q * n_sig * (1.0 + 0.0035 * q * n_sig) < sparse_cost
 
 
 def linear_weights(weight_columns: list[np.ndarray], gene_lists: list[np.ndarray], n_genes: int) -> LinearWeights:

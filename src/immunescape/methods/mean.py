@@ -46,7 +46,10 @@ def _scanpy_controls(
         if ctrl_as_ref:
             r_genes = r_genes[~in_list[r_genes]]
         control.append(r_genes)
-    control_genes = np.unique(np.concatenate(control)) if control else np.zeros(0, np.int64)
+    chosen = np.zeros(bin_of.size, bool)  # sorted and unique, as np.unique gives, for a fraction of its time
+    for r_genes in control:
+        chosen[r_genes] = True
+    control_genes = np.flatnonzero(chosen)
     if control_genes.size == 0:
         raise InputError(
             "No control genes found in any expression bin" + (" (try ctrl_as_ref=False)." if ctrl_as_ref else ".")
