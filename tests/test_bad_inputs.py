@@ -267,6 +267,20 @@ def bad_signature_content(tmp_path):
         ie.signatures.load({"x": {"up": ["A", "B"], "down": ["B"]}})
     with pytest.raises(ie.SignatureError, match="finite"):
         ie.Signature("w", ("A",), weights={"A": float("nan")})
+    # shapes and types a hand-written dict or table can have: each a SignatureError saying what is wrong
+    # (they raised TypeError/ValueError from inside the parser, or hid the reason behind a generic one)
+    with pytest.raises(ie.SignatureError, match="genes must be a list of gene names, got 5"):
+        ie.signatures.load({"x": {"up": ["A"], "down": 5}})
+    with pytest.raises(ie.SignatureError, match="weights must be numbers"):
+        ie.signatures.load(pd.DataFrame({"source": ["x", "x"], "target": ["A", "B"], "weight": ["high", "low"]}))
+    with pytest.raises(ie.SignatureError, match="weights must be numbers"):
+        ie.Signature("w", ("A",), weights={"A": "high"})
+    with pytest.raises(ie.SignatureError, match="finite numbers"):
+        ie.signatures.load({"x": {"A": float("inf"), "B": 1.0}})
+    with pytest.raises(ie.SignatureError, match="'x' has no genes"):
+        ie.signatures.load({"x": {"A": 0.0, "B": 0.0}})  # every weight zero: no gene left
+    with pytest.raises(ie.SignatureError, match="as gene -> weight"):
+        ie.signatures.load({"x": {"A": "high"}})
 
 
 @case

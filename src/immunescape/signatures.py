@@ -97,7 +97,8 @@ class Signature:
         object.__setattr__(self, "genes_up", _clean_genes(self.genes_up, self.name))
         object.__setattr__(self, "genes_down", _clean_genes(self.genes_down, self.name))
         if self.weights is not None:
-            weights = {str(g).strip(): float(w) for g, w in dict(self.weights).items()}
+            weights = {str(g).strip(): w for g, w in dict(self.weights).items()}
+            weights = dict(zip(weights, _weight_numbers(self.name, weights.values())))
             bad = [g for g, w in weights.items() if not pd.notna(w) or w in (float("inf"), float("-inf"))]
             if bad:
                 raise SignatureError(f"Signature {self.name!r}: weights must be finite numbers (check {bad[:5]}).")
@@ -155,6 +156,8 @@ def _clean_genes(genes: Iterable[Any] | None, name: str) -> tuple[str, ...]:
         return ()
     if isinstance(genes, str):
         raise SignatureError(f"Signature {name!r}: genes must be a list, not the single string {genes!r}.")
+    if not isinstance(genes, Iterable) or isinstance(genes, Mapping):
+        raise SignatureError(f"Signature {name!r}: genes must be a list of gene names, got {genes!r:.80}.")
     out = []
     for g in genes:
         if not isinstance(g, str) or not g.strip():
@@ -163,9 +166,17 @@ def _clean_genes(genes: Iterable[Any] | None, name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _weight_numbers(name: str, values: Iterable[Any]) -> list[float]:
+    """The weights as floats, or a SignatureError naming the signature (a text or an object is no weight)."""
+    try:
+        return [float(w) for w in values]
+    except (TypeError, ValueError) as err:
+        raise SignatureError(f"Signature {name!r}: weights must be numbers ({err}).") from err
+
+
 def from_weights(name: str, weights: Mapping[str, float], meta: Mapping[str, Any] | None = None) -> Signature:
     """Build a weighted signature; positive weights go up, negative down, zero weights are dropped."""
-    weights = {g: float(w) for g, w in weights.items() if float(w) != 0.0}
+    weights = {g: w for g, w in zip(weights, _weight_numbers(name, weights.values())) if w != 0.0}
     up = tuple(g for g, w in weights.items() if w > 0)
     down = tuple(g for g, w in weights.items() if w < 0)
     return Signature(name, up, down, weights, dict(meta or {}))
@@ -485,11 +496,12 @@ def _from_mapping(name: str, body: Any) -> Signature:
                 raise SignatureError(f"Signature {name!r}: 'weights' must map gene -> number.")
             if weights is not None and up is None and down is None:
                 return from_weights(name, weights, meta)
-            return Signature(name, tuple(up or ()), tuple(down or ()), weights, meta)
+            return Signature(name, () if up is None else up, () if down is None else down, weights, meta)
         try:  # {gene: weight}
-            return from_weights(name, {str(g): float(w) for g, w in body.items()})
+            weights = {str(g): float(w) for g, w in body.items()}
         except (TypeError, ValueError) as err:
             raise SignatureError(f"Signature {name!r}: could not read {dict(body)!r:.120} as gene -> weight.") from err
+        return from_weights(name, weights)  # its own errors: weights not finite, none left
     if isinstance(body, Iterable):
         return Signature(name, tuple(body))
     raise SignatureError(f"Signature {name!r}: cannot read genes from a {type(body).__name__}.")
@@ -504,7 +516,7 @@ def _from_long_frame(frame: pd.DataFrame) -> list[Signature]:
     out = []
     for name, group in frame.groupby("source", sort=False):
         if "weight" in frame.columns:
-            out.append(from_weights(str(name), dict(zip(group["target"].astype(str), group["weight"].astype(float)))))
+            out.append(from_weights(str(name), dict(zip(group["target"].astype(str), group["weight"]))))
         else:
             out.append(Signature(str(name), tuple(group["target"].astype(str))))
     return out

@@ -42,9 +42,9 @@ def csr_dot_dense(rows, row_of, W, n_blocks, out):  # pragma: no cover - numba
 
     Bit-identical to :func:`csr_dot`: the same products added in the same order. Each row's weighted
     values are first gathered without a branch (the write index advances only for a weighted gene),
-    then added with a vectorised inner loop: most genes of mean's W carry no weight, and a branch on
-    them mispredicts, while adding their zero row costs ``n_sig`` adds each (16-20% slower at 10k
-    cells). Faster than the sparse layout when W has few columns and many genes carry a weight; see
+    then added with a vectorised inner loop: most genes of mean's W carry no weight, a branch on them
+    mispredicts, and adding their zero row (as this kernel did before) took 16-20% longer at 10k-100k
+    cells. Faster than the sparse layout when W has few columns and many genes carry a weight; see
     ``methods.common.dense_weights_are_faster``.
     """
     data, indices, indptr, r0, r1 = rows
