@@ -1219,6 +1219,11 @@ def api_argument_types():
         (lambda: ie.tl.aggregate(cells, "sample", min_cells="5"), InputError, "min_cells must be a whole number"),
         (lambda: ie.tl.aggregate(cells, "sample", min_cells=0), InputError, "min_cells must be a whole number"),
         (lambda: ie.tl.aggregate(cells, 5), InputError, "sample_key=5"),
+        # a quantile outside [0, 1] raised pandas' ValueError, a text level a TypeError
+        (lambda: ie.tl.aggregate(cells, "sample", high_quantile=2.0), InputError, "high_quantile must be a number"),
+        (lambda: ie.tl.aggregate(cells, "sample", high_quantile=np.nan), InputError, "high_quantile must be a number"),
+        (lambda: ie.tl.exclusion_drivers(samples, level="0.9"), InputError, "level must be a number strictly between"),
+        (lambda: ie.tl.exclusion_drivers(samples, level=1.0), InputError, "level must be a number strictly between"),
         (
             lambda: ie.tl.classify(samples, thresholds={"checkpoint_high": np.bool_(True)}),
             InputError,

@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import functools
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -75,6 +76,24 @@ def check_whole(value: object, name: str, lowest: int = 1) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lowest:
         raise InputError(f"{name} must be a whole number >= {lowest}, got {value!r}.")
     return int(value)
+
+
+def check_share(value: object, name: str, *, open_ends: bool = False) -> float:
+    """``value`` as a float when it is a number between 0 and 1 (``open_ends``: strictly between;
+    booleans and NaN are not numbers), else an InputError."""
+    import numpy as np
+
+    from ._errors import InputError
+
+    number = (
+        float(value)
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        else math.nan
+    )
+    inside = 0 < number < 1 if open_ends else 0 <= number <= 1
+    if not inside:
+        raise InputError(f"{name} must be a number {'strictly ' if open_ends else ''}between 0 and 1, got {value!r}.")
+    return number
 
 
 def check_random_state(random_state: object) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CoverageWarning, GeneResolutionError, InputError
+from ._utils import check_share
 from .signatures import Signature
 
 logger = logging.getLogger(__name__)
@@ -196,12 +197,7 @@ def resolve(
     -------
     ResolvedSignatures
     """
-    if (
-        isinstance(min_coverage, (bool, np.bool_))
-        or not isinstance(min_coverage, (int, float, np.integer, np.floating))
-        or not 0 <= min_coverage <= 1
-    ):
-        raise InputError(f"min_coverage must be between 0 and 1, got {min_coverage!r}.")
+    check_share(min_coverage, "min_coverage")
     if len(var_names) == 0:
         raise InputError("The data have no genes (var is empty); nothing can be scored.")
     lookup = _name_lookup(_names_key(var_names))

@@ -15,7 +15,7 @@ from anndata import AnnData
 from .._anndata import joined_scores, sample_labels
 from .._chunks import check_sparse
 from .._errors import DataWarning, InputError, SignatureError
-from .._utils import check_whole, closest, package_versions
+from .._utils import check_share, check_whole, closest, package_versions
 from ..signatures import get as get_signature
 
 logger = logging.getLogger(__name__)
@@ -261,6 +261,7 @@ def aggregate(
     (3, 27)
     """
     check_whole(min_cells, "min_cells")
+    check_share(high_quantile, "high_quantile")
     if sample_key not in adata.obs:
         raise InputError(
             f"sample_key={sample_key!r} is not an obs column (columns: {list(adata.obs.columns)[:12]})."

@@ -16,7 +16,7 @@ from anndata import AnnData
 from scipy import stats
 
 from .._errors import DataWarning, InputError
-from .._utils import closest
+from .._utils import check_share, closest
 
 #: Fewer samples than this (with the pathway, the outcome and the covariates all known) are refused:
 #: below it a rank correlation's 95% interval spans most of [-1, 1] whatever the data say.
@@ -153,8 +153,7 @@ def exclusion_drivers(
     from ..signatures import collection, collection_names
     from ._classify import sample_features
 
-    if not 0 < level < 1:
-        raise InputError(f"level must be between 0 and 1, got {level!r}.")
+    check_share(level, "level", open_ends=True)
     if not isinstance(min_samples, (int, np.integer)) or min_samples < 5:
         raise InputError(f"min_samples must be an integer of at least 5, got {min_samples!r}.")
     if not isinstance(samples, (AnnData, pd.DataFrame)):
