@@ -510,6 +510,34 @@ def classify_bad_threshold(tmp_path, capsys):
 
 
 @case
+def classify_feature_table():
+    # a table of sample features given as a DataFrame: what a CSV read on a bad day holds
+    cells = ie.datasets.simulate_tumor(n_samples=4, cells_per_sample=60, seed=1)
+    ie.tl.score(cells, "immune_escape,bagaev2021")
+    samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    table = pd.DataFrame(samples.X, index=samples.obs_names, columns=samples.var_names)
+    clean = ie.tl.classify(table)
+    text = table.astype(object)
+    text.iloc[0, 0] = "0,42"  # a decimal comma: the value was silently missing before
+    with pytest.warns(ie.DataWarning, match=r"1 value\(s\) of the feature table are not numbers \(e.g. '0,42'") as seen:
+        ie.tl.classify(text)
+    assert len([w for w in seen if "not numbers" in str(w.message)]) == 1  # once per call, not per use
+    infinite = table.copy()
+    infinite.iloc[:, 1] = np.inf
+    with pytest.warns(ie.DataWarning, match="4 value\\(s\\) of the feature table are infinite"):
+        calls = ie.tl.classify(infinite)
+    assert calls.index.equals(clean.index)
+    twice = table.copy()
+    twice.index = ["a", "a", "b", "c"]
+    with pytest.warns(ie.DataWarning, match="sample names are not unique"):
+        ie.tl.classify(twice)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ie.DataWarning)  # a clean table of numbers passes silently
+        warnings.filterwarnings("ignore", message=".*(reference|cohort|model).*")
+        ie.tl.classify(table)
+
+
+@case
 def classify_bad_reference(tmp_path, capsys):
     cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=60, seed=1)
     bulk = ie.pp.pseudobulk(cells, "sample")

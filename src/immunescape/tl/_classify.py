@@ -286,6 +286,35 @@ def _number(name: str, value: Any) -> float:
 
 
 # ------------------------------------------------------------------------------------------ features
+def _numeric_features(table: pd.DataFrame) -> pd.DataFrame:
+    """A user's feature table as numbers: text and infinite values count as missing, each kind
+    announced in one warning (a table read with the wrong decimal mark would otherwise classify every
+    sample as indeterminate without a word). A table of numbers passes silently."""
+    numbers = table.apply(pd.to_numeric, errors="coerce").astype(float)
+    text = numbers.isna() & table.notna()
+    if text.to_numpy().any():
+        columns = text.columns[text.any()].astype(str).tolist()
+        example = table.where(text).stack().iloc[0]
+        warnings.warn(
+            f"{int(text.to_numpy().sum()):,} value(s) of the feature table are not numbers (e.g. {example!r} in "
+            f"{', '.join(columns[:5])}) and count as missing; read the table with the right decimal mark "
+            "(pd.read_csv(..., decimal=',')) or clean those columns.",
+            DataWarning,
+            stacklevel=3,
+        )
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        columns = numbers.columns[infinite.any(axis=0)].astype(str).tolist()
+        warnings.warn(
+            f"{int(infinite.sum()):,} value(s) of the feature table are infinite (in {', '.join(columns[:5])}) and "
+            "count as missing.",
+            DataWarning,
+            stacklevel=3,
+        )
+        numbers = numbers.mask(np.isinf(numbers))
+    return numbers
+
+
 def sample_features(samples: AnnData | pd.DataFrame, key: str | Sequence[str] = "immunescape") -> pd.DataFrame:
     """The sample x feature table the classifier reads.
 
@@ -295,7 +324,7 @@ def sample_features(samples: AnnData | pd.DataFrame, key: str | Sequence[str] = 
     as it is.
     """
     if isinstance(samples, pd.DataFrame):
-        return samples.apply(pd.to_numeric, errors="coerce")
+        return _numeric_features(samples)
     if not isinstance(samples, AnnData):
         raise InputError(f"classify takes an AnnData or a DataFrame of sample features, got {type(samples).__name__}.")
     if "immunescape_samples" in samples.uns:
@@ -585,6 +614,15 @@ def classify(
     th = Thresholds.from_user(thresholds)
     if inplace and isinstance(samples, AnnData):
         check_key(key_added)
+    if isinstance(samples, pd.DataFrame):  # once: text and infinite values announced here, not per use
+        samples = _numeric_features(samples)
+        if not samples.index.is_unique:
+            warnings.warn(
+                "The feature table's sample names are not unique; each row is classified on its own, but give "
+                "them unique names before joining the verdicts with other tables.",
+                DataWarning,
+                stacklevel=2,
+            )
     if not isinstance(model, ContextModel):
         model = load_context_model(model)
     if th.context_margin is not None:
