@@ -1389,6 +1389,29 @@ def foreign_byte_order():
         ie.tl.score(ad.AnnData(dense, obs=adata.obs, var=adata.var), sets, method="ucell", min_coverage=0)
 
 
+@case
+def foreign_byte_order_file(tmp_path, capsys):
+    # an .h5ad whose sparse arrays are big-endian: scipy.sparse (1.15 and later) refuses them, with an
+    # error naming float32 as unsupported; the user is told what the file holds, not that it is damaged
+    import h5py
+
+    adata, sets = _data()
+    adata.X = sp.csr_matrix(adata.X)
+    path = tmp_path / "big_endian.h5ad"
+    adata.write_h5ad(path)
+    with h5py.File(path, "r+") as f:
+        for name in ("data", "indices", "indptr"):
+            values = f["X"][name][...]
+            del f["X"][name]
+            f["X"].create_dataset(name, data=values.astype(values.dtype.newbyteorder(">")))
+    assert main(["score", str(path), "-o", str(tmp_path / "o.h5ad")]) == 1
+    err = capsys.readouterr().err
+    assert "big-endian byte order" in err and "corrupted" not in err and "Traceback" not in err
+    backed = ad.read_h5ad(path, backed="r")
+    with pytest.raises(InputError, match="big-endian byte order, which scipy.sparse cannot hold; rewrite it"):
+        ie.tl.score(backed, sets, min_coverage=0)
+
+
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30

@@ -24,6 +24,17 @@ DEFAULT_CHUNK_SIZE = 10_000
 DAMAGED_READ_ERRORS = (ValueError, IndexError, TypeError, OSError, KeyError, RuntimeError)
 
 
+def read_failure(err: BaseException, default: str) -> str:
+    """What a failed read of a file says to its user: ``default`` ("the file looks damaged"), unless the
+    error says the file is sound but holds big-endian arrays, which scipy.sparse refuses (since 1.15)."""
+    if isinstance(err, ValueError) and "does not support dtype >" in str(err):
+        return (
+            "the file stores its matrix in big-endian byte order, which scipy.sparse cannot hold; rewrite it "
+            "little-endian (e.g. with h5py, each of X/data, X/indices, X/indptr as .astype('<f4') / '<i4' / '<i8')"
+        )
+    return f"{default} ({type(err).__name__}: {err})"
+
+
 @dataclass
 class Chunk:
     """Rows ``r0:r1`` of the CSR arrays correspond to matrix rows ``start:stop``."""
@@ -250,5 +261,5 @@ def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
         raise
     except DAMAGED_READ_ERRORS as err:
         raise InputError(
-            f"Could not read rows {start}-{stop} of the matrix: the file looks damaged ({type(err).__name__}: {err})."
+            f"Could not read rows {start}-{stop} of the matrix: {read_failure(err, 'the file looks damaged')}."
         ) from err

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ._chunks import read_failure
 from ._errors import ImmunescapeIOError
 
 # Set by the command line's SIGINT/SIGTERM handler. An interrupt raised inside third-party cleanup code
@@ -412,7 +413,7 @@ def read_h5ad(path: str | Path, *, backed: bool = False):
         adata = ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for damaged files
         raise ImmunescapeIOError(
-            f"Could not read {str(path)!r}: the file looks truncated or corrupted ({type(err).__name__}: {err})."
+            f"Could not read {str(path)!r}: {read_failure(err, 'the file looks truncated or corrupted')}."
         ) from err
     _check_matrices(adata, path)
     return adata
