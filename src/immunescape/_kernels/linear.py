@@ -43,7 +43,7 @@ def csr_dot_dense(rows, row_of, W, n_blocks, out):  # pragma: no cover - numba
     Bit-identical to :func:`csr_dot`: the same products added in the same order. Each row's weighted
     values are first gathered without a branch (the write index advances only for a weighted gene),
     then added with a vectorised inner loop: most genes of mean's W carry no weight, a branch on them
-    mispredicts, and adding their zero row (as this kernel did before) took 16-20% longer at 10k-100k
+    mispredicts, and adding their zero row (as this kernel did before) took 18-25% longer at 10k-100k
     cells. Faster than the sparse layout when W has few columns and many genes carry a weight; see
     ``methods.common.dense_weights_are_faster``.
     """
