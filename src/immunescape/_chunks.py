@@ -198,6 +198,16 @@ def check_sparse(matrix):
     return matrix
 
 
+def native_values(values: np.ndarray) -> np.ndarray:
+    """``values`` in a dtype scipy.sparse and the kernels take: float16 as float32, another byte order
+    as the native one (a dense block from a file can be either); other arrays as they are."""
+    if values.dtype == np.float16:
+        values = values.astype(np.float32)
+    if not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
+    return values
+
+
 def native_arrays(matrix):
     """``matrix`` itself, or, where a CSR/CSC matrix's arrays are not what the kernels take (another
     byte order, index types other than int32 and int64: a file can store any), the same matrix with
@@ -252,11 +262,7 @@ def _read_block(matrix, start: int, stop: int) -> sp.csr_matrix:
             raise InputError(
                 f"Expression values must be real numbers, got dtype {dense.dtype}; convert X (or the layer) to float32."
             )
-        if dense.dtype == np.float16:  # scipy.sparse has no float16
-            dense = dense.astype(np.float32)
-        if not dense.dtype.isnative:  # nor another byte order
-            dense = dense.astype(dense.dtype.newbyteorder("="))
-        return sp.csr_matrix(dense)
+        return sp.csr_matrix(native_values(dense))
     except InputError:
         raise
     except DAMAGED_READ_ERRORS as err:

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from .._chunks import iter_chunks
+from .._chunks import iter_chunks, native_values
 from .._errors import DataWarning, InputError
 from .._kernels import scan
 from .._utils import split_reduce
@@ -55,10 +55,7 @@ class ValueSummary:
                 f"Expression values must be real numbers, got dtype {values.dtype}; "
                 "convert X (or the layer) to float32."
             )
-        if values.dtype == np.float16:  # the kernels take float32/float64
-            values = values.astype(np.float32)
-        if not values.dtype.isnative:  # nor another byte order (dense data from a file)
-            values = values.astype(values.dtype.newbyteorder("="))
+        values = native_values(values)
         n_bad, block_min, block_int = _summarize_values(values, max(0, _INT_CHECK - self.checked), max_parts)
         self.n_bad += int(n_bad)
         self.minimum = min(self.minimum, float(block_min))

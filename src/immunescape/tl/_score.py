@@ -110,10 +110,9 @@ def score(
         expression bin and the two beside it (genes binned by their mean over all cells, as scanpy's
         control genes), nearer genes in rank of mean expression weighing more, with probabilities
         tilted by ``exp(a * mean)`` so that their expected mean expression is the gene's own
-        ("tilted" matching: uniform draws from
-        a bin leave a fixed set's genes above or below their stand-ins where bins are wide, which
-        called one random set in up to 10% of cells at p < 0.05 and made p-values follow sequencing
-        depth); a set's genes are distinct. Adds, per cell and signature,
+        ("tilted" matching: uniform draws from a bin leave a fixed set's genes above or below their
+        stand-ins where bins are wide, which called one random set in up to 10% of cells at p < 0.05
+        and made p-values follow sequencing depth); a set's genes are distinct. Adds, per cell and signature,
         ``obsm[key_added + "_z"]`` (the score minus the null sets' mean, over their standard
         deviation), ``obsm[key_added + "_pval"]`` (upper-tail empirical p-value) and
         ``obsm[key_added + "_padj"]`` (Benjamini-Hochberg, see ``adjust``). The p-value is
