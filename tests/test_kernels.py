@@ -462,6 +462,41 @@ def test_saddlepoint_tail_is_the_sum_of_draws_exact_tail(sizes, draws, zeros, to
         assert p == pytest.approx(survival[j], rel=rel), (level, p, survival[j])
 
 
+@pytest.mark.parametrize("t", [0.003, 0.05, 0.4, 40.0])
+def test_tail_cumulants_with_shared_exponentials_equal_the_per_slot_ones(t):
+    """The tail's K(t) and its derivatives are the same (to rounding) whether a run of slots of one
+    weight shares each value's exponential or every slot computes its own; at t = 40 the run's
+    exponents span more than one scale allows and the shared runs fall back to per-slot scales."""
+    rng = np.random.default_rng(7)
+    pops = []
+    for size in (60, 50, 40, 30):
+        v = rng.integers(1, 30, size).astype(np.float64)
+        v[rng.random(size) < 0.4] = 0.0
+        pops.append(v)
+    pops[3][:] = rng.integers(1, 30, pops[3].size)  # a bin without zeros: its slots have no zero mass
+    probs = []
+    for v in pops:
+        p = rng.exponential(size=v.size) * (rng.random(v.size) > 0.2)
+        probs.append(p / p.sum())
+    draws, cw = [8, 6, 5, 4], [0.5, 0.5, -0.25, 1.0]  # two bins in one run of weight 0.5; a down part
+    slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos = _sources(pops, draws, cw, probs)
+    ptr, val, val_gene = _bucketed(pops)
+    lo, hi = 0, slot_cw.size
+    x, p, at_val, el_ptr, zero = nulls._gather_sources(
+        lo, hi, slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
+    )
+    runs = nulls._shared_runs(lo, hi, slot_cw, slot_source, source_bins, ptr, el_ptr)
+    first, v_lo, v_hi, run_cw, shared = runs
+    np.testing.assert_array_equal(first, [0, 14, 19, 23])
+    np.testing.assert_array_equal(run_cw, [0.5, -0.25, 1.0])
+    assert shared.all()
+    powers = np.empty((val.size, 4))
+    got = nulls._tilted(t, x, p, at_val, el_ptr, zero, runs, val, powers)
+    own = nulls._tilted(t, x, p, at_val, el_ptr, zero, (first, v_lo, v_hi, run_cw, np.zeros_like(shared)), val, powers)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, own, rtol=1e-11, atol=1e-11 * abs(own[0]))
+
+
 def test_saddlepoint_tail_at_the_largest_sum_below_the_mean_and_without_spread():
     """At (or beyond) the largest sum a random set can reach: the probability of drawing only the
     largest terms; capped at 1 / (n_null + 1); -1 (the caller's moment tail) where no tail exists."""

@@ -81,11 +81,13 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     # then the row's non-zero terms by bin for the saddlepoint tail: bucket starts, values, their genes, fill cursors
     return tally_scratch(n_sig, n_null, n_ch) + (
         np.zeros(n_ch * n_null * n_groups),
-        np.empty(bundle.ent_ptr.shape[0] - 1, np.int64),
+        np.empty(bundle.ent_ptr.shape[0], np.int64),  # the row's genes that enter null sets (or their first entries)
         np.zeros(n_bins + 1, np.int64),
         np.empty(bundle.bin_of.shape[0]),
         np.empty(bundle.bin_of.shape[0], np.int64),
         np.zeros(n_bins, np.int64),
+        np.empty(bundle.ent_ptr.shape[0], np.int64),  # the row's hit genes' last entries and terms
+        np.empty(bundle.ent_ptr.shape[0]),
     )
 
 
@@ -180,15 +182,15 @@ def _gather_sources(
 ):  # pragma: no cover - numba
     """Each slot's possible terms in this row, gathered once per tail: for slot ``lo + i``, the values
     ``x[el_ptr[i]:el_ptr[i + 1]]`` (weight x coefficient x term) of its source's drawable genes of
-    non-zero term, their probabilities ``p``, and ``zero[i]``, the probability of a gene of term 0
-    (exactly 0 when every gene of the source is non-zero: no cancellation). Slots of weight 0 get
-    no values and no zero mass: they add nothing."""
+    non-zero term, their probabilities ``p`` and positions ``at`` in ``val``, and ``zero[i]``, the
+    probability of a gene of term 0 (exactly 0 when every gene of the source is non-zero: no
+    cancellation). Slots of weight 0 get no values and no zero mass: they add nothing."""
     n = hi - lo
     bound = 0
     for q in range(lo, hi):
         src = slot_source[q]
         bound += ptr[source_bins[src, 1]] - ptr[source_bins[src, 0]]
-    x, p = np.empty(bound), np.empty(bound)
+    x, p, at_val = np.empty(bound), np.empty(bound), np.empty(bound, np.int64)
     el_ptr, zero = np.zeros(n + 1, np.int64), np.zeros(n)
     at = 0
     for i in range(n):
@@ -204,10 +206,40 @@ def _gather_sources(
                     nonzero_mass += prob
                     x[at] = cw * val[j]
                     p[at] = prob
+                    at_val[at] = j
                     at += 1
             zero[i] = 0.0 if n_nonzero >= source_n[src] else max(1.0 - nonzero_mass, 0.0)
         el_ptr[i + 1] = at
-    return x, p, el_ptr, zero
+    return x, p, at_val, el_ptr, zero
+
+
+@njit(cache=True, nogil=True)
+def _shared_runs(lo, hi, slot_cw, slot_source, source_bins, ptr, el_ptr):  # pragma: no cover - numba
+    """The slots ``lo:hi`` cut into runs of one weight x coefficient (the slots are ordered by part and
+    weight): run ``r`` is slots ``first[r]:first[r + 1]`` (counted from ``lo``) of weight x coefficient
+    ``cw[r]``, whose sources' values lie in ``val[v_lo[r]:v_hi[r]]``. ``shared[r]``: the run lists each
+    value often enough (twice on average) that one exponential per value, shared by the run's slots,
+    is cheaper than one per slot."""
+    n = hi - lo
+    first = np.empty(n + 1, np.int64)
+    v_lo, v_hi, cw = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    shared = np.zeros(n, np.bool_)
+    n_runs = 0
+    for i in range(n):
+        q = lo + i
+        src = slot_source[q]
+        a, b = ptr[source_bins[src, 0]], ptr[source_bins[src, 1]]
+        if i == 0 or slot_cw[q] != slot_cw[q - 1]:
+            first[n_runs] = i
+            v_lo[n_runs], v_hi[n_runs], cw[n_runs] = a, b, slot_cw[q]
+            n_runs += 1
+        else:
+            v_lo[n_runs - 1] = min(v_lo[n_runs - 1], a)
+            v_hi[n_runs - 1] = max(v_hi[n_runs - 1], b)
+    first[n_runs] = n
+    for r in range(n_runs):
+        shared[r] = cw[r] != 0.0 and el_ptr[first[r + 1]] - el_ptr[first[r]] >= 2 * (v_hi[r] - v_lo[r])
+    return first[: n_runs + 1], v_lo[:n_runs], v_hi[:n_runs], cw[:n_runs], shared[:n_runs]
 
 
 @njit(cache=True, nogil=True)
@@ -267,26 +299,62 @@ def _slot_start(x, p, a, b, zero):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _tilted(t, x, p, el_ptr, zero):  # pragma: no cover - numba
+def _tilted(t, x, p, at_val, el_ptr, zero, runs, val, powers):  # pragma: no cover - numba
     """The cumulant generating function K(t) of S = the sum of the slots' drawn values (independent;
-    as :func:`_gather_sources` lists them) and its first three derivatives."""
+    as :func:`_gather_sources` lists them) and its first three derivatives. In a ``shared`` run (see
+    :func:`_shared_runs`) each value's exp(t x) and its products with x, x^2, x^3 are computed once
+    (in ``powers``) for all the run's slots, scaled by the run's largest exponent; where the run's
+    exponents span too wide a range for one scale (the smallest would lose digits), each slot keeps
+    its own scale (:func:`_slot_cgf`)."""
+    first, v_lo, v_hi, run_cw, shared = runs
     k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
     scaled = 1.0  # a running product of the slots' scaled E[exp(t X)]: one log per 1e-200, not per slot
-    for i in range(zero.shape[0]):
-        if el_ptr[i + 1] == el_ptr[i] and zero[i] == 0.0:  # weight 0: always 0
-            continue
-        top, m0, c1, c2, c3 = _slot_cgf(t, x, p, el_ptr[i], el_ptr[i + 1], zero[i])
-        k0 += top
-        if m0 < 1e-100:
-            k0 += math.log(m0)
-        else:
-            scaled *= m0
-            if scaled < 1e-200:
-                k0 += math.log(scaled)
-                scaled = 1.0
-        k1 += c1
-        k2 += c2
-        k3 += c3
+    for r in range(v_lo.shape[0]):
+        a, b = first[r], first[r + 1]
+        use_shared, cw = shared[r], run_cw[r]
+        if use_shared:  # the run's exponents t * cw * val[j], and 0 for genes of term 0
+            top, low = 0.0, 0.0
+            for j in range(v_lo[r], v_hi[r]):
+                e_arg = t * (cw * val[j])
+                top = max(top, e_arg)
+                low = min(low, e_arg)
+            use_shared = top - low < 500.0  # exp(-500) x a term's cube stays far above the denormals
+        if use_shared:
+            for j in range(v_lo[r], v_hi[r]):
+                v = cw * val[j]
+                e = math.exp(t * v - top)
+                powers[j, 0] = e
+                powers[j, 1] = v * e
+                powers[j, 2] = v * v * e
+                powers[j, 3] = v * v * v * e
+            zero_e = math.exp(-top)
+        for i in range(a, b):
+            if el_ptr[i + 1] == el_ptr[i] and zero[i] == 0.0:  # weight 0: always 0
+                continue
+            if use_shared:
+                m0, m1, m2, m3 = zero[i] * zero_e, 0.0, 0.0, 0.0
+                for el in range(el_ptr[i], el_ptr[i + 1]):
+                    j, pe = at_val[el], p[el]
+                    m0 += pe * powers[j, 0]
+                    m1 += pe * powers[j, 1]
+                    m2 += pe * powers[j, 2]
+                    m3 += pe * powers[j, 3]
+                c1, second, third = m1 / m0, m2 / m0, m3 / m0
+                c2, c3 = max(second - c1 * c1, 0.0), third - 3.0 * c1 * second + 2.0 * c1**3
+                slot_top = top
+            else:
+                slot_top, m0, c1, c2, c3 = _slot_cgf(t, x, p, el_ptr[i], el_ptr[i + 1], zero[i])
+            k0 += slot_top
+            if m0 < 1e-100:
+                k0 += math.log(m0)
+            else:
+                scaled *= m0
+                if scaled < 1e-200:
+                    k0 += math.log(scaled)
+                    scaled = 1.0
+            k1 += c1
+            k2 += c2
+            k3 += c3
     k0 += math.log(scaled)
     return k0, k1, k2, k3
 
@@ -321,9 +389,11 @@ def saddlepoint_tail(
     saddlepoint exists (nothing varies, x not above the null mean): the caller falls back to the
     moment tail."""
     cap = 1.0 / (n_null + 1.0)
-    values, probs, el_ptr, zero = _gather_sources(
+    values, probs, at_val, el_ptr, zero = _gather_sources(
         lo, hi, slot_cw, slot_source, source_bins, source_base, source_n, source_prob, gene_pos, ptr, val, val_gene
     )
+    runs = _shared_runs(lo, hi, slot_cw, slot_source, source_bins, ptr, el_ptr)
+    powers = np.empty((ptr[ptr.shape[0] - 1], 4))
     mean, var, s_max, log_p_max = 0.0, 0.0, 0.0, 0.0
     for i in range(hi - lo):
         if el_ptr[i + 1] > el_ptr[i] or zero[i] > 0.0:  # weight 0: always 0
@@ -343,7 +413,7 @@ def saddlepoint_tail(
     t = (x - mean) / var
     k0, k1, k2, k3 = 0.0, 0.0, 0.0, 0.0
     for _ in range(100):
-        k0, k1, k2, k3 = _tilted(t, values, probs, el_ptr, zero)
+        k0, k1, k2, k3 = _tilted(t, values, probs, at_val, el_ptr, zero, runs, val, powers)
         g = k1 - x
         if abs(g) <= 1e-9 * sd:
             break
@@ -638,19 +708,33 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
     acc[:] = 0.0
     # first the listed genes that change some null sum, in a branch-free pass (the tests mispredict
     # often), then their entries
-    hits = work[10]
+    hits, hit_end, hit_term = work[10], work[15], work[16]
     n_hits = 0
-    for j in range(n_listed):
-        g = listed[j]
-        hits[n_hits] = g
-        n_hits += (ent_ptr[g + 1] != ent_ptr[g]) & ((n_ch > 1) | (term[0, g] != 0.0))
     if n_ch == 1:
-        for j in range(n_hits):
-            g = hits[j]
-            d = term[0, g]
-            for e in range(ent_ptr[g], ent_ptr[g + 1]):
+        # the entries of all hit genes in one flat loop: 20% faster than a loop per gene (about 25
+        # entries each on the benchmark's 100k cells), whose set-up and exit came once per gene
+        n_entries = 0
+        for j in range(n_listed):
+            g = listed[j]
+            start, end = ent_ptr[g], ent_ptr[g + 1]
+            hits[n_hits], hit_end[n_hits], hit_term[n_hits] = start, end, term[0, g]
+            hit = (end != start) & (term[0, g] != 0.0)
+            n_entries += (end - start) * hit
+            n_hits += hit
+        if n_hits > 0:
+            hits[n_hits], hit_end[n_hits], hit_term[n_hits] = 0, 0, 0.0  # read past the last gene, never used
+            h, e, end, d = 0, hits[0], hit_end[0], hit_term[0]
+            for _ in range(n_entries):
                 acc[ent_idx[e]] += d
+                e += 1
+                if e == end:
+                    h += 1
+                    e, end, d = hits[h], hit_end[h], hit_term[h]
     else:  # ssGSEA's three terms in one pass over the gene's entries
+        for j in range(n_listed):
+            g = listed[j]
+            hits[n_hits] = g
+            n_hits += ent_ptr[g + 1] != ent_ptr[g]
         for j in range(n_hits):
             g = hits[j]
             d0, d1, d2 = term[0, g], term[1, g], term[2, g]
