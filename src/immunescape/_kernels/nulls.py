@@ -87,7 +87,7 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
         np.empty(bundle.bin_of.shape[0], np.int64),
         np.zeros(n_bins, np.int64),
         np.empty(bundle.ent_ptr.shape[0], np.int64),  # the row's hit genes' last entries and terms
-        np.empty(bundle.ent_ptr.shape[0]),
+        np.empty(n_ch * bundle.ent_ptr.shape[0]),
     )
 
 
@@ -707,42 +707,43 @@ def row_nulls(term, shift, listed, n_listed, bundle, work, row, z_out, p_out):  
             observed[s] = floor if v < floor else v
     acc[:] = 0.0
     # first the listed genes that change some null sum, in a branch-free pass (the tests mispredict
-    # often), then their entries
+    # often), then all their entries in one flat loop: for one channel 20% faster than a loop per gene
+    # (about 25 entries each on the benchmark's 100k cells), whose set-up and exit came once per gene;
+    # for ssGSEA's three channels, where the adds dominate, as fast
     hits, hit_end, hit_term = work[10], work[15], work[16]
-    n_hits = 0
-    if n_ch == 1:
-        # the entries of all hit genes in one flat loop: 20% faster than a loop per gene (about 25
-        # entries each on the benchmark's 100k cells), whose set-up and exit came once per gene
-        n_entries = 0
-        for j in range(n_listed):
-            g = listed[j]
-            start, end = ent_ptr[g], ent_ptr[g + 1]
-            hits[n_hits], hit_end[n_hits], hit_term[n_hits] = start, end, term[0, g]
-            hit = (end != start) & (term[0, g] != 0.0)
-            n_entries += (end - start) * hit
-            n_hits += hit
-        if n_hits > 0:
-            hits[n_hits], hit_end[n_hits], hit_term[n_hits] = 0, 0, 0.0  # read past the last gene, never used
-            h, e, end, d = 0, hits[0], hit_end[0], hit_term[0]
+    n_hits, n_entries = 0, 0
+    for j in range(n_listed):
+        g = listed[j]
+        start, end = ent_ptr[g], ent_ptr[g + 1]
+        hits[n_hits], hit_end[n_hits] = start, end
+        for ch in range(n_ch):
+            hit_term[n_hits * n_ch + ch] = term[ch, g]
+        hit = (end != start) & ((n_ch > 1) | (term[0, g] != 0.0))
+        n_entries += (end - start) * hit
+        n_hits += hit
+    if n_hits > 0:
+        hits[n_hits], hit_end[n_hits] = 0, 0  # read past the last gene, never used
+        h, e, end = 0, hits[0], hit_end[0]
+        if n_ch == 1:
+            d = hit_term[0]
             for _ in range(n_entries):
                 acc[ent_idx[e]] += d
                 e += 1
                 if e == end:
                     h += 1
                     e, end, d = hits[h], hit_end[h], hit_term[h]
-    else:  # ssGSEA's three terms in one pass over the gene's entries
-        for j in range(n_listed):
-            g = listed[j]
-            hits[n_hits] = g
-            n_hits += ent_ptr[g + 1] != ent_ptr[g]
-        for j in range(n_hits):
-            g = hits[j]
-            d0, d1, d2 = term[0, g], term[1, g], term[2, g]
-            for e in range(ent_ptr[g], ent_ptr[g + 1]):
+        else:  # ssGSEA's three terms
+            d0, d1, d2 = hit_term[0], hit_term[1], hit_term[2]
+            for _ in range(n_entries):
                 at = 3 * np.int64(ent_idx[e])
                 acc[at] += d0
                 acc[at + 1] += d1
                 acc[at + 2] += d2
+                e += 1
+                if e == end:
+                    h += 1
+                    e, end = hits[h], hit_end[h]
+                    d0, d1, d2 = hit_term[3 * h], hit_term[3 * h + 1], hit_term[3 * h + 2]
     n_above, n_tied, d_sum, d_sq, tail, draws = work[2], work[3], work[4], work[5], work[6], work[7]
     bucketed = False  # the row's terms by bin, built the first time a score is beyond all its null scores
     for s in range(n_sig):  # signature outer, replicates inner: the tallies stay in registers
