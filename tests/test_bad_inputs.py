@@ -1412,6 +1412,26 @@ def foreign_byte_order_file(tmp_path, capsys):
         ie.tl.score(backed, sets, min_coverage=0)
 
 
+@case
+def extreme_weights(tmp_path):
+    # weights near the float64 limit: their absolute sum overflowed, and every wmean / zmean score came
+    # out 0 without a word; the shares weight / sum(|weight|) do not depend on the scale
+    adata, sets = _data()
+    rng = np.random.default_rng(3)
+    genes = list(sets["s"])
+    plain = {g: float(v) for g, v in zip(genes, rng.normal(size=len(genes)))}
+    huge = {g: v * 1e307 for g, v in plain.items()}
+    for method in ("wmean", "zmean"):
+        want = ie.tl.score(adata, {"s": plain}, method=method, inplace=False, min_coverage=0, null="matched", n_null=20)
+        got = ie.tl.score(adata, {"s": huge}, method=method, inplace=False, min_coverage=0, null="matched", n_null=20)
+        assert np.abs(want["score"].to_numpy()).max() > 0
+        for table in ("score", "z", "pval"):
+            np.testing.assert_allclose(got[table].to_numpy(), want[table].to_numpy(), rtol=1e-9, atol=1e-12)
+    want = ie.tl.contributions(adata, ie.signatures.load({"s": plain})[0], method="wmean")
+    got = ie.tl.contributions(adata, ie.signatures.load({"s": huge})[0], method="wmean")
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-15)
+
+
 def test_every_documented_row_has_a_test():
     ids = _doc_ids()
     assert len(ids) >= 30

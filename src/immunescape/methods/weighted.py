@@ -15,15 +15,27 @@ from .common import linear_null_sets, linear_run, linear_weights, ranked_genes
 from .registry import GeneStats, Method, NullOut, NullSpec, Plan, register
 
 
+def weight_shares(weights: np.ndarray) -> np.ndarray:
+    """``weights / sum(abs(weights))`` (all zero: unchanged), the weights wmean and zmean apply.
+
+    Weights near the float64 limit, whose absolute sum overflows, are first divided by their largest
+    magnitude: the shares do not depend on it (before, the infinite sum made every score 0).
+    """
+    w = np.asarray(weights, np.float64)
+    total = np.abs(w).sum()
+    if not np.isfinite(total):
+        w = w / np.abs(w).max()
+        total = np.abs(w).sum()
+    return w / total if total > 0 else w
+
+
 def weighted_columns(resolved, keep):
     """Each signature's kept genes and their weights over the sum of absolute weights."""
     genes, cols = [], []
     for pos, w in zip(resolved.positions, resolved.weights):
         mask = keep[pos]
-        g, ww = pos[mask], w[mask]
-        denom = np.abs(ww).sum()
-        genes.append(g)
-        cols.append(ww / denom if denom > 0 else ww)
+        genes.append(pos[mask])
+        cols.append(weight_shares(w[mask]))
     return genes, cols
 
 

@@ -14,6 +14,7 @@ from .._errors import InputError
 from .._utils import closest
 from ..genes import resolve
 from ..methods import get_method
+from ..methods.weighted import weight_shares
 from ..signatures import SignatureLike, load
 from ._context import matched_symbols
 
@@ -179,8 +180,7 @@ def _per_cell(matrix, positions, weights, n_missing, method, params, chunk_size)
             if method == "mean":
                 out[lo:hi, : positions.size] = x / positions.size
             else:
-                w = np.where(keep, weights, 0.0)
-                out[lo:hi, : positions.size] = x * w / np.abs(w).sum()
+                out[lo:hi, : positions.size] = x * weight_shares(np.where(keep, weights, 0.0))
             continue
         rows = _dense_rows(matrix, lo, hi)
         if method == "ucell":
