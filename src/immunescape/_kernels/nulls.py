@@ -81,13 +81,13 @@ def scratch(bundle, n_ch):  # pragma: no cover - numba
     # then the row's non-zero terms by bin for the saddlepoint tail: bucket starts, values, their genes, fill cursors
     return tally_scratch(n_sig, n_null, n_ch) + (
         np.zeros(n_ch * n_null * n_groups),
-        np.empty(bundle.ent_ptr.shape[0], np.int64),  # the row's genes that enter null sets (or their first entries)
+        np.empty(bundle.ent_ptr.shape[0], np.int64),  # the first entry of each of the row's genes that enter null sets
         np.zeros(n_bins + 1, np.int64),
         np.empty(bundle.bin_of.shape[0]),
         np.empty(bundle.bin_of.shape[0], np.int64),
         np.zeros(n_bins, np.int64),
-        np.empty(bundle.ent_ptr.shape[0], np.int64),  # the row's hit genes' last entries and terms
-        np.empty(n_ch * bundle.ent_ptr.shape[0]),
+        np.empty(bundle.ent_ptr.shape[0], np.int64),  # those genes again: the end of each one's entries
+        np.empty(n_ch * bundle.ent_ptr.shape[0]),  # ... and each one's terms (n_ch each)
     )
 
 
