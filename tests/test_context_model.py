@@ -182,19 +182,20 @@ def small_cells():
 
 
 @pytest.mark.parametrize(
-    ("method", "signature"),
+    ("method", "signature", "params"),
     [
-        ("ucell", "apm_mariathasan2018"),
-        ("ucell", "tex_cd8_chu2023"),
-        ("singscore", "tis_gep_ayers2017"),
-        ("singscore", "apm_mariathasan2018"),
-        ("wmean", "tis_gep_ayers2017"),
-        ("mean", "cd8_t_effector_mariathasan2018"),
+        ("ucell", "apm_mariathasan2018", {}),
+        ("ucell", "tex_cd8_chu2023", {}),
+        ("singscore", "tis_gep_ayers2017", {}),
+        ("singscore", "apm_mariathasan2018", {}),
+        ("wmean", "tis_gep_ayers2017", {}),
+        ("wmean", "tis_gep_ayers2017", {"drop_empty_genes": False}),  # every contribution was 0
+        ("mean", "cd8_t_effector_mariathasan2018", {}),
     ],
 )
-def test_contributions_add_up_to_each_cells_score(small_cells, method, signature):
-    table = ie.tl.contributions(small_cells, signature, groupby="cell_id", method=method)
-    score = ie.tl.score(small_cells, [signature], method=method, inplace=False, min_coverage=0.0).iloc[:, 0]
+def test_contributions_add_up_to_each_cells_score(small_cells, method, signature, params):
+    table = ie.tl.contributions(small_cells, signature, groupby="cell_id", method=method, **params)
+    score = ie.tl.score(small_cells, [signature], method=method, inplace=False, min_coverage=0.0, **params).iloc[:, 0]
     np.testing.assert_allclose(table.sum(axis=0).loc[score.index], score.to_numpy(), atol=1e-9)
 
 

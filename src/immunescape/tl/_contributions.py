@@ -180,7 +180,8 @@ def _per_cell(matrix, positions, weights, n_missing, method, params, chunk_size)
             if method == "mean":
                 out[lo:hi, : positions.size] = x / positions.size
             else:
-                out[lo:hi, : positions.size] = x * weight_shares(np.where(keep, weights, 0.0))
+                kept = weights if keep is None else np.where(keep, weights, 0.0)  # None: every gene kept
+                out[lo:hi, : positions.size] = x * weight_shares(kept)
             continue
         rows = _dense_rows(matrix, lo, hi)
         if method == "ucell":
