@@ -885,6 +885,12 @@ def bad_method_param_types(tmp_path):
             ie.tl.score(adata, sigs, method=method, **params)
     with pytest.raises(InputError, match="random_state"):
         ie.tl.score(adata, sigs, random_state=-1)
+    # scanpy's controls come from numpy's legacy RandomState, which took 2**32 with a ValueError from numpy
+    with pytest.raises(InputError, match="below 4,294,967,296 for method 'mean'"):
+        ie.tl.score(adata, sigs, method="mean", random_state=2**32)
+    ie.tl.score(adata, sigs, method="mean", random_state=2**32 - 1)
+    ie.tl.score(adata, sigs, method="mean", null="matched", n_null=5, random_state=np.uint32(2**32 - 1))
+    ie.tl.score(adata, sigs, method="ucell", null="matched", n_null=5, random_state=2**70)  # no legacy generator
     path = _h5ad(tmp_path)
     for argv in (["-p", "ctrl_size=abc", "-m", "mean"], ["-p", "max_rank=true"]):
         assert main(["-q", "score", str(path), "-o", str(tmp_path / "o.h5ad"), *argv]) == 1
@@ -1259,9 +1265,50 @@ def api_argument_types():
         ),
         (lambda: ie.tl.adjust_pvalues(pd.DataFrame({"a": [0.5, 2.0]})), InputError, "between 0 and 1"),
         (lambda: ie.tl.adjust_pvalues(pd.DataFrame({"a": ["x", "y"]})), InputError, "must hold numbers"),
+        # the simulator passed these to numpy (negative dimensions, blocks must be 2-D) or used them silently
+        (lambda: ie.datasets.simulate_tumor(n_samples=0), InputError, "n_samples must be a whole number >= 1"),
+        (lambda: ie.datasets.simulate_tumor(3, cells_per_sample=0), InputError, "cells_per_sample must be"),
+        (lambda: ie.datasets.simulate_tumor(3, 20, n_background_genes=-1), InputError, "n_background_genes must"),
+        (lambda: ie.datasets.simulate_tumor(3, 20, mechanism_rate=2), InputError, "mechanism_rate must be a number"),
+        (lambda: ie.datasets.simulate_tumor(3, 20, pathway_fold=-1.0), InputError, "pathway_fold must be a positive"),
+        (lambda: ie.datasets.simulate_tumor(3, 20, pathway_fold=np.nan), InputError, "pathway_fold must be a positive"),
+        (lambda: ie.datasets.simulate_tumor(3, 20, seed=-1), InputError, "seed must be None or a whole number"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):
+            call()
+
+
+@case
+def pseudobulk_not_counts():
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=4)
+    ie.tl.score(cells, "immune_escape")
+    good = ie.pp.pseudobulk(cells, "sample")
+    for how, error in (("nan", "NaN or infinite"), ("inf", "NaN or infinite"), ("negative", "negative values")):
+        bad = cells.copy()
+        bad.layers["counts"] = bad.layers["counts"].astype(np.float32)
+        bad.layers["counts"].data[:3] = {"nan": np.nan, "inf": np.inf, "negative": -2.0}[how]
+        # NaN spread over the sample's whole profile and negative counts into log1p's NaN, silently
+        with pytest.raises(InputError, match=error):
+            ie.pp.pseudobulk(bad, "sample")
+        with pytest.raises(InputError, match=error):
+            ie.tl.aggregate(bad, "sample", celltype_key="cell_type", mode="pseudobulk", min_cells=5)
+    with pytest.warns(ie.DataWarning, match="not whole numbers"):  # log-normalised X summed as if counts
+        ie.pp.pseudobulk(cells, "sample", layer=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ie.DataWarning)
+        np.testing.assert_array_equal(ie.pp.pseudobulk(cells, "sample").X, good.X)  # raw counts: no warning
+    for target in (0, -5.0, np.nan, np.inf, "1e4", True):  # 0 gave all zeros, NaN all NaN
+        with pytest.raises(InputError, match="target_sum must be a positive finite number"):
+            ie.pp.pseudobulk(cells, "sample", target_sum=target)
+    for call, message in (
+        (lambda: ie.tl.contributions(cells, "ifng_ayers2017", chunk_size=0), "chunk_size must be a positive"),
+        (lambda: ie.tl.contributions(cells, "ifng_ayers2017", chunk_size=True), "chunk_size must be a positive"),
+        (lambda: ie.tl.label_compartments("T cells"), "got one string"),  # its letters were taken for labels
+        (lambda: ie.tl.compartments_from_markers(cells, min_z=np.nan), "min_z must be a finite number"),
+        (lambda: ie.tl.compartments_from_markers(cells, min_gap="0.5"), "min_gap must be a finite number"),
+    ):
+        with pytest.raises(InputError, match=message):
             call()
 
 

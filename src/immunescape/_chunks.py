@@ -63,7 +63,7 @@ def check_chunk_size(chunk_size: int | None) -> int:
     """The chunk size to use, or a clear error for a non-positive one."""
     if chunk_size is None:
         return DEFAULT_CHUNK_SIZE
-    if not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
+    if isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
         raise InputError(f"chunk_size must be a positive number of rows, got {chunk_size!r}.")
     return int(chunk_size)
 

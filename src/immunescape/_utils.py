@@ -78,6 +78,24 @@ def check_whole(value: object, name: str, lowest: int = 1) -> int:
     return int(value)
 
 
+def check_number(value: object, name: str, *, positive: bool = False, hint: str = "") -> float:
+    """``value`` as a float when it is a finite real number (``positive``: above 0; booleans are not numbers),
+    else an InputError naming it (``hint``: what a good value looks like)."""
+    import numpy as np
+
+    from ._errors import InputError
+
+    number = (
+        float(value)
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        else math.nan
+    )
+    if not math.isfinite(number) or (positive and number <= 0):
+        kind = "a positive finite number" if positive else "a finite number"
+        raise InputError(f"{name} must be {kind}{hint}, got {value!r}.")
+    return number
+
+
 def check_share(value: object, name: str, *, open_ends: bool = False) -> float:
     """``value`` as a float when it is a number between 0 and 1 (``open_ends``: strictly between;
     booleans and NaN are not numbers), else an InputError."""
@@ -96,8 +114,11 @@ def check_share(value: object, name: str, *, open_ends: bool = False) -> float:
     return number
 
 
-def check_random_state(random_state: object) -> None:
-    """random_state must be None or a whole number >= 0 (numpy's seeds), refused in one line otherwise."""
+def check_random_state(
+    random_state: object, *, below: int | None = None, why: str = "", name: str = "random_state"
+) -> None:
+    """random_state must be None or a whole number >= 0 (numpy's seeds), and under ``below`` where a method
+    seeds numpy's legacy generator (``why`` says so); refused in one line otherwise."""
     import numpy as np
 
     from ._errors import InputError
@@ -109,7 +130,9 @@ def check_random_state(random_state: object) -> None:
         or not isinstance(random_state, (int, np.integer))
         or random_state < 0
     ):
-        raise InputError(f"random_state must be None or a whole number >= 0, got {random_state!r}.")
+        raise InputError(f"{name} must be None or a whole number >= 0, got {random_state!r}.")
+    if below is not None and random_state >= below:
+        raise InputError(f"{name} must be below {below:,}{why}, got {random_state!r}.")
 
 
 def physical_memory() -> int:

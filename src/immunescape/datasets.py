@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ._errors import InputError
+from ._utils import check_number, check_random_state, check_share, check_whole
 from .genes import gene_tables
 from .signatures import get
 from .tl import MECHANISMS as RULES
@@ -186,6 +187,12 @@ def simulate_tumor(
         with ``sample``, ``cell_type`` and ``compartment``; ``uns["simulation"]`` the ground truth:
         a table with one row per sample, its ``context`` and one boolean column per mechanism.
     """
+    n_samples = check_whole(n_samples, "n_samples")
+    cells_per_sample = check_whole(cells_per_sample, "cells_per_sample")
+    n_background_genes = check_whole(n_background_genes, "n_background_genes", lowest=0)
+    mechanism_rate = check_share(mechanism_rate, "mechanism_rate")
+    pathway_fold = check_number(pathway_fold, "pathway_fold", positive=True, hint=" (3.0 triples the genes)")
+    check_random_state(seed, name="seed")
     rng = np.random.default_rng(seed)
     planted = _pathway_plants(pathways)
     genes = _simulation_genes(n_background_genes, rng, [sig for sig, _ in planted.values()])

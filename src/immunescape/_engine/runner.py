@@ -37,6 +37,7 @@ def score_matrix(
 
     Returns the scores, the method's details and, with a ``null``, ``{"z", "pval", "details"}``
     (an empty dict without)."""
+    method.check_random_state(random_state)
     matrix = native_arrays(matrix)  # once, not in every pass below
     # checked once here, with n_jobs threads; the passes over the rows below do not repeat it
     with numba_threads(n_jobs), verified(matrix):

@@ -128,5 +128,6 @@ register(
         value_range="(-inf, inf)",
         prepare=prepare,
         nulls=("matched", "analytic"),
+        legacy_seed=True,
     )
 )

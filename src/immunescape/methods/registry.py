@@ -18,7 +18,7 @@ import pandas as pd
 from .._chunks import Chunk
 from .._errors import InputError
 from .._null import MomentNull, NullSets
-from .._utils import closest
+from .._utils import check_random_state, closest
 from ..genes import ResolvedSignatures
 
 
@@ -102,6 +102,15 @@ class Method:
     # capabilities, read by the runner, the checks, the CLI, the docs and the tests' parametrisation
     nulls: tuple[str, ...] = ("matched",)  # null kinds it supports ("analytic": exact moments of linear scores)
     chunked: bool = True  # False: scores depend on all rows at once (run_all), so no chunks, backed streaming or dask
+    legacy_seed: bool = False  # seeds numpy's legacy RandomState as its peer does, which takes seeds below 2**32
+
+    def check_random_state(self, random_state: object) -> None:
+        """A seed this method can use, refused in one line before any work otherwise."""
+        if self.legacy_seed:
+            why = f" for method {self.name!r} (it draws controls with numpy's legacy RandomState, as its peer does)"
+            check_random_state(random_state, below=2**32, why=why)
+        else:
+            check_random_state(random_state)
 
     def check_params(self, given: dict[str, Any]) -> dict[str, Any]:
         """The method's parameters with ``given`` applied, each checked by type and range before any work."""

@@ -15,7 +15,7 @@ from anndata import AnnData
 from .._anndata import joined_scores, sample_labels
 from .._chunks import check_sparse
 from .._errors import DataWarning, InputError, SignatureError
-from .._utils import check_share, check_whole, closest, package_versions
+from .._utils import check_number, check_share, check_whole, closest, package_versions
 from ..signatures import get as get_signature
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ def label_compartments(labels: Sequence[str], mapping: Mapping[str, Sequence[str
             )
         for label in [members] if isinstance(members, str) else members:
             explicit[str(label)] = compartment
+    if isinstance(labels, str):  # its characters would each be taken for a label
+        raise InputError(f"labels must be a list of labels (e.g. adata.obs['cell_type']), got one string {labels!r}.")
     rows = []
     for label in pd.unique(pd.Series([str(x) for x in labels], dtype=object)):
         if label in explicit:
@@ -154,6 +156,7 @@ def compartments_from_markers(
     from ..signatures import load
     from ._score import score
 
+    min_z, min_gap = check_number(min_z, "min_z"), check_number(min_gap, "min_gap")
     sets = {}
     for compartment, names in FALLBACK_MARKERS.items():
         genes = [g for sig in load(list(names)) for g in sig.genes]
@@ -534,7 +537,7 @@ def _score_features(adata, key, samples, compartment, keep, sample_order, min_ce
 def _pseudobulk_features(
     adata, samples, compartment, keep, sample_order, min_cells, signatures, method, counts_layer, score_kw
 ):
-    from ..pp._pseudobulk import summed_profiles
+    from ..pp._pseudobulk import check_counts, summed_profiles
     from ..signatures import load
     from ._score import score
 
@@ -543,6 +546,7 @@ def _pseudobulk_features(
             f"Pseudobulk needs raw counts: layer {counts_layer!r} not found; pass counts_layer= (None uses X)."
         )
     X = check_sparse(adata.layers[counts_layer] if counts_layer is not None else adata.X)
+    check_counts(X, "X" if counts_layer is None else f"layers[{counts_layer!r}]")
     sigs = load(signatures)
     var = _signature_compartments([s.name for s in sigs])
     features = pd.DataFrame(np.nan, index=sample_order, columns=var.index)

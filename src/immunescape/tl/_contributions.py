@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .._anndata import get_expression
+from .._chunks import check_chunk_size
 from .._errors import InputError
 from .._utils import closest
 from ..genes import resolve
@@ -104,6 +105,7 @@ def contributions(
         )
     m = get_method(method)
     params = m.check_params(method_params)
+    chunk_size = check_chunk_size(chunk_size)
     if sig.signed and method in ("mean", "ucell"):
         raise InputError(
             f"Signature {sig.name!r} has down genes; {method}'s signed score is not a sum of gene terms "
@@ -172,8 +174,8 @@ def _per_cell(matrix, positions, weights, n_missing, method, params, chunk_size)
     keep = None
     if method == "wmean" and params.get("drop_empty_genes", True):
         keep = _nonempty(matrix, positions, chunk_size)
-    for lo in range(0, n_cells, max(1, int(chunk_size))):
-        hi = min(n_cells, lo + max(1, int(chunk_size)))
+    for lo in range(0, n_cells, chunk_size):  # checked by contributions
+        hi = min(n_cells, lo + chunk_size)
         if method in ("mean", "wmean"):
             block = matrix[lo:hi][:, positions]
             x = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
@@ -211,8 +213,8 @@ def _per_cell(matrix, positions, weights, n_missing, method, params, chunk_size)
 
 def _nonempty(matrix, positions, chunk_size) -> np.ndarray:
     seen = np.zeros(positions.size, dtype=bool)
-    for lo in range(0, matrix.shape[0], max(1, int(chunk_size))):
-        block = matrix[lo : lo + max(1, int(chunk_size))][:, positions]
+    for lo in range(0, matrix.shape[0], chunk_size):
+        block = matrix[lo : lo + chunk_size][:, positions]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
         seen |= (block != 0).any(axis=0)
     return seen

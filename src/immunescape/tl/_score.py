@@ -13,7 +13,7 @@ from .._engine import NULL_SUFFIXES, check_key_is_ours, h5ad_safe, score_matrix,
 from .._errors import DataWarning, InputError
 from .._kernels.nulls import SKEW_MARGIN
 from .._null import benjamini_hochberg, check_null_args
-from .._utils import check_key, check_random_state, package_versions
+from .._utils import check_key, package_versions
 from ..genes import check_coverage, resolve
 from ..methods import NullSpec, get_method, method_names, methods_table
 from ..signatures import SignatureLike, load, named_explicitly
@@ -299,7 +299,7 @@ def compute_scores(
             f"the linear methods ({', '.join(method_names(null='analytic'))}), whose random-set scores have exact "
             "moments; rank methods need null='matched'."
         )
-    check_random_state(random_state)
+    m.check_random_state(random_state)
     bins = null_bins if null_bins is not None else m.null_bins
     spec = NullSpec(n_null=int(n_null), n_bins=None if bins is None else int(bins), kind=null) if null else None
     if not isinstance(adata, AnnData):
