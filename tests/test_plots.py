@@ -78,6 +78,40 @@ def test_escape_profile(cohort, tmp_path):
         ie.pl.escape_profile(calls, "nobody", show=False)
 
 
+def _pixels(fig):
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    plt.close(fig)
+    return pixels
+
+
+def test_figures_from_stored_calls_equal_those_from_the_table(cohort, tmp_path):
+    """heatmap's default calls and escape_profile(samples, ...) read what classify stored in the AnnData (calls
+    as text there: h5ad keeps no mixed columns); they showed no mechanism as called, and not-assessed as not
+    called, until the text was read back as True/False/NaN."""
+    import anndata as ad
+
+    _, samples, calls = cohort
+    mechanisms = calls[list(ie.tl.MECHANISMS)]
+    assert (mechanisms == True).any().any() and mechanisms.isna().any().any()  # noqa: E712 (object column)
+    samples.write_h5ad(tmp_path / "s.h5ad")
+    for stored in (samples, ad.read_h5ad(tmp_path / "s.h5ad")):
+        np.testing.assert_array_equal(
+            _pixels(ie.pl.heatmap(stored, show=False)), _pixels(ie.pl.heatmap(stored, calls=calls, show=False))
+        )
+        called = calls.index[(mechanisms == True).any(axis=1)][0]  # noqa: E712
+        np.testing.assert_array_equal(
+            _pixels(ie.pl.escape_profile(stored, called, show=False)),
+            _pixels(ie.pl.escape_profile(calls, called, show=False)),
+        )
+    with pytest.raises(ie.InputError, match="run ie.tl.classify"):
+        ie.pl.escape_profile(samples, calls.index[0], key_added="other", show=False)
+    with pytest.raises(ie.InputError, match="calls must be the table"):
+        ie.pl.escape_profile(samples.X, calls.index[0], show=False)
+
+
 def test_coverage(cohort, pbmc, tmp_path):
     cells, _, _ = cohort
     fig = ie.pl.coverage(cells, save=tmp_path / "c.png", show=False)

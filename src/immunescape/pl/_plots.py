@@ -311,7 +311,7 @@ def heatmap(
     """
     from matplotlib.colors import to_rgb
 
-    from ..tl._classify import MECHANISMS, ReferenceProfile, sample_features
+    from ..tl._classify import MECHANISMS, ReferenceProfile, sample_features, stored_calls
 
     if labels not in ("title", "name"):
         raise InputError("labels must be 'title' or 'name'.")
@@ -337,7 +337,7 @@ def heatmap(
 
     obs = samples.obs if isinstance(samples, AnnData) else pd.DataFrame(index=frame.index)
     uns = samples.uns if isinstance(samples, AnnData) else {}
-    calls = _calls_from(obs, key_added) if calls is None else calls
+    calls = stored_calls(samples, key_added) if calls is None and isinstance(samples, AnnData) else calls
     strips: dict[str, tuple[np.ndarray, dict[str, str]]] = {}  # name -> (RGB per sample, legend label -> colour)
     categorical = []
     if calls is not None:
@@ -446,19 +446,6 @@ def _feature_groups(columns: list[str], grouped: bool) -> dict[str, list[str]]:
     return {a: by_axis[a] for a in DISPLAY_ORDER if a in by_axis}
 
 
-def _calls_from(obs: pd.DataFrame, key_added: str) -> pd.DataFrame | None:
-    """The calls :func:`~immunescape.tl.classify` wrote to ``obs`` (``inplace=True``), as a calls table."""
-    from ..tl._classify import MECHANISMS
-
-    if key_added not in obs:
-        return None
-    table = pd.DataFrame({"immune_context": obs[key_added]}, index=obs.index)
-    for col in ["bagaev_class", *MECHANISMS]:
-        if f"{key_added}_{col}" in obs:
-            table[col] = obs[f"{key_added}_{col}"]
-    return table
-
-
 def _strip_legend(ax, palettes: dict[str, dict[str, str]], with_mechanisms: bool) -> None:
     """One legend for every strip: a bold heading per strip, then its categories with their colours."""
     from matplotlib.patches import Patch
@@ -482,9 +469,10 @@ def _strip_legend(ax, palettes: dict[str, dict[str, str]], with_mechanisms: bool
 
 
 def escape_profile(
-    calls: pd.DataFrame,
+    calls: pd.DataFrame | AnnData,
     sample: str,
     *,
+    key_added: str = "immunescape_class",
     limit: float = 8.0,
     ax=None,
     show: bool | None = None,
@@ -500,9 +488,11 @@ def escape_profile(
     Parameters
     ----------
     calls
-        The table of :func:`immunescape.tl.classify`.
+        The table of :func:`immunescape.tl.classify`, or the samples it classified in place.
     sample
         Row to draw.
+    key_added
+        Where ``classify`` stored its calls (its ``key_added``), when ``calls`` is an AnnData.
     limit
         The axis reaches the largest value, up to ``+/-limit``; a bar beyond it ends in an arrow
         head and is labelled with its value (so nothing is cut silently).
@@ -525,8 +515,17 @@ def escape_profile(
     >>> fig.axes[0].get_yticklabels()[0].get_text()
     'Antigen presentation low'
     """
-    from ..tl._classify import HALLMARKS, MECHANISMS
+    from ..tl._classify import HALLMARKS, MECHANISMS, stored_calls
 
+    if isinstance(calls, AnnData):
+        table = stored_calls(calls, key_added)
+        if table is None:
+            raise InputError(
+                f"No calls under key_added={key_added!r}: run ie.tl.classify(samples) first, or pass its table."
+            )
+        calls = table
+    if not isinstance(calls, pd.DataFrame):
+        raise InputError(f"calls must be the table of ie.tl.classify or its AnnData, got {type(calls).__name__}.")
     if sample not in calls.index:
         raise InputError(f"Sample {sample!r} is not in the table." + closest(str(sample), calls.index.astype(str)))
     row = calls.loc[sample]

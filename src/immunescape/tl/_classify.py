@@ -677,6 +677,39 @@ def classify(
     return out
 
 
+def stored_calls(samples: AnnData, key_added: str = "immunescape_class") -> pd.DataFrame | None:
+    """The calls :func:`classify` stored in ``samples`` (``inplace=True``), as the table it returned, or None.
+
+    The full table comes from ``uns[key_added]`` (its thresholds in ``attrs``), else the calls from ``obs``.
+    Both hold the calls as text ("True", "False", "nan": h5ad stores no mixed columns); they are read back
+    as True, False and NaN, so a figure drawn from them equals one drawn from the returned table.
+    """
+    record = samples.uns.get(key_added)
+    if isinstance(record, Mapping) and isinstance(record.get("table"), pd.DataFrame):
+        table = record["table"].copy()
+        try:
+            thresholds = json.loads(str(record.get("thresholds", "{}")))
+        except ValueError:
+            thresholds = None
+        if isinstance(thresholds, dict):
+            table.attrs["thresholds"] = thresholds
+        else:  # a damaged record: the default thresholds are drawn
+            table.attrs.pop("thresholds", None)
+        for name in ("reference", "context_model"):
+            if name in record:
+                table.attrs[name] = str(record[name])
+    elif key_added in samples.obs:
+        table = pd.DataFrame({"immune_context": samples.obs[key_added].astype(str)}, index=samples.obs.index)
+        for col in ["bagaev_class", *MECHANISMS]:
+            if f"{key_added}_{col}" in samples.obs:
+                table[col] = samples.obs[f"{key_added}_{col}"]
+    else:
+        return None
+    for col in [m for m in MECHANISMS if m in table]:
+        table[col] = table[col].astype(str).map({"True": True, "False": False}).astype(object)
+    return table
+
+
 def _input_kind(samples) -> str:
     if isinstance(samples, pd.DataFrame):
         return "table"
