@@ -486,6 +486,14 @@ def compare_one_group():
         ie.tl.compare(frame, "g", reference="c")
     with pytest.raises(InputError, match="neither numeric"):
         ie.tl.compare(frame, "g", features="note")
+    with pytest.raises(InputError, match="random_state must be"):  # was numpy's "expected non-negative integer"
+        ie.tl.compare(frame, "g", features="v", test="permutation", random_state=-1)
+    for n in (True, 99.0):
+        with pytest.raises(InputError, match="n_permutations must be an integer"):
+            ie.tl.compare(frame, "g", features="v", test="permutation", n_permutations=n)
+    # scipy keeps every permuted statistic: 10**9 grew past 7 GiB before any answer
+    with pytest.raises(InputError, match="GiB of permuted statistics"):
+        ie.tl.compare(frame, "g", features="v", test="permutation", n_permutations=10**12)
 
 
 def _doc_ids() -> list[str]:
@@ -1310,6 +1318,21 @@ def pseudobulk_not_counts():
     ):
         with pytest.raises(InputError, match=message):
             call()
+
+
+@case
+def figure_format(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata, sigs = _data()
+    ie.tl.score(adata, sigs)
+    for name in ("cells.h5ad", "figure.v2"):  # matplotlib's ValueError, from deep inside savefig
+        with pytest.raises(InputError, match="matplotlib writes no"):
+            ie.pl.coverage(adata, save=tmp_path / name, show=False)
+    assert list(tmp_path.iterdir()) == []
+    ie.pl.coverage(adata, save=tmp_path / "c.PDF", show=False)
+    assert (tmp_path / "c.PDF").stat().st_size > 0
 
 
 def _pathway_samples(n_samples: int):

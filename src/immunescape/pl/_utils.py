@@ -35,6 +35,14 @@ def finish(fig, show: bool | None, save: str | Path | bool | None, *, tight: boo
         from ..io import atomic_path
 
         path = figure_path(save, name)
+        formats = fig.canvas.get_supported_filetypes()
+        if path.suffix.lstrip(".").lower() not in formats:  # e.g. save="cells.h5ad": matplotlib's ValueError
+            from .._errors import InputError
+
+            raise InputError(
+                f"save={str(save)!r}: matplotlib writes no {path.suffix!r} figures; end the name with one of "
+                f"{', '.join('.' + f for f in sorted(formats))}."
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."), bbox_inches="tight")

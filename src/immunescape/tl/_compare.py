@@ -11,7 +11,7 @@ from scipy import stats
 
 from .._errors import InputError
 from .._null import benjamini_hochberg
-from .._utils import closest
+from .._utils import check_random_state, closest, physical_memory
 
 _TESTS = ("rank", "permutation")
 _CORRECTIONS = ("fdr_bh", "bonferroni", None)
@@ -122,8 +122,19 @@ def compare(
         raise InputError(f"test must be one of {list(_TESTS)}, got {test!r}.")
     if correction not in _CORRECTIONS:
         raise InputError(f"correction must be one of {list(_CORRECTIONS)}, got {correction!r}.")
-    if not isinstance(n_permutations, (int, np.integer)) or n_permutations < 99:
+    if (
+        isinstance(n_permutations, (bool, np.bool_))
+        or not isinstance(n_permutations, (int, np.integer))
+        or n_permutations < 99
+    ):
         raise InputError(f"n_permutations must be an integer >= 99, got {n_permutations!r}.")
+    most = physical_memory() // 4 // 8  # scipy keeps the null distribution: 8 bytes per permutation
+    if n_permutations > most:  # 10**9 took 7 GiB and growing before anything was reported
+        raise InputError(
+            f"n_permutations={n_permutations:,} keeps about {8 * n_permutations / 2**30:,.1f} GiB of permuted "
+            f"statistics per feature; use at most {most:,} on this machine (9,999 resolves p down to 1e-4)."
+        )
+    check_random_state(random_state)
     table = feature_table(data, key)
     if groupby not in table:
         raise InputError(f"groupby={groupby!r} is not a column." + closest(groupby, table.columns))
@@ -241,6 +252,7 @@ def _numeric(parts: list[pd.Series], groups: list[str], test: str, n_permutation
             lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
             vectorized=True,
             n_resamples=n_permutations,
+            batch=max(1, _PERMUTATION_BLOCK // (ref.size + other.size)),  # bounded memory, the same draws
             random_state=seed,
             alternative="two-sided",
         )
