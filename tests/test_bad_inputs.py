@@ -1333,6 +1333,22 @@ def figure_format(tmp_path):
     assert list(tmp_path.iterdir()) == []
     ie.pl.coverage(adata, save=tmp_path / "c.PDF", show=False)
     assert (tmp_path / "c.PDF").stat().st_size > 0
+    # the command line: --plot checked before any work (enrich ran its whole analysis first), and
+    # signatures export wrote GMT text over an .h5ad named with --force
+    data = _h5ad(tmp_path)
+    before = _sha(data)
+    for argv in (
+        ["enrich", str(data), "--groupby", "group", "-o", str(tmp_path / "e.csv"), "--plot", str(tmp_path / "x.h5ad")],
+        ["drivers", str(data), "--sample-key", "group", "-o", str(tmp_path / "d"), "--plot", str(tmp_path / "x.h5")],
+        ["signatures", "export", "immune_escape", "-o", str(data), "--force"],
+        ["signatures", "export", "immune_escape", "-o", str(tmp_path / "s.yaml"), "--format", "gmt"],
+        ["signatures", "export", "immune_escape", "-o", str(tmp_path / "s.json")],
+    ):
+        assert main(["-q", *argv]) == 2, argv
+    assert _sha(data) == before and sorted(p.name for p in tmp_path.iterdir()) == ["c.PDF", data.name]
+    for name in ("s.gmt", "s.txt", "s.yaml", "s"):
+        assert main(["-q", "signatures", "export", "immune_escape", "-o", str(tmp_path / name)]) == 0
+    assert "\t" in (tmp_path / "s.txt").read_text() and "\t" not in (tmp_path / "s.yaml").read_text()  # GMT, YAML
 
 
 def _pathway_samples(n_samples: int):

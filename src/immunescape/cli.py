@@ -412,7 +412,15 @@ def _cmd_signatures(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(sigs.get(args.name).to_dict(), sort_keys=False, allow_unicode=True, width=100), end="")
         return 0
-    fmt = args.format or ("yaml" if str(args.output or "").endswith((".yaml", ".yml")) else "gmt")
+    suffix = Path(args.output or "").suffix.lower()
+    fmt = args.format or ("yaml" if suffix in (".yaml", ".yml") else "gmt")
+    # a name of another format (cells.h5ad, sets.json) would get GMT text: refused before anything is replaced
+    if args.output and suffix not in {"gmt": ("", ".gmt", ".txt"), "yaml": ("", ".yaml", ".yml")}[fmt]:
+        raise UsageError(
+            f"-o writes {fmt.upper()} and must end in "
+            + (".gmt or .txt" if fmt == "gmt" else ".yaml or .yml")
+            + f", got {args.output!r}."
+        )
     writer = sigs.to_yaml if fmt == "yaml" else sigs.to_gmt
     if args.output:
         from .io import atomic_path
@@ -767,6 +775,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_plot_format(plot: str | None) -> None:
+    """--plot names a format matplotlib writes (checked before the work, not after it)."""
+    if plot:
+        from .pl._utils import check_figure_format, figure_path
+
+        try:
+            check_figure_format(figure_path(Path(plot).resolve(), "plot"), f"--plot {plot!r}")
+        except ImmunescapeError as err:
+            raise UsageError(str(err)) from None
+
+
 def _cmd_drivers(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -781,6 +800,7 @@ def _cmd_drivers(args: argparse.Namespace) -> int:
         inputs=[args.input, reference, _file_argument(args.signatures)],
         overwrite=args.force,
     )
+    _check_plot_format(args.plot)
     adata = read_h5ad(args.input)
     _check_sample_arguments(args, adata)
     keys = [args.key, *_pathway_scores(args, adata, args.pathway_key, required=True)]
@@ -808,6 +828,7 @@ def _cmd_enrich(args: argparse.Namespace) -> int:
     from .tl import enrich
 
     check_outputs([args.output, args.plot], inputs=[args.input, _file_argument(args.signatures)], overwrite=args.force)
+    _check_plot_format(args.plot)
     adata = read_h5ad(args.input)
     groups = [g.strip() for g in args.groups.split(",")] if args.groups else None
     table = enrich(

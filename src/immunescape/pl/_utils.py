@@ -20,6 +20,22 @@ def figure_path(save: str | Path | bool, name: str) -> Path:
     return path
 
 
+def check_figure_format(path: Path, what: str) -> Path:
+    """``path`` when matplotlib writes its format, else an InputError listing those it writes (``what``
+    names the argument), instead of matplotlib's ValueError after the figure is drawn."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from .._errors import InputError
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:  # e.g. "cells.h5ad"
+        raise InputError(
+            f"{what}: matplotlib writes no {path.suffix!r} figures; end the name with one of "
+            f"{', '.join('.' + f for f in sorted(formats))}."
+        )
+    return path
+
+
 def finish(fig, show: bool | None, save: str | Path | bool | None, *, tight: bool = True, name: str = "immunescape"):
     """scanpy's convention: save when asked (atomically, see :func:`figure_path`), show when asked or
     when not saving; return the figure.
@@ -34,15 +50,7 @@ def finish(fig, show: bool | None, save: str | Path | bool | None, *, tight: boo
     if saving:
         from ..io import atomic_path
 
-        path = figure_path(save, name)
-        formats = fig.canvas.get_supported_filetypes()
-        if path.suffix.lstrip(".").lower() not in formats:  # e.g. save="cells.h5ad": matplotlib's ValueError
-            from .._errors import InputError
-
-            raise InputError(
-                f"save={str(save)!r}: matplotlib writes no {path.suffix!r} figures; end the name with one of "
-                f"{', '.join('.' + f for f in sorted(formats))}."
-            )
+        path = check_figure_format(figure_path(save, name), f"save={str(save)!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=150, format=path.suffix.lstrip("."), bbox_inches="tight")
