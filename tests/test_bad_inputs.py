@@ -1339,7 +1339,7 @@ def figure_format(tmp_path):
     before = _sha(data)
     for argv in (
         ["enrich", str(data), "--groupby", "group", "-o", str(tmp_path / "e.csv"), "--plot", str(tmp_path / "x.h5ad")],
-        ["drivers", str(data), "--sample-key", "group", "-o", str(tmp_path / "d"), "--plot", str(tmp_path / "x.h5")],
+        ["drivers", str(data), "--sample-key", "group", "-o", str(tmp_path / "d.csv"), "--plot", "x.h5"],
         ["signatures", "export", "immune_escape", "-o", str(data), "--force"],
         ["signatures", "export", "immune_escape", "-o", str(tmp_path / "s.yaml"), "--format", "gmt"],
         ["signatures", "export", "immune_escape", "-o", str(tmp_path / "s.json")],
