@@ -1351,6 +1351,27 @@ def figure_format(tmp_path):
     assert "\t" in (tmp_path / "s.txt").read_text() and "\t" not in (tmp_path / "s.yaml").read_text()  # GMT, YAML
 
 
+@case
+def gene_name_shapes():
+    cells = ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=30, seed=5)
+    names = cells.var_names
+    for shaped, hint, fix in (
+        (" " + names + " ", "spaces around them", lambda v: v.str.strip()),
+        ("GRCh38_" + names, "carry a prefix", lambda v: v.str.removeprefix("GRCh38_")),  # 10x multi-genome
+        (pd.Index([str(i) for i in range(len(names))]), "are numbers", None),
+    ):
+        bad = cells.copy()
+        bad.var_names = shaped
+        with pytest.raises(ie.GeneResolutionError, match=hint):
+            ie.tl.score(bad, "ifng_ayers2017")
+        if fix is not None:  # the suggested line makes the names match
+            bad.var_names = fix(bad.var_names)
+            ie.tl.score(bad, "ifng_ayers2017")
+    with pytest.raises(ie.GeneResolutionError) as err:  # names of another kind: no shape to blame
+        ie.tl.score(cells[:, 400:].copy(), "ifng_ayers2017")
+    assert "spaces" not in str(err.value) and "prefix" not in str(err.value) and "numbers" not in str(err.value)
+
+
 def _pathway_samples(n_samples: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -255,7 +255,7 @@ def resolve(
         weights.append(np.asarray(w_list, dtype=np.float64))
     coverage = pd.DataFrame(rows).set_index("signature")
     if check:
-        check_coverage(coverage, min_coverage)
+        check_coverage(coverage, min_coverage, var_names)
     if coverage["n_missing"].any():
         short = coverage[coverage["n_missing"] > 0]
         logger.info("%d of %d signatures miss some genes (the coverage report lists them)", len(short), len(coverage))
@@ -340,9 +340,35 @@ def _match(gene, first, upper, id_type, translate, tables: GeneTables) -> tuple[
     return None
 
 
-def check_coverage(coverage: pd.DataFrame, min_coverage: float) -> None:
+def names_hint(var_names) -> str:
+    """What is wrong with gene names that match almost nothing, when their shape says so (a sentence, or "")."""
+    names = pd.Series(pd.Index(var_names[:2000]).astype(str))
+    if names.empty:
+        return ""
+    if (names != names.str.strip()).mean() > 0.5:
+        return (
+            f" The gene names have spaces around them (e.g. {names[0]!r}): "
+            "adata.var_names = adata.var_names.str.strip()."
+        )
+    if names.str.fullmatch(r"\d+").mean() > 0.9:
+        return (
+            f" The gene names are numbers (e.g. {names[0]!r}): if the symbols are in a var column, pass "
+            "gene_symbols='that column'."
+        )
+    prefix = names.str.extract(r"^([A-Za-z0-9.]+_{1,2})", expand=False).dropna()
+    if len(prefix) > 0.9 * len(names) and prefix.nunique() <= 3:  # 10x multi-genome references: GRCh38_CD3D
+        head = prefix.mode()[0]
+        return (
+            f" The gene names carry a prefix (e.g. {names[0]!r}): "
+            f"adata.var_names = adata.var_names.str.removeprefix({head!r})."
+        )
+    return ""
+
+
+def check_coverage(coverage: pd.DataFrame, min_coverage: float, var_names=None) -> None:
     """Raise :class:`~immunescape.GeneResolutionError` naming every signature of ``coverage`` (the table
-    :func:`resolve` reports) below ``min_coverage`` or with no gene found, and its missing genes."""
+    :func:`resolve` reports) below ``min_coverage`` or with no gene found, and its missing genes (``var_names``:
+    the data's names, whose shape may say why they did not match)."""
     failing = coverage[(coverage["coverage"] < min_coverage) | (coverage["n_found"] == 0)]
     if failing.empty:
         return
@@ -357,5 +383,5 @@ def check_coverage(coverage: pd.DataFrame, min_coverage: float) -> None:
         f"{len(failing)} signature(s) below min_coverage={min_coverage:.0%}:\n"
         + "\n".join(lines)
         + "\nCheck that var_names (or the gene_symbols= column) hold gene symbols or Ensembl ids, try use_raw=True "
-        "if .raw has more genes, or lower min_coverage."
+        "if .raw has more genes, or lower min_coverage." + (names_hint(var_names) if var_names is not None else "")
     )

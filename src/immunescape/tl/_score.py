@@ -430,7 +430,7 @@ def _drop_low_coverage(sigs, names, min_coverage, organism, *, keep=frozenset())
     if len(low) == len(cover):  # nothing would be left: resolve's error names every signature and its missing genes
         return sigs, low.iloc[:0][["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index(), None
     if not len(low):
-        check_coverage(cover, min_coverage)  # what resolve(check=True) would raise for a kept signature
+        check_coverage(cover, min_coverage, names)  # what resolve(check=True) would raise for a kept signature
         return sigs, low[["n_found", "n_genes", "coverage"]].rename_axis("name").reset_index(), found
     if len(low):
         warnings.warn(
