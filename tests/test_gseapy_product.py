@@ -172,3 +172,19 @@ def test_cli_enrich(pbmc, tmp_path):
     table = pd.read_csv(out)
     assert table.loc[0, "signature"] == "bagaev2021_NK_cells" and plot.stat().st_size > 1000
     assert main(["enrich", str(path), "--groupby", "nope", "-o", str(tmp_path / "x.csv")]) == 1
+
+
+def test_gseapys_own_messages_follow_our_logging(caplog, capsys):
+    """gseapy writes its warning about tied ranking values through its own stderr handler (with its time stamp,
+    whatever scanpy's verbosity); it goes through this package's logger instead, so logging settings govern it."""
+    import logging
+
+    cells = ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=60, seed=1)  # many genes tie at zero
+    ours = logging.getLogger("immunescape")  # it does not propagate to the root logger caplog listens on
+    ours.addHandler(caplog.handler)
+    try:
+        ie.tl.enrich(cells, "sample", signatures="immune_escape", permutation_num=100)
+    finally:
+        ours.removeHandler(caplog.handler)
+    assert any(r.name.startswith("immunescape") and "Duplicated values" in r.getMessage() for r in caplog.records)
+    assert "[WARNING]" not in capsys.readouterr().err
