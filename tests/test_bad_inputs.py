@@ -1352,6 +1352,25 @@ def figure_format(tmp_path):
 
 
 @case
+def plot_arguments():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cells = ie.datasets.simulate_tumor(n_samples=3, cells_per_sample=40, seed=3)
+    ie.tl.score(cells, "immune_escape")
+    calls = ie.tl.classify(ie.tl.aggregate(cells, "sample", celltype_key="cell_type"))
+    cells.obs["depth"] = np.random.default_rng(0).random(cells.n_obs)  # continuous: one violin per value
+    for kind in ("violin", "box", "dot"):
+        with pytest.raises(InputError, match="distinct numbers, not groups"):
+            ie.pl.scores(cells, "ifng_ayers2017", groupby="depth", kind=kind, show=False)
+    cells.obs["batch"] = np.arange(cells.n_obs) % 3  # whole numbers naming groups stay groups
+    ie.pl.scores(cells, "ifng_ayers2017", groupby="batch", show=False)
+    for limit in (0, -1.0, np.nan, "8"):  # NaN reached matplotlib's "Axis limits cannot be NaN"; 0 drew no axis
+        with pytest.raises(InputError, match="limit must be a positive finite number"):
+            ie.pl.escape_profile(calls, calls.index[0], limit=limit, show=False)
+
+
+@case
 def gene_name_shapes():
     cells = ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=30, seed=5)
     names = cells.var_names

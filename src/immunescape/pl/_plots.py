@@ -8,7 +8,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._errors import InputError
-from .._utils import closest
+from .._utils import check_number, closest
 from ._palette import (
     BAGAEV_COLOURS,
     CONTEXT_COLOURS,
@@ -121,6 +121,12 @@ def scores(
     if groupby is None or groupby not in adata.obs:
         raise InputError(
             f"kind={kind!r} needs groupby= naming an obs column." + closest(str(groupby), adata.obs.columns)
+        )
+    column = adata.obs[groupby]
+    if pd.api.types.is_float_dtype(column) and column.nunique() > 50:  # one violin per distinct value: 64 inches
+        raise InputError(
+            f"groupby={groupby!r} holds {column.nunique():,} distinct numbers, not groups; bin it (pd.cut) or "
+            f"colour an embedding by the scores (basis=...)."
         )
     if (
         kind == "dot"
@@ -517,6 +523,7 @@ def escape_profile(
     """
     from ..tl._classify import HALLMARKS, MECHANISMS, stored_calls
 
+    limit = check_number(limit, "limit", positive=True, hint=" (the axis' largest robust z)")
     if isinstance(calls, AnnData):
         table = stored_calls(calls, key_added)
         if table is None:
