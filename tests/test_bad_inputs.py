@@ -1371,6 +1371,24 @@ def plot_arguments():
 
 
 @case
+def reference_too_small(tmp_path):
+    cells = ie.datasets.simulate_tumor(n_samples=6, cells_per_sample=40, seed=3)
+    ie.tl.score(cells, "immune_escape")
+    samples = ie.tl.aggregate(cells, "sample", celltype_key="cell_type")
+    one = ie.tl.reference_profile(samples[:1])
+    one.save(tmp_path / "one.json")
+    # one sample's spread is 0: every z came out near 0 and no mechanism was ever called, silently
+    for reference in (one, tmp_path / "one.json", samples[:2]):
+        with pytest.raises(InputError, match="needs at least 5"):
+            ie.tl.classify(samples, reference=reference)
+    with pytest.warns(ie.DataWarning, match="reference of 6 samples"):
+        ie.tl.classify(samples, reference=ie.tl.reference_profile(samples))
+    # compartments= maps labels: without celltype_key it was ignored and markers were used instead
+    with pytest.raises(InputError, match="pass celltype_key"):
+        ie.tl.aggregate(cells, "sample", compartments={"T": ["CD8 T"]})
+
+
+@case
 def gene_name_shapes():
     cells = ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=30, seed=5)
     names = cells.var_names

@@ -276,6 +276,10 @@ def aggregate(
         raise InputError(
             f"celltype_key={celltype_key!r} is not an obs column." + closest(celltype_key, adata.obs.columns)
         )
+    if compartments is not None and celltype_key is None:  # it maps labels; without them it was ignored
+        raise InputError(
+            "compartments= maps cell-type labels to compartments; pass celltype_key= naming the obs column of labels."
+        )
     label_map = None
     if celltype_key is not None:
         compartment = compartments_from_labels(adata.obs[celltype_key], compartments)

@@ -825,6 +825,18 @@ def _mechanism_scale(samples, kind, reference, inputs, model, key) -> _Scale:
             f"reference must be None, 'shipped', 'cohort', a cohort (AnnData/DataFrame), a ReferenceProfile or "
             f"its JSON path; got {type(reference).__name__}."
         )
+    if profile.n_samples < MIN_COHORT:  # one sample's MAD is 0: every z came out near 0 and nothing was called
+        raise InputError(
+            f"The reference summarises {profile.n_samples} sample(s); judging against it needs at least {MIN_COHORT} "
+            "(10 or more is reliable). Use a larger reference cohort or reference='shipped'."
+        )
+    if profile.n_samples < 10:
+        warnings.warn(
+            f"Mechanisms are judged against a reference of {profile.n_samples} samples; with fewer than 10 the "
+            "shipped reference (bulk or pseudobulk samples) is more reliable.",
+            DataWarning,
+            stacklevel=3,
+        )
     return _cohort_scale(values, profile, genes, gene_profile, _share_denominators(samples, kind))
 
 
