@@ -1389,6 +1389,28 @@ def reference_too_small(tmp_path):
 
 
 @case
+def values_overflow(tmp_path):
+    adata, sigs = _data()
+    huge = adata.copy()
+    huge.X = huge.X.astype(np.float64) * 1e306  # each value finite, their sums not
+    # were: NaN scores (zmean), "gene_pool leaves out genes" (mean), "Too few genes (0) for n_bins" (nulls)
+    for method in ("mean", "zmean", "wmean", "ucell", "aucell"):
+        for null in (None, "matched"):
+            with pytest.raises(InputError, match="too large to add up"):
+                ie.tl.score(huge, sigs, method=method, null=null, n_null=10)
+    wide = adata.copy()
+    wide.X = (wide.X.astype(np.float64) * 1e37).astype(np.float32)  # scanpy's float32 gene sums overflow
+    with pytest.raises(InputError, match="too large to add up"):
+        ie.tl.score(wide, sigs, method="mean")
+    path = tmp_path / "huge.h5ad"
+    huge.write_h5ad(path)
+    for backed in ([], ["--backed"]):
+        out = tmp_path / "o.h5ad"
+        assert main(["-q", "score", str(path), "-o", str(out), "-s", str(_sets_file(tmp_path)), *backed]) == 1
+        assert not out.exists()
+
+
+@case
 def gene_name_shapes():
     cells = ie.datasets.simulate_tumor(n_samples=2, cells_per_sample=30, seed=5)
     names = cells.var_names

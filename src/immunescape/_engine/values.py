@@ -36,6 +36,7 @@ class ValueSummary:
 
     n_bad: int = 0
     minimum: float = np.inf
+    total: float = 0.0  # sum of the float values: infinite when finite values are too large to add up
     integer_like: bool = True
     checked: int = 0
     sums: np.ndarray | None = None
@@ -56,14 +57,18 @@ class ValueSummary:
                 "convert X (or the layer) to float32."
             )
         values = native_values(values)
-        n_bad, block_min, block_int = _summarize_values(values, max(0, _INT_CHECK - self.checked), max_parts)
+        n_bad, block_min, block_int, block_total = _summarize_values(
+            values, max(0, _INT_CHECK - self.checked), max_parts
+        )
         self.n_bad += int(n_bad)
+        self.total += block_total
         self.minimum = min(self.minimum, float(block_min))
         self.integer_like = self.integer_like and (bool(block_int) or self.checked >= _INT_CHECK)
         self.checked += min(values.size, _INT_CHECK)
 
     def merge(self, other: ValueSummary) -> None:
         self.n_bad += other.n_bad
+        self.total += other.total
         self.minimum = min(self.minimum, other.minimum)
         if self.checked < _INT_CHECK:
             self.integer_like = self.integer_like and other.integer_like
@@ -78,26 +83,32 @@ class ValueSummary:
 
 def _summarize_values(
     values: np.ndarray, n_integer_check: int, max_parts: int | None = None
-) -> tuple[int, float, bool]:
-    """(number of NaN/inf, minimum, whether the first ``n_integer_check`` values are integers).
+) -> tuple[int, float, bool, float]:
+    """(number of NaN/inf, minimum, whether the first ``n_integer_check`` values are integers, their sum).
 
     Fast path for floats: a sum is finite only if every value is (NaN and inf propagate, inf - inf is
     NaN), and numpy's SIMD sum and min run at memory speed, about twice the branching kernel's (and
     parts of the values at once, one per thread). A non-finite sum (a bad value, or an overflow)
-    falls back to the kernel, which counts exactly.
+    falls back to the kernel, which counts exactly; finite values whose sum overflows give an infinite
+    sum (gene means would overflow too). Integer values report a sum of 0: they cannot overflow it.
     """
     if values.dtype.kind == "f":
         parts = split_reduce(values, _finite_sum_and_min, max_parts=max_parts)
-        if all(finite for finite, _ in parts):
+        if all(np.isfinite(total) for total, _ in parts):
             head = values[:n_integer_check]
-            return 0, min(low for _, low in parts), bool(np.array_equal(head, np.floor(head)))
+            total = float(np.sum([total for total, _ in parts], dtype=np.float64))
+            return 0, min(low for _, low in parts), bool(np.array_equal(head, np.floor(head))), total
     n_bad, minimum, integer = scan.value_summary(values, 8 * numba.get_num_threads(), n_integer_check)
-    return int(n_bad), float(minimum), bool(integer)
+    total = 0.0
+    if values.dtype.kind == "f" and n_bad == 0:  # every value finite, yet a sum in their dtype was not
+        with np.errstate(over="ignore"):
+            total = float(values.sum(dtype=np.float64))  # float32's range is too narrow to judge by
+    return int(n_bad), float(minimum), bool(integer), total
 
 
-def _finite_sum_and_min(values: np.ndarray) -> tuple[bool, float]:
+def _finite_sum_and_min(values: np.ndarray) -> tuple[float, float]:
     with np.errstate(over="ignore", invalid="ignore"):  # per thread: numpy's error state is thread-local
-        return bool(np.isfinite(values.sum())), float(values.min())
+        return float(values.sum()), float(values.min())
 
 
 def summarize_chunks(matrix, needs: tuple[str, ...], chunk_size: int | None, *, progress: bool = False) -> ValueSummary:
@@ -194,12 +205,20 @@ def stats_from_summary(summary: ValueSummary, n_genes: int, method: Method) -> G
     return stats
 
 
+TOO_LARGE = (
+    "The matrix holds values too large to add up (their sum overflows the float range); expression is expected "
+    "as counts or log-normalised values. Rescale it (e.g. sc.pp.normalize_total, sc.pp.log1p)."
+)
+
+
 def report_values(summary: ValueSummary, method: Method) -> None:
     if summary.n_bad:
         raise InputError(
             "The matrix contains NaN or infinite values. Replace them (e.g. X = np.nan_to_num(X)) "
             "or remove the affected cells/genes before scoring."
         )
+    if not np.isfinite(summary.total):  # gene means overflowed: NaN scores or bins without genes followed
+        raise InputError(TOO_LARGE)
     if summary.minimum < 0:
         warnings.warn(
             f"The matrix has negative values (minimum {summary.minimum:.3g}); scaled or centred data change what rank "

@@ -62,6 +62,10 @@ def prepare(resolved, stats: GeneStats, params, random_state, null: NullSpec | N
     if params["ctrl_size"] < 1 or params["n_bins"] < 2:
         raise InputError("mean needs ctrl_size >= 1 and n_bins >= 2.")
     pool = np.arange(stats.n_genes) if params["gene_pool"] is None else np.asarray(params["gene_pool"], np.int64)
+    if not np.isfinite(stats.means[pool]).all():  # scanpy's float32 sums overflow where float64 ones need not
+        from .._engine.values import TOO_LARGE
+
+        raise InputError(TOO_LARGE)
     pool_genes, cut = expression_bins(stats.means, pool, params["n_bins"])
     bin_of = np.full(stats.n_genes, np.nan)
     bin_of[pool_genes] = cut
