@@ -491,7 +491,7 @@ def compare_one_group():
     for n in (True, 99.0):
         with pytest.raises(InputError, match="n_permutations must be an integer"):
             ie.tl.compare(frame, "g", features="v", test="permutation", n_permutations=n)
-    # scipy keeps every permuted statistic: 10**9 grew past 7 GiB before any answer
+    # scipy keeps every permuted statistic: 10**9 reached 6.8 GiB with no answer yet
     with pytest.raises(InputError, match="GiB of permuted statistics"):
         ie.tl.compare(frame, "g", features="v", test="permutation", n_permutations=10**12)
 

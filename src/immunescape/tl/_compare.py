@@ -129,7 +129,7 @@ def compare(
     ):
         raise InputError(f"n_permutations must be an integer >= 99, got {n_permutations!r}.")
     most = physical_memory() // 4 // 8  # scipy keeps the null distribution: 8 bytes per permutation
-    if n_permutations > most:  # 10**9 took 7 GiB and growing before anything was reported
+    if n_permutations > most:  # 10**9 reached 6.8 GiB and was still growing when stopped
         raise InputError(
             f"n_permutations={n_permutations:,} keeps about {8 * n_permutations / 2**30:,.1f} GiB of permuted "
             f"statistics per feature; use at most {most:,} on this machine (9,999 resolves p down to 1e-4)."
