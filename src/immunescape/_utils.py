@@ -78,18 +78,20 @@ def check_whole(value: object, name: str, lowest: int = 1) -> int:
     return int(value)
 
 
+def _real(value: object) -> float:
+    """``value`` as a float when it is a real number, else NaN (booleans and text are not numbers)."""
+    import numpy as np
+
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    return float(value) if numeric else math.nan
+
+
 def check_number(value: object, name: str, *, positive: bool = False, hint: str = "") -> float:
     """``value`` as a float when it is a finite real number (``positive``: above 0; booleans are not numbers),
     else an InputError naming it (``hint``: what a good value looks like)."""
-    import numpy as np
-
     from ._errors import InputError
 
-    number = (
-        float(value)
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-        else math.nan
-    )
+    number = _real(value)
     if not math.isfinite(number) or (positive and number <= 0):
         kind = "a positive finite number" if positive else "a finite number"
         raise InputError(f"{name} must be {kind}{hint}, got {value!r}.")
@@ -99,15 +101,9 @@ def check_number(value: object, name: str, *, positive: bool = False, hint: str 
 def check_share(value: object, name: str, *, open_ends: bool = False) -> float:
     """``value`` as a float when it is a number between 0 and 1 (``open_ends``: strictly between;
     booleans and NaN are not numbers), else an InputError."""
-    import numpy as np
-
     from ._errors import InputError
 
-    number = (
-        float(value)
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-        else math.nan
-    )
+    number = _real(value)
     inside = 0 < number < 1 if open_ends else 0 <= number <= 1
     if not inside:
         raise InputError(f"{name} must be a number {'strictly ' if open_ends else ''}between 0 and 1, got {value!r}.")
